@@ -1,0 +1,69 @@
+"""invlend: Monte Carlo simulation of investment-lending linkage (投贷联动).
+
+Simulate portfolios of technology firms across lifecycle stages -- stochastic growth,
+funding rounds, default, IPO and M&A exits -- and evaluate a bank's financing structures
+(pure loan, loan with warrant, VC-linked loan, equity) on the same paths, with standard
+errors on every estimate.
+
+Example
+-------
+>>> import invlend as il
+>>> res = il.simulate(il.Scenario.default(), il.default_structures(),
+...                   n_portfolios=50, portfolio_size=40, seed=1)
+>>> sorted(res.summary())
+['pure_loan', 'vc_linked', 'warrant_loan']
+"""
+
+from enum import IntEnum
+
+from invlend._version import __version__
+from invlend.config import (
+    Equity,
+    Linkage,
+    Loan,
+    Market,
+    RiskShare,
+    Scenario,
+    Screening,
+    Stage,
+    Structure,
+    Warrant,
+)
+from invlend.engine import simulate
+from invlend.results import Comparison, Outcomes, SimulationResult, StructureResult, Summary
+from invlend.structures import default_structures, pure_loan, vc_linked, warrant_loan
+
+
+class Event(IntEnum):
+    """What ended a firm's path: codes stored in ``Outcomes.event`` (int8)."""
+
+    NONE = 0  #: reached the horizon
+    DEFAULT = 1  #: failed (hazard or value barrier)
+    IPO = 2  #: listed
+    MA = 3  #: trade sale or buy-back
+
+
+__all__ = [
+    "Comparison",
+    "Equity",
+    "Event",
+    "Linkage",
+    "Loan",
+    "Market",
+    "Outcomes",
+    "RiskShare",
+    "Scenario",
+    "Screening",
+    "SimulationResult",
+    "Stage",
+    "Structure",
+    "StructureResult",
+    "Summary",
+    "Warrant",
+    "__version__",
+    "default_structures",
+    "pure_loan",
+    "simulate",
+    "vc_linked",
+    "warrant_loan",
+]

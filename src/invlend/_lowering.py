@@ -1,0 +1,192 @@
+"""Lowering: the only bridge from validated models to the plain arrays the kernels take.
+
+Overview
+--------
+:func:`lower_dynamics` turns a :class:`~invlend.config.Scenario` and one linkage into a
+:class:`Dynamics` (stage tables and scalars); :func:`lower_structure` turns a
+:class:`~invlend.config.Structure` into a :class:`Terms` (scalars plus per-step schedule tables
+per unit of principal). Both are pure functions of their inputs and hold only ``float64`` /
+``int64`` arrays and Python scalars, so they pickle cheaply to workers.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+from scipy.special import ndtri
+
+from invlend.config import Linkage, Scenario, Structure
+
+__all__ = ["Dynamics", "Terms", "lower_dynamics", "lower_structure", "step_of"]
+
+
+class Dynamics(NamedTuple):
+    """Firm dynamics for one linkage, as arrays (stage axis first)."""
+
+    weight_cdf: np.ndarray  # (n_stages,) cumulative start-stage probabilities, last = 1
+    log_value: np.ndarray  # (n_stages,) log of the stage's median initial value
+    drift: np.ndarray  # (n_stages,) arithmetic drift, per year
+    volatility: np.ndarray  # (n_stages,)
+    default_hazard: np.ndarray  # (n_stages,) already times the linkage multiplier
+    ipo_hazard: np.ndarray  # (n_stages,) already times the exit multiplier
+    ma_hazard: np.ndarray  # (n_stages,) already times the exit multiplier
+    advance_hazard: np.ndarray  # (n_stages,)
+    log_round: np.ndarray  # (n_stages,) log(1 + round_size): log-value jump at a round
+    dilution: np.ndarray  # (n_stages,) 1 / (1 + round_size)
+    checkpoints: np.ndarray  # (n_chk,) int64 steps at which firm value is recorded
+    dt: float
+    n_steps: int
+    log_barrier: float  # log(default_barrier), -inf when off
+    value_dispersion: float
+    quality_drift: float
+    quality_hazard: float
+    factor_loading: float
+    jump_rate: float
+    jump_mean: float
+    jump_vol: float
+    jump_compensator: float  # jump_rate * (E[exp(J)] - 1): keeps `drift` the total drift
+
+
+class Terms(NamedTuple):
+    """One structure's terms; schedules are per unit of principal, indexed by step."""
+
+    dt: float
+    loan_to_value: float
+    upfront_fee: float
+    recovery_rate: float
+    collateral: float
+    rate: float
+    maturity_step: int
+    checkpoint_index: int  # column of the outcomes' checkpoint values at maturity
+    balance: np.ndarray  # (n_steps + 1,) outstanding after step k's payment; 0 from maturity
+    flow: np.ndarray  # (n_steps + 1,) scheduled coupon + amortisation - premium at step k
+    pv_flow_cum: np.ndarray  # (n_steps + 1,) sum of discounted `flow` over steps 1..k
+    balance_years_cum: np.ndarray  # (n_steps + 1,) sum of balance[j - 1] * dt over steps 1..k
+    discount: np.ndarray  # (n_steps + 1,) exp(-r k dt)
+    premium: float  # risk-share premium, annual on the outstanding balance
+    covered_fraction: float
+    warrant_fraction: float  # coverage * loan_to_value: fraction of the firm at entry value
+    warrant_strike: float  # coverage: strike amount per unit of principal
+    share_of_gain: float
+    warrant_expiry_step: int  # last step at which the warrant pays (-1 when there is none)
+    equity_fraction: float
+    accept_all: bool
+    signal_noise: float
+    signal_threshold: float
+    screening_cost: float
+    ipo_multiple: float
+    ma_multiple: float
+
+
+def step_of(years: float, dt: float) -> int:
+    """Whole number of steps in ``years`` (validated beforehand to be whole)."""
+    return round(years / dt)
+
+
+def linkage_key(linkage: Linkage) -> tuple[float, float]:
+    """Structures with equal keys share one firm simulation."""
+    return (linkage.default_hazard_multiplier, linkage.exit_hazard_multiplier)
+
+
+def lower_dynamics(
+    scenario: Scenario, linkage: Linkage, checkpoints: np.ndarray | None = None
+) -> Dynamics:
+    """Lower a scenario under one linkage to a :class:`Dynamics`."""
+    st = scenario.stages
+    weights = np.array([s.weight for s in st])
+    cdf = np.cumsum(weights)
+    cdf[-1] = 1.0  # weights sum to 1 within 1e-9: make the last bin catch every draw
+    m = scenario.market
+    jump_comp = m.jump_rate * (math.exp(m.jump_mean + 0.5 * m.jump_vol**2) - 1.0)
+    chk = np.zeros(0, np.int64) if checkpoints is None else np.asarray(checkpoints, np.int64)
+    return Dynamics(
+        weight_cdf=cdf,
+        log_value=np.log([s.initial_value for s in st]),
+        drift=np.array([s.drift for s in st]),
+        volatility=np.array([s.volatility for s in st]),
+        default_hazard=np.array([s.default_hazard for s in st])
+        * linkage.default_hazard_multiplier,
+        ipo_hazard=np.array([s.ipo_hazard for s in st]) * linkage.exit_hazard_multiplier,
+        ma_hazard=np.array([s.ma_hazard for s in st]) * linkage.exit_hazard_multiplier,
+        advance_hazard=np.array([s.advance_hazard for s in st]),
+        log_round=np.log1p([s.round_size for s in st]),
+        dilution=1.0 / (1.0 + np.array([s.round_size for s in st])),
+        checkpoints=np.ascontiguousarray(np.sort(chk)),
+        dt=scenario.dt,
+        n_steps=scenario.n_steps,
+        log_barrier=math.log(scenario.default_barrier) if scenario.default_barrier > 0 else -math.inf,
+        value_dispersion=scenario.value_dispersion,
+        quality_drift=scenario.quality_drift,
+        quality_hazard=scenario.quality_hazard,
+        factor_loading=m.factor_loading,
+        jump_rate=m.jump_rate,
+        jump_mean=m.jump_mean,
+        jump_vol=m.jump_vol,
+        jump_compensator=jump_comp,
+    )
+
+
+def lower_structure(scenario: Scenario, structure: Structure, checkpoints: np.ndarray) -> Terms:
+    """Lower a structure to its :class:`Terms` on the scenario's time grid.
+
+    ``checkpoints`` are the sorted distinct maturity steps of all structures in the run.
+    """
+    dt = scenario.dt
+    n = scenario.n_steps
+    loan = structure.loan
+    km = step_of(loan.maturity_years, dt)
+    kio = step_of(loan.io_years, dt)
+    k = np.arange(n + 1)
+    balance = np.zeros(n + 1)
+    balance[:km] = 1.0
+    if kio < km:  # linear amortisation from the end of the interest-only period to maturity
+        amort = k[kio:km]
+        balance[kio:km] = (km - amort) / (km - kio)
+    rs = structure.risk_share
+    premium = rs.premium if rs is not None else 0.0
+    covered = rs.covered_fraction if rs is not None else 0.0
+    flow = np.zeros(n + 1)
+    prev = balance[:-1]
+    flow[1:] = (loan.rate - premium) * dt * prev + (prev - balance[1:])
+    discount = np.exp(-scenario.market.discount_rate * dt * k)
+    pv_flow_cum = np.cumsum(flow * discount)
+    balance_years_cum = np.concatenate(([0.0], np.cumsum(balance[:-1] * dt)))
+    w = structure.warrant
+    e = structure.equity
+    sc = structure.screening
+    accept_all = sc.acceptance_rate >= 1.0
+    threshold = (
+        -math.inf
+        if accept_all
+        else math.sqrt(1.0 + sc.signal_noise**2) * float(ndtri(1.0 - sc.acceptance_rate))
+    )
+    return Terms(
+        dt=dt,
+        loan_to_value=loan.loan_to_value,
+        upfront_fee=loan.upfront_fee,
+        recovery_rate=loan.recovery_rate,
+        collateral=loan.collateral,
+        rate=loan.rate,
+        maturity_step=km,
+        checkpoint_index=int(np.searchsorted(checkpoints, km)),
+        balance=balance,
+        flow=flow,
+        pv_flow_cum=pv_flow_cum,
+        balance_years_cum=balance_years_cum,
+        discount=discount,
+        premium=premium,
+        covered_fraction=covered,
+        warrant_fraction=0.0 if w is None else w.coverage * loan.loan_to_value,
+        warrant_strike=0.0 if w is None else w.coverage,
+        share_of_gain=0.0 if w is None else w.share_of_gain,
+        warrant_expiry_step=-1 if w is None else math.floor(w.expiry_years / dt + 1e-9),
+        equity_fraction=0.0 if e is None else e.equity_to_value,
+        accept_all=accept_all,
+        signal_noise=sc.signal_noise,
+        signal_threshold=threshold,
+        screening_cost=sc.cost,
+        ipo_multiple=scenario.ipo_multiple,
+        ma_multiple=scenario.ma_multiple,
+    )

@@ -1,0 +1,322 @@
+"""The ``numpy`` backend: the same model and streams as the kernels, in vectorised NumPy.
+
+Overview
+--------
+Each function here mirrors a kernel of :mod:`invlend._kernels` with the same arguments and
+outputs, written with whole-array operations over the firms still alive (no numba). It is the
+oracle the kernels are tested against (identical events and steps, values within rounding)
+and the baseline of the benchmarks. Arithmetic follows the kernels' order of operations so
+that values agree to the last few bits.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from invlend import _kernels as K
+from invlend.rng import Purpose, firm_keys, normal_pair, uniform
+
+
+def _stage_params(s, q, dt, drift, volatility, hd, hi, hm, ha, qd, qh, jc):
+    sig = volatility[s]
+    mu_dt = (drift[s] + qd * q - 0.5 * sig * sig - jc) * dt
+    sig_sqdt = sig * np.sqrt(dt)
+    ld = hd[s] * np.exp(-qh * q)
+    li, lm, la = hi[s], hm[s], ha[s]
+    total = ld + li + lm + la
+    p_event = -np.expm1(-total * dt)
+    last = np.where(
+        la > 0,
+        K._EV_ADVANCE,
+        np.where(lm > 0, K.EV_MA, np.where(li > 0, K.EV_IPO, K.EV_DEFAULT)),
+    )
+    return mu_dt, sig_sqdt, p_event, total, ld, ld + li, ld + li + lm, last
+
+
+def simulate_firms(
+    ctr,
+    pkeys,
+    market,
+    portfolio_size,
+    path_start,
+    weight_cdf,
+    log_value,
+    drift,
+    volatility,
+    hd,
+    hi,
+    hm,
+    ha,
+    log_round,
+    dilution,
+    checkpoints,
+    dt,
+    n_steps,
+    log_barrier,
+    value_dispersion,
+    quality_drift,
+    quality_hazard,
+    factor_loading,
+    jump_rate,
+    jump_mean,
+    jump_vol,
+    jump_compensator,
+    out_event,
+    out_step,
+    out_value,
+    out_stage0,
+    out_stage,
+    out_rounds,
+    out_dilution,
+    out_v0,
+    out_quality,
+    out_signal,
+    out_chk,
+    out_paths,
+):
+    """Vectorised twin of :func:`invlend._kernels._simulate_firms` (same signature)."""
+    n_port = pkeys.shape[0]
+    n = n_port * portfolio_size
+    fk = firm_keys(pkeys, np.arange(portfolio_size)).ravel()
+    pidx = np.repeat(np.arange(n_port), portfolio_size)
+    u_stage = uniform(fk, ctr[Purpose.STAGE, 0])
+    s = np.searchsorted(weight_cdf[:-1], u_stage, side="right")
+    z_value = normal_pair(fk, ctr[Purpose.VALUE, 0], ctr[Purpose.VALUE, 1])[0]
+    q = normal_pair(fk, ctr[Purpose.QUALITY, 0], ctr[Purpose.QUALITY, 1])[0]
+    e = normal_pair(fk, ctr[Purpose.SIGNAL, 0], ctr[Purpose.SIGNAL, 1])[0]
+    logv0 = log_value[s] + value_dispersion * z_value
+    logv = logv0.copy()
+    barrier = logv0 + log_barrier
+    out_stage0[:] = s
+    out_v0[:] = np.exp(logv0)
+    out_quality[:] = q
+    out_signal[:] = e
+    n_paths = out_paths.shape[0]
+    rows = path_start + np.arange(n)
+    rec = rows < n_paths
+    out_paths[rows[rec], 0] = out_v0[rec]
+    tables = (drift, volatility, hd, hi, hm, ha, quality_drift, quality_hazard, jump_compensator)
+    mu_dt, sig_sqdt, p_event, total, t1, t2, t3, last = _stage_params(s, q, dt, *tables)
+    dil = np.ones(n)
+    rounds = np.zeros(n, np.int64)
+    event = np.zeros(n, np.int64)
+    step = np.full(n, n_steps, np.int64)
+    z_odd = np.zeros(n)
+    idio = np.sqrt(1.0 - factor_loading * factor_loading)
+    p_no_jump = np.exp(-jump_rate * dt)
+    jump_dt = jump_rate * dt
+    chk_steps = list(checkpoints)
+    out_chk[:] = np.nan
+    alive = np.arange(n)
+    for k in range(1, n_steps + 1):
+        if alive.size == 0:
+            break
+        j = k - 1
+        a = alive
+        if j & 1 == 0:
+            z, z_odd[a] = normal_pair(fk[a], ctr[Purpose.GROWTH, j], ctr[Purpose.GROWTH, j + 1])
+        else:
+            z = z_odd[a]
+        logv[a] += mu_dt[a] + sig_sqdt[a] * (factor_loading * market[pidx[a], j] + idio * z)
+        if jump_dt > 0.0:
+            u_jump = uniform(fk[a], ctr[Purpose.JUMP_COUNT, j])
+            jumped = u_jump > p_no_jump
+            if jumped.any():
+                ja = a[jumped]
+                uj = u_jump[jumped]
+                nj = np.ones(ja.size, np.int64)
+                prob = np.full(ja.size, p_no_jump * jump_dt)
+                cum = p_no_jump + prob
+                more = (uj > cum) & (nj < 10_000)
+                while more.any():
+                    nj[more] += 1
+                    prob[more] *= jump_dt / nj[more]
+                    cum[more] += prob[more]
+                    more = (uj > cum) & (nj < 10_000)
+                jz = normal_pair(
+                    fk[ja], ctr[Purpose.JUMP_SIZE, j - (j & 1)], ctr[Purpose.JUMP_SIZE, j | 1]
+                )[j & 1]
+                logv[ja] += nj * jump_mean + np.sqrt(nj) * jump_vol * jz
+        hit = logv[a] < barrier[a]
+        event[a[hit]] = K.EV_DEFAULT
+        step[a[hit]] = k
+        a = a[~hit]
+        u = uniform(fk[a], ctr[Purpose.EVENT, j])
+        occurs = u < p_event[a]
+        b = a[occurs]
+        x = u[occurs] / p_event[b] * total[b]
+        chosen = np.select(
+            [x < t1[b], x < t2[b], x < t3[b]], [K.EV_DEFAULT, K.EV_IPO, K.EV_MA], last[b]
+        )
+        ends = chosen != K._EV_ADVANCE
+        event[b[ends]] = chosen[ends]
+        step[b[ends]] = k
+        adv = b[~ends]
+        if adv.size:
+            logv[adv] += log_round[s[adv]]
+            dil[adv] *= dilution[s[adv]]
+            s[adv] += 1
+            rounds[adv] += 1
+            new = _stage_params(s[adv], q[adv], dt, *tables)
+            for arr, val in zip((mu_dt, sig_sqdt, p_event, total, t1, t2, t3, last), new):
+                arr[adv] = val
+        still = np.ones(a.size, bool)
+        still[np.flatnonzero(occurs)[ends]] = False
+        alive = a[still]
+        if k in chk_steps:
+            out_chk[alive, chk_steps.index(k)] = np.exp(logv[alive])
+        r = alive[rec[alive]]
+        out_paths[rows[r], k] = np.exp(logv[r])
+    # Rows of recorded firms that ended: value at the event, NaN after it.
+    for i in np.flatnonzero(rec & (step < n_steps)):
+        out_paths[rows[i], step[i] + 1 :] = np.nan
+        out_paths[rows[i], step[i]] = np.exp(logv[i])
+    out_event[:] = event
+    out_step[:] = step
+    out_value[:] = np.exp(logv)
+    out_stage[:] = s
+    out_rounds[:] = rounds
+    out_dilution[:] = dil
+
+
+def evaluate_structure(
+    event,
+    step,
+    value,
+    v0,
+    quality,
+    signal,
+    dil,
+    chk,
+    portfolio_size,
+    dt,
+    loan_to_value,
+    upfront_fee,
+    recovery_rate,
+    collateral,
+    rate,
+    maturity_step,
+    checkpoint_index,
+    balance,
+    flow,
+    pv_flow_cum,
+    balance_years_cum,
+    discount,
+    premium,
+    covered_fraction,
+    warrant_fraction,
+    warrant_strike,
+    share_of_gain,
+    warrant_expiry_step,
+    equity_fraction,
+    accept_all,
+    signal_noise,
+    signal_threshold,
+    screening_cost,
+    ipo_multiple,
+    ma_multiple,
+    out_npv,
+    out_principal,
+    out_default,
+    out_loss,
+    out_upside,
+    out_agg,
+    out_cf,
+):
+    """Vectorised twin of :func:`invlend._kernels._evaluate_structure` (same signature)."""
+    n = event.shape[0]
+    n_port = out_agg.shape[0]
+    port = np.repeat(np.arange(n_port), portfolio_size)
+    km = maturity_step
+    principal = loan_to_value * v0
+    cost = screening_cost * principal
+    if accept_all:
+        accepted = np.ones(n, bool)
+    else:
+        accepted = quality + signal_noise * signal > signal_threshold
+    k = step.astype(np.int64)
+    ev = event.astype(np.int64)
+    mult = np.where(ev == K.EV_IPO, ipo_multiple, np.where(ev == K.EV_MA, ma_multiple, 1.0))
+    early = (ev != K.EV_NONE) & (k <= km)
+    k_full = np.where(early, k - 1, km - 1)
+    k_term = np.where(early, k, km)
+    owed = principal * balance[k_full]
+    vm = np.where(k == km, value, chk[:, checkpoint_index] if chk.shape[1] else value)
+    v_at = np.where(early, value * mult, vm)
+    coupon = principal * (rate - premium) * dt * balance[k_full]
+    default_early = early & (ev == K.EV_DEFAULT)
+    # Default (early or at maturity): recovery; exit or maturity with enough value: repaid.
+    repays = np.where(early, ~default_early, vm >= owed)
+    recovery = np.minimum(owed, recovery_rate * v_at + collateral * principal)
+    paid = np.where(repays, np.minimum(owed, v_at), recovery)
+    loss = owed - paid
+    term = np.where(repays, coupon + paid, paid)
+    term = term + np.where(loss > 0.0, covered_fraction * loss, 0.0)
+    defaulted = default_early | (~early & (vm < owed)) | (loss > 0.0)
+    settled = np.where((early & ~default_early) | ((ev == K.EV_NONE) & (k == km)), owed, 0.0)
+    entry = principal * (upfront_fee - 1.0) - cost - equity_fraction * v0
+    equity_value = np.maximum(value * mult - settled, 0.0)
+    gain = warrant_fraction * dil * equity_value - warrant_strike * principal
+    warrant = np.where(k <= warrant_expiry_step, share_of_gain * np.maximum(gain, 0.0), 0.0)
+    upside_cash = np.where(ev != K.EV_DEFAULT, warrant + equity_fraction * dil * equity_value, 0.0)
+    upside = upside_cash * discount[k]
+    npv = entry + (principal * pv_flow_cum[k_full] + discount[k_term] * term)
+    npv = npv + upside
+    out_npv[:] = np.where(accepted, npv, np.nan)
+    out_principal[:] = np.where(accepted, principal, 0.0)
+    out_default[:] = accepted & defaulted
+    out_loss[:] = np.where(accepted, loss, 0.0)
+    out_upside[:] = np.where(accepted, upside, 0.0)
+
+    def per_port(x):
+        return np.bincount(port, weights=x, minlength=n_port)
+
+    acc = accepted.astype(float)
+    out_agg[:] = 0.0
+    out_agg[:, K.AGG_ACCEPTED] = per_port(acc)
+    out_agg[:, K.AGG_PRINCIPAL] = per_port(principal * acc)
+    out_agg[:, K.AGG_SCREEN_REJECTED] = per_port(cost * (1.0 - acc))
+    out_agg[:, K.AGG_NPV] = per_port(np.where(accepted, npv, -cost))
+    out_agg[:, K.AGG_DEFAULTS] = per_port((accepted & defaulted).astype(float))
+    out_agg[:, K.AGG_EAD] = per_port(np.where(accepted & defaulted, owed, 0.0))
+    out_agg[:, K.AGG_LOSS] = per_port(loss * acc)
+    out_agg[:, K.AGG_LOSS_NET] = per_port((1.0 - covered_fraction) * loss * acc)
+    out_agg[:, K.AGG_NEGATIVE] = per_port((accepted & (npv < 0.0)).astype(float))
+    out_agg[:, K.AGG_EXPOSURE] = per_port(principal * balance_years_cum[np.minimum(k, km)] * acc)
+    out_agg[:, K.AGG_UPSIDE] = per_port(upside * acc)
+    # Cash flows by step: scheduled flows while in force, then terminal and upside amounts.
+    n_k = out_cf.shape[1]
+    active = np.zeros((n_port, n_k + 1))
+    np.add.at(active, (port[accepted], 1), principal[accepted])
+    np.add.at(active, (port[accepted], k_full[accepted] + 1), -principal[accepted])
+    out_cf[:] = np.cumsum(active, axis=1)[:, :n_k] * flow[None, :]
+    out_cf[:, 0] = per_port(np.where(accepted, entry, -cost))
+    np.add.at(out_cf, (port[accepted], k_term[accepted]), term[accepted])
+    np.add.at(out_cf, (port[accepted], k[accepted]), upside_cash[accepted])
+
+
+def portfolio_irr(cf, dt, out):
+    """Vectorised twin of :func:`invlend._kernels._portfolio_irr`."""
+    n_k = cf.shape[1]
+    t = np.arange(n_k) * dt
+    inflow = np.where(cf > 0, cf, 0.0).sum(axis=1)
+    outflow = -np.where(cf > 0, 0.0, cf).sum(axis=1)
+
+    def pv(x):
+        return (cf * np.exp(-x[:, None] * t[None, :])).sum(axis=1)
+
+    lo = np.full(cf.shape[0], -8.0)
+    hi = np.full(cf.shape[0], 8.0)
+    f_lo = pv(lo)
+    ok = (f_lo * pv(hi) <= 0.0) & (outflow > 0) & (inflow > 0)
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        f_mid = pv(mid)
+        same = (f_mid > 0.0) == (f_lo > 0.0)
+        lo = np.where(same, mid, lo)
+        f_lo = np.where(same, f_mid, f_lo)
+        hi = np.where(same, hi, mid)
+        if np.all(hi - lo < 1e-13):
+            break
+    out[:] = np.where(ok, np.expm1(0.5 * (lo + hi)), np.nan)
+    out[(outflow > 0) & (inflow == 0)] = -1.0

@@ -1,0 +1,481 @@
+"""Validated inputs: the scenario (firms and market) and the financing structures.
+
+Overview
+--------
+Every input of a simulation is a frozen pydantic model with ``extra="forbid"``: a typo in a
+field name, a number out of bounds or an inconsistent combination fails at construction with a
+message that names the field. The models hold no behaviour beyond validation and TOML
+input/output; :mod:`invlend._lowering` turns them into plain arrays for the kernels.
+
+Units: times in years, rates and hazards annual (continuous compounding for discounting),
+values in currency units (the built-in scenario uses millions), fractions in [0, 1].
+
+Example
+-------
+>>> import invlend as il
+>>> sc = il.Scenario.default()
+>>> [s.name for s in sc.stages]
+['seed', 'early', 'growth', 'expansion', 'mature']
+>>> loan = il.Loan(loan_to_value=0.2, rate=0.045, maturity_years=3.0)
+>>> il.Structure(name="plain", loan=loan).warrant is None
+True
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Self
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = [
+    "Equity",
+    "Linkage",
+    "Loan",
+    "Market",
+    "RiskShare",
+    "Scenario",
+    "Screening",
+    "Stage",
+    "Structure",
+    "Warrant",
+]
+
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-]{0,63}$")
+
+# Finite floats only: pydantic's allow_inf_nan=False turns NaN and +-inf into a clear error.
+Fraction = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+NonNeg = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
+Hazard = Annotated[float, Field(ge=0.0, le=1000.0, allow_inf_nan=False)]
+
+
+class _Model(BaseModel):
+    """Base of every input model: frozen, closed to unknown fields, finite numbers."""
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", allow_inf_nan=False, validate_default=True
+    )
+
+
+def _check_name(value: str, what: str) -> str:
+    if not _NAME.match(value):
+        raise ValueError(
+            f"{what} {value!r} must start with a letter and use only letters, digits, "
+            "'_', '.', '-' (at most 64 characters)"
+        )
+    return value
+
+
+# --------------------------------------------------------------------------------------------
+# Scenario: firms and market
+# --------------------------------------------------------------------------------------------
+
+
+class Stage(_Model):
+    r"""One lifecycle stage of a technology firm.
+
+    While in the stage, log firm value follows
+
+    .. math::
+
+        d\log V = (\mu_s + \beta_q q - \tfrac12 \sigma_s^2)\,dt
+                  + \sigma_s (a\, dM_t + \sqrt{1-a^2}\, dW_t)
+
+    and the firm meets competing events with annual intensities: default
+    :math:`\lambda^D_s e^{-\gamma q}`, IPO :math:`\lambda^I_s`, M&A :math:`\lambda^M_s` and
+    advance to the next stage :math:`\lambda^A_s`.
+
+    Parameters
+    ----------
+    name : str
+        Stage label (unique within a scenario), e.g. ``"seed"``.
+    weight : float
+        Share of applicant firms that start in this stage; weights sum to 1.
+    initial_value : float
+        Median firm value of an applicant in this stage, currency units.
+    drift : float
+        Arithmetic drift :math:`\mu_s` of firm value, per year (so
+        :math:`E[V_T] = V_0 e^{\mu_s T}` without events).
+    volatility : float
+        Volatility :math:`\sigma_s` of log firm value, per square-root year.
+    default_hazard, ipo_hazard, ma_hazard, advance_hazard : float
+        Annual intensities of default, IPO, M&A (trade sale or buy-back) and of a funding
+        round that moves the firm to the next stage. The last stage cannot advance.
+    round_size : float
+        New money raised at a round out of this stage, as a fraction of the pre-round value;
+        existing holders are diluted by ``1 / (1 + round_size)``.
+    """
+
+    name: str
+    weight: Fraction
+    initial_value: Annotated[float, Field(gt=0.0, le=1e12)]
+    drift: Annotated[float, Field(ge=-2.0, le=2.0)]
+    volatility: Annotated[float, Field(ge=0.0, le=5.0)]
+    default_hazard: Hazard = 0.0
+    ipo_hazard: Hazard = 0.0
+    ma_hazard: Hazard = 0.0
+    advance_hazard: Hazard = 0.0
+    round_size: Annotated[float, Field(ge=0.0, le=100.0)] = 0.0
+
+    @field_validator("name")
+    @classmethod
+    def _name_ok(cls, v: str) -> str:
+        return _check_name(v, "stage name")
+
+
+class Market(_Model):
+    """The economy shared by the firms of one portfolio.
+
+    Parameters
+    ----------
+    discount_rate : float
+        Continuously compounded annual rate at which the bank discounts cash flows.
+        Default 0.02: Chinese government bond yields of 1.5-2.0% (reference/domain.md §6.2,
+        marked there as not researched; an estimate).
+    factor_loading : float
+        Loading ``a`` of each firm's growth shock on the portfolio's market factor; the asset
+        correlation between two firms is ``a**2``. Default 0.35 (``a**2 = 0.1225``), inside the
+        one-factor range rho = 0.12-0.20 of domain.md §6.2 and the Basel SME-adjusted
+        corporate correlation 0.08-0.20 (§5.2).
+    jump_rate : float
+        Annual intensity of jumps in log firm value (compound Poisson). Default 0: no jumps
+        (an estimate; turn on for technology shocks such as a lost key contract, §4.5).
+    jump_mean, jump_vol : float
+        Mean and standard deviation of each log-value jump. Defaults -0.10 and 0.15 are the
+        Merton (1976) test case of domain.md §4.5. Jumps are compensated, so ``drift`` stays
+        the arithmetic drift of firm value.
+    """
+
+    discount_rate: Annotated[float, Field(ge=-0.1, le=1.0)] = 0.02
+    factor_loading: Fraction = 0.35
+    jump_rate: Hazard = 0.0
+    jump_mean: Annotated[float, Field(ge=-5.0, le=5.0)] = -0.10
+    jump_vol: Annotated[float, Field(ge=0.0, le=5.0)] = 0.15
+
+
+class Scenario(_Model):
+    """A population of applicant technology firms and the market they live in.
+
+    Parameters
+    ----------
+    stages : list of Stage
+        Lifecycle stages in order; a round moves a firm from stage ``s`` to ``s + 1``.
+    market : Market
+        Discounting, systematic factor and jumps.
+    default_barrier : float
+        Structural default when ``V < default_barrier * V0``, checked at step ends (0 = off).
+    value_dispersion : float
+        Log standard deviation of an applicant's initial value around its stage's
+        ``initial_value``.
+    quality_drift : float
+        Extra drift per unit of latent quality ``q ~ N(0, 1)``.
+    quality_hazard : float
+        Default hazard scales as ``exp(-quality_hazard * q)``.
+    ipo_multiple, ma_multiple : float
+        Exit value as a multiple of firm value at an IPO or an M&A.
+    horizon_years : float
+        Length of the simulation; survivors are marked at firm value then.
+    steps_per_year : int
+        Time steps per year; ``horizon_years * steps_per_year`` must be a whole number.
+    """
+
+    stages: list[Stage] = Field(min_length=1, max_length=64)
+    market: Market = Market()
+    default_barrier: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    value_dispersion: Annotated[float, Field(ge=0.0, le=5.0)] = 0.5
+    quality_drift: Annotated[float, Field(ge=-1.0, le=1.0)] = 0.05
+    quality_hazard: Annotated[float, Field(ge=-5.0, le=5.0)] = 0.3
+    ipo_multiple: Annotated[float, Field(gt=0.0, le=100.0)] = 1.5
+    ma_multiple: Annotated[float, Field(gt=0.0, le=100.0)] = 0.9
+    horizon_years: Annotated[float, Field(gt=0.0, le=100.0)] = 5.0
+    steps_per_year: Annotated[int, Field(ge=1, le=3650)] = 12
+
+    @model_validator(mode="after")
+    def _cross_field_rules(self) -> Self:
+        names = [s.name for s in self.stages]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"stages: stage names must be unique, repeated: {dupes}")
+        total = math.fsum(s.weight for s in self.stages)
+        if abs(total - 1.0) > 1e-9:
+            raise ValueError(f"stages: stage weights must sum to 1, they sum to {total:.12g}")
+        last = self.stages[-1]
+        if last.advance_hazard != 0.0:
+            raise ValueError(
+                f"stages[{len(self.stages) - 1}].advance_hazard: the last stage "
+                f"({last.name!r}) cannot advance; set it to 0"
+            )
+        n_steps = self.horizon_years * self.steps_per_year
+        if abs(n_steps - round(n_steps)) > 1e-9:
+            raise ValueError(
+                f"horizon_years: horizon_years * steps_per_year = {n_steps:g} must be a whole "
+                "number of steps"
+            )
+        if round(n_steps) > 100_000:
+            raise ValueError(
+                f"horizon_years: {round(n_steps)} steps exceed the limit of 100000; "
+                "lower horizon_years or steps_per_year"
+            )
+        return self
+
+    @property
+    def n_steps(self) -> int:
+        """Number of time steps, ``horizon_years * steps_per_year``."""
+        return round(self.horizon_years * self.steps_per_year)
+
+    @property
+    def dt(self) -> float:
+        """Step length in years."""
+        return 1.0 / self.steps_per_year
+
+    def stage_index(self, name: str) -> int:
+        """Position of the stage called ``name``."""
+        for i, s in enumerate(self.stages):
+            if s.name == name:
+                return i
+        raise KeyError(f"no stage named {name!r}; stages are {[s.name for s in self.stages]}")
+
+    @classmethod
+    def default(cls) -> Scenario:
+        """Return the built-in five-stage scenario for Chinese technology SMEs.
+
+        Every number and its source is in ``invlend/data/default_scenario.toml``
+        and in ``docs/defaults.md``.
+        """
+        from invlend.scenarios import default_scenario
+
+        return default_scenario()
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> Scenario:
+        """Read a scenario from a TOML file (the format :meth:`to_toml` writes)."""
+        return cls.model_validate(_read_toml(path))
+
+    def to_toml(self, path: str | Path | None = None) -> str:
+        """Write the scenario as TOML to ``path`` (if given) and return the text."""
+        text = tomli_w.dumps(self.model_dump(mode="json"))
+        if path is not None:
+            Path(path).write_text(text, encoding="utf-8")
+        return text
+
+
+def _read_toml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"cannot read {p}: {exc.strerror}") from None
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{p} is not valid TOML: {exc}") from None
+
+
+# --------------------------------------------------------------------------------------------
+# Structures: the bank's claims on one accepted firm
+# --------------------------------------------------------------------------------------------
+
+
+class Loan(_Model):
+    """A term loan to the firm.
+
+    Parameters
+    ----------
+    loan_to_value : float
+        Principal as a fraction of the firm's value at entry ``V0``.
+    rate : float
+        Annual interest rate on the outstanding balance, paid every step.
+    maturity_years : float
+        Time to final repayment; must not exceed the scenario horizon.
+    interest_only_years : float
+        Interest-only period, then linear amortisation to zero at maturity. ``None`` (the
+        default) means equal to maturity: a bullet loan.
+    upfront_fee : float
+        Fee as a fraction of principal, received at entry.
+    recovery_rate : float
+        Fraction of firm value the bank recovers at a default.
+    collateral : float
+        Collateral (IP pledge, guarantees) recovered at a default, as a fraction of principal.
+        The recovery is ``min(outstanding, recovery_rate * V + collateral * principal)``.
+    """
+
+    loan_to_value: Annotated[float, Field(gt=0.0, le=10.0)]
+    rate: Annotated[float, Field(ge=0.0, le=1.0)] = 0.045
+    maturity_years: Annotated[float, Field(gt=0.0, le=100.0)] = 3.0
+    interest_only_years: Annotated[float | None, Field(ge=0.0, le=100.0)] = None
+    upfront_fee: Fraction = 0.0
+    recovery_rate: Fraction = 0.35
+    collateral: Annotated[float, Field(ge=0.0, le=10.0)] = 0.0
+
+    @model_validator(mode="after")
+    def _io_within_maturity(self) -> Self:
+        if self.interest_only_years is not None and self.interest_only_years > (
+            self.maturity_years + 1e-12
+        ):
+            raise ValueError(
+                f"interest_only_years: the interest-only period ({self.interest_only_years:g} y)"
+                f" cannot exceed maturity_years ({self.maturity_years:g} y)"
+            )
+        return self
+
+    @property
+    def io_years(self) -> float:
+        """Interest-only period in years (maturity for a bullet loan)."""
+        return self.maturity_years if self.interest_only_years is None else self.interest_only_years
+
+
+class Warrant(_Model):
+    """An option on the firm's equity attached to the loan (认股选择权).
+
+    Parameters
+    ----------
+    coverage : float
+        Strike amount as a fraction of principal; it buys the fraction
+        ``coverage * principal / V0`` of the firm at entry value, diluted by later rounds.
+    share_of_gain : float
+        Share of the exercise gain the bank keeps (the rest goes to the third party that
+        holds the option for it in Chinese practice).
+    expiry_years : float
+        The warrant pays only on an exit (or the horizon mark) no later than this.
+    """
+
+    coverage: Annotated[float, Field(ge=0.0, le=10.0)] = 0.10
+    share_of_gain: Fraction = 1.0
+    expiry_years: Annotated[float, Field(gt=0.0, le=100.0)] = 5.0
+
+
+class Equity(_Model):
+    """A direct stake taken by the bank's investment arm (内部投贷联动).
+
+    Parameters
+    ----------
+    equity_to_value : float
+        Amount invested as a fraction of ``V0``, buying that fraction of the firm at entry
+        value; diluted by later rounds and paid pro rata after the loan at exit or horizon.
+    """
+
+    equity_to_value: Annotated[float, Field(ge=0.0, le=1.0)] = 0.03
+
+
+class Linkage(_Model):
+    """A VC partner's monitoring and follow-on support, as multipliers on event intensities.
+
+    Parameters
+    ----------
+    default_hazard_multiplier : float
+        Multiplies every stage's default hazard.
+    exit_hazard_multiplier : float
+        Multiplies every stage's IPO and M&A hazards.
+    """
+
+    default_hazard_multiplier: Annotated[float, Field(ge=0.0, le=100.0)] = 1.0
+    exit_hazard_multiplier: Annotated[float, Field(ge=0.0, le=100.0)] = 1.0
+
+
+class Screening(_Model):
+    """The lender's selection of applicants under information asymmetry.
+
+    The lender sees ``q + signal_noise * e`` with ``e ~ N(0, 1)`` and accepts applicants above
+    the population quantile that admits ``acceptance_rate`` of them.
+
+    Parameters
+    ----------
+    signal_noise : float
+        Noise of the lender's quality signal (0 = perfect information).
+    acceptance_rate : float
+        Share of applicants accepted (1 = lend to all, no screening).
+    cost : float
+        Due-diligence cost per applicant screened, as a fraction of the would-be principal.
+    """
+
+    signal_noise: Annotated[float, Field(ge=0.0, le=100.0)] = 1.0
+    acceptance_rate: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
+    cost: Fraction = 0.0
+
+
+class RiskShare(_Model):
+    """A third party that covers part of each credit loss for a premium (风险补偿, 履约贷).
+
+    Parameters
+    ----------
+    covered_fraction : float
+        Share of each credit loss paid to the bank at default.
+    premium : float
+        Annual premium on the outstanding balance paid by the bank each step.
+    """
+
+    covered_fraction: Fraction = 0.5
+    premium: Annotated[float, Field(ge=0.0, le=1.0)] = 0.01
+
+
+class Structure(_Model):
+    """A financing structure: a named loan with optional equity-linked components.
+
+    Parameters
+    ----------
+    name : str
+        Label used as the key of results (unique among the structures of a run).
+    loan : Loan
+        The loan; every structure has one.
+    warrant, equity, risk_share : optional
+        Components the structure carries (``None`` = absent).
+    linkage : Linkage
+        Intensity multipliers from a VC partner (default: none).
+    screening : Screening
+        Applicant selection (default: accept all at no cost).
+    """
+
+    name: str
+    loan: Loan
+    warrant: Warrant | None = None
+    equity: Equity | None = None
+    linkage: Linkage = Linkage()
+    screening: Screening = Screening()
+    risk_share: RiskShare | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name_ok(cls, v: str) -> str:
+        return _check_name(v, "structure name")
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> list[Structure]:
+        """Read structures from TOML: one ``[[structure]]`` table per structure."""
+        data = _read_toml(path)
+        extra = sorted(set(data) - {"structure"})
+        if extra or "structure" not in data:
+            raise ValueError(
+                f"{path}: expected only [[structure]] tables, found keys {sorted(data)}"
+            )
+        return [cls.model_validate(item) for item in data["structure"]]
+
+
+def check_run(scenario: Scenario, structures: list[Structure]) -> None:
+    """Cross-check structures against the scenario; raise ValueError naming the field."""
+    names = [s.name for s in structures]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"structures: structure names must be unique, repeated: {dupes}")
+    if not structures:
+        raise ValueError("structures: give at least one structure")
+    dt = scenario.dt
+    for s in structures:
+        for field, years in (
+            ("loan.maturity_years", s.loan.maturity_years),
+            ("loan.interest_only_years", s.loan.io_years),
+        ):
+            steps = years / dt
+            if abs(steps - round(steps)) > 1e-9:
+                raise ValueError(
+                    f"{s.name}.{field}: {years:g} y is not a whole number of steps of "
+                    f"{dt:g} y (steps_per_year={scenario.steps_per_year})"
+                )
+        if s.loan.maturity_years > scenario.horizon_years + 1e-12:
+            raise ValueError(
+                f"{s.name}.loan.maturity_years: the loan ({s.loan.maturity_years:g} y) cannot "
+                f"be longer than the scenario horizon_years ({scenario.horizon_years:g} y)"
+            )

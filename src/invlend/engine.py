@@ -1,0 +1,371 @@
+"""Simulation driver: validate, lower, simulate firms once per dynamics, evaluate structures.
+
+Overview
+--------
+:func:`simulate` is the one entry point. It checks every argument before any work, lowers
+the scenario and structures to arrays (:mod:`invlend._lowering`), groups the structures by
+linkage (structures with the same linkage share one firm simulation: common random numbers),
+and processes ranges of portfolios independently -- in this process, or on any
+``concurrent.futures.Executor`` or ``dask.distributed.Client`` passed as ``executor``. Because
+every draw is keyed by (seed, portfolio, firm, purpose, step), the result does not depend on
+the chunking, the executor, the thread count or the backend.
+
+Example
+-------
+>>> import invlend as il
+>>> res = il.simulate(il.Scenario.default(), n_portfolios=20, portfolio_size=50, seed=1)
+>>> sorted(res)
+['pure_loan', 'vc_linked', 'warrant_loan']
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import sys
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from invlend import _kernels as K
+from invlend import _numpy_backend as NB
+from invlend._lowering import Dynamics, Terms, linkage_key, lower_dynamics, lower_structure
+from invlend._version import __version__
+from invlend.config import Scenario, Structure, check_run
+from invlend.rng import STREAM_VERSION, counter_table, market_keys, market_shocks, portfolio_keys
+from invlend.rng import root_key as _root_key
+
+__all__ = ["BACKENDS", "resolve_seed", "simulate"]
+
+BACKENDS = ("cpu", "numpy", "cuda")
+_DEFAULT_CHUNK_FIRMS = 1 << 18
+_MAX_FIRMS = 2_000_000_000
+
+
+class _Spec(NamedTuple):
+    """Everything a range of portfolios needs: plain arrays and scalars (cheap to pickle)."""
+
+    seed_key: int
+    portfolio_size: int
+    n_steps: int
+    dt: float
+    backend: str
+    dynamics: tuple[Dynamics, ...]
+    terms: tuple[Terms, ...]
+    group_of: tuple[int, ...]  # dynamics group of each structure
+    n_checkpoints: int
+    sample_paths: int
+
+
+def resolve_seed(seed: int | np.random.SeedSequence | None) -> tuple[int, int]:
+    """Return ``(root, entropy)``: the 64-bit root of the streams and the entropy to replay it.
+
+    ``seed`` may be a non-negative int, a :class:`numpy.random.SeedSequence` or ``None`` (fresh
+    entropy from the operating system, recorded on the result).
+    """
+    if isinstance(seed, np.random.SeedSequence):
+        ss = seed
+    elif seed is None:
+        ss = np.random.SeedSequence()
+    elif isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        if seed < 0:
+            raise ValueError(f"seed: must be a non-negative integer, got {seed}")
+        ss = np.random.SeedSequence(int(seed))
+    else:
+        raise TypeError(
+            f"seed: expected an int, a numpy SeedSequence or None, got {type(seed).__name__}"
+        )
+    root = int(ss.generate_state(1, np.uint64)[0])
+    return root, int(ss.entropy) if isinstance(ss.entropy, (int, np.integer)) else ss.entropy
+
+
+def _versions() -> dict[str, str]:
+    out = {"invlend": __version__, "python": sys.version.split()[0]}
+    for pkg in ("numpy", "scipy", "numba", "pydantic"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:  # pragma: no cover - all are dependencies
+            out[pkg] = "missing"
+    out["stream"] = str(STREAM_VERSION)
+    return out
+
+
+def _check_count(name: str, value: Any, low: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name}: expected an integer >= {low}, got {value!r}")
+    if value < low:
+        raise ValueError(f"{name}: must be >= {low}, got {value}")
+    return int(value)
+
+
+def _check_backend(backend: str) -> str:
+    if backend not in BACKENDS:
+        raise ValueError(f"backend: unknown backend {backend!r}; choices are {list(BACKENDS)}")
+    if backend == "cuda":
+        try:
+            from numba import cuda
+
+            available = cuda.is_available()
+        except Exception:  # noqa: BLE001 - any import or driver failure means no GPU
+            available = False
+        raise ValueError(
+            "backend: 'cuda' is not implemented in this version"
+            + ("" if available else " and no CUDA GPU was found")
+            + "; choices that run here are ['cpu', 'numpy']"
+        )
+    return backend
+
+
+def _as_structures(structures: Structure | Sequence[Structure] | None) -> list[Structure]:
+    if structures is None:
+        from invlend.structures import default_structures
+
+        return default_structures()
+    if isinstance(structures, Structure):
+        return [structures]
+    out = list(structures)
+    for i, s in enumerate(out):
+        if not isinstance(s, Structure):
+            raise TypeError(f"structures[{i}]: expected an invlend.Structure, got {type(s)!r}")
+    return out
+
+
+def simulate(
+    scenario: Scenario,
+    structures: Structure | Sequence[Structure] | None = None,
+    *,
+    n_portfolios: int = 1000,
+    portfolio_size: int = 100,
+    seed: int | np.random.SeedSequence | None = None,
+    backend: str = "cpu",
+    executor: Any = None,
+    progress: bool = False,
+    sample_paths: int = 0,
+    chunk_firms: int = _DEFAULT_CHUNK_FIRMS,
+):
+    """Simulate portfolios of applicant firms and evaluate every structure on the same paths.
+
+    Parameters
+    ----------
+    scenario : Scenario
+        Firms and market.
+    structures : Structure or sequence of Structure, optional
+        Structures to evaluate (default: :func:`invlend.default_structures`).
+    n_portfolios : int
+        Independent draws of the economy; firms in a portfolio share one market-factor path.
+        Standard errors are clustered by portfolio.
+    portfolio_size : int
+        Applicant firms per portfolio.
+    seed : int, numpy.random.SeedSequence or None
+        Root of every random stream; ``None`` draws fresh entropy, recorded on the result.
+    backend : {"cpu", "numpy", "cuda"}
+        ``"cpu"``: numba kernels on all cores; ``"numpy"``: the vectorised NumPy oracle.
+    executor : concurrent.futures.Executor or dask.distributed.Client, optional
+        Runs ranges of portfolios as separate tasks; the merged result is identical.
+    progress : bool
+        Print a progress bar on standard error.
+    sample_paths : int
+        Record the value paths of the first ``sample_paths`` firms (flat order) for plotting;
+        ``NaN`` after a firm's event.
+    chunk_firms : int
+        Firms per range of portfolios processed at once (memory of the temporaries).
+
+    Returns
+    -------
+    SimulationResult
+        A mapping from structure name to :class:`~invlend.results.StructureResult`.
+    """
+    if not isinstance(scenario, Scenario):
+        raise TypeError(f"scenario: expected an invlend.Scenario, got {type(scenario)!r}")
+    structs = _as_structures(structures)
+    check_run(scenario, structs)
+    n_portfolios = _check_count("n_portfolios", n_portfolios)
+    portfolio_size = _check_count("portfolio_size", portfolio_size)
+    sample_paths = _check_count("sample_paths", sample_paths, low=0)
+    chunk_firms = _check_count("chunk_firms", chunk_firms)
+    backend = _check_backend(backend)
+    n_firms = n_portfolios * portfolio_size
+    if n_firms > _MAX_FIRMS:
+        raise ValueError(
+            f"n_portfolios * portfolio_size = {n_firms} firms exceeds the limit of {_MAX_FIRMS}"
+        )
+    if sample_paths > min(n_firms, 100_000):
+        raise ValueError(
+            f"sample_paths: at most min(firms, 100000) = {min(n_firms, 100_000)}, "
+            f"got {sample_paths}"
+        )
+    root, entropy = resolve_seed(seed)
+
+    groups: dict[tuple[float, float], int] = {}
+    group_of = []
+    links = []
+    for s in structs:
+        key = linkage_key(s.linkage)
+        if key not in groups:
+            groups[key] = len(groups)
+            links.append(s.linkage)
+        group_of.append(groups[key])
+    dt = scenario.dt
+    checkpoints = np.unique([round(s.loan.maturity_years / dt) for s in structs]).astype(np.int64)
+    spec = _Spec(
+        seed_key=int(_root_key(root)),
+        portfolio_size=portfolio_size,
+        n_steps=scenario.n_steps,
+        dt=dt,
+        backend=backend,
+        dynamics=tuple(lower_dynamics(scenario, lk, checkpoints) for lk in links),
+        terms=tuple(lower_structure(scenario, s, checkpoints) for s in structs),
+        group_of=tuple(group_of),
+        n_checkpoints=len(checkpoints),
+        sample_paths=sample_paths,
+    )
+    out = _allocate(spec, n_portfolios)
+    chunk = max(1, chunk_firms // portfolio_size)
+    ranges = [(p0, min(p0 + chunk, n_portfolios)) for p0 in range(0, n_portfolios, chunk)]
+    bar = _Progress(len(ranges)) if progress else None
+    if executor is None:
+        for p0, p1 in ranges:
+            _run_range(spec, p0, p1, _views(out, p0, p1))
+            if bar:
+                bar.update()
+    else:
+        futures = [(p0, p1, executor.submit(_run_range, spec, p0, p1)) for p0, p1 in ranges]
+        for p0, p1, fut in futures:
+            try:
+                part = fut.result()
+            except Exception as exc:
+                raise type(exc)(f"{exc} (in portfolios [{p0}, {p1}))") from exc
+            _merge(out, part, p0, p1)
+            if bar:
+                bar.update()
+    if bar:
+        bar.close()
+
+    from invlend.results import SimulationResult
+
+    return SimulationResult._build(
+        scenario=scenario,
+        structures=structs,
+        group_of=group_of,
+        arrays=out,
+        n_portfolios=n_portfolios,
+        portfolio_size=portfolio_size,
+        seed=entropy,
+        backend=backend,
+        versions=_versions(),
+    )
+
+
+# Output layout: per dynamics group "g{i}.<name>", per structure "s{i}.<name>".
+_OUTCOME_FIELDS = {
+    "event": np.int8,
+    "step": np.int32,
+    "value": np.float64,
+    "stage0": np.int8,
+    "stage": np.int8,
+    "rounds": np.int16,
+    "dilution": np.float64,
+    "v0": np.float64,
+    "quality": np.float64,
+    "signal": np.float64,
+}
+_FIRM_FIELDS = {
+    "npv": np.float64,
+    "principal": np.float64,
+    "default": np.int8,
+    "loss": np.float64,
+    "upside": np.float64,
+}
+
+
+def _allocate(spec: _Spec, n_port: int) -> dict[str, np.ndarray]:
+    size = spec.portfolio_size
+    out: dict[str, np.ndarray] = {}
+    for g in range(len(spec.dynamics)):
+        for name, dtype in _OUTCOME_FIELDS.items():
+            out[f"g{g}.{name}"] = np.empty((n_port, size), dtype)
+        out[f"g{g}.chk"] = np.empty((n_port, size, spec.n_checkpoints))
+        out[f"g{g}.paths"] = np.empty((spec.sample_paths, spec.n_steps + 1))
+    for s in range(len(spec.terms)):
+        for name, dtype in _FIRM_FIELDS.items():
+            out[f"s{s}.{name}"] = np.empty((n_port, size), dtype)
+        out[f"s{s}.agg"] = np.empty((n_port, K.N_AGG))
+        out[f"s{s}.irr"] = np.empty(n_port)
+    return out
+
+
+def _views(out: dict[str, np.ndarray], p0: int, p1: int) -> dict[str, np.ndarray]:
+    return {k: (v if k.endswith(".paths") else v[p0:p1]) for k, v in out.items()}
+
+
+def _merge(out: dict[str, np.ndarray], part: dict[str, np.ndarray], p0: int, p1: int) -> None:
+    for k, v in part.items():
+        if k.endswith(".paths"):
+            # Rows of firms outside the part's range were never written there.
+            n = v.shape[0]
+            size = out[k.replace(".paths", ".event")].shape[1]
+            lo, hi = min(p0 * size, n), min(p1 * size, n)
+            out[k][lo:hi] = v[lo:hi]
+        else:
+            out[k][p0:p1] = v
+
+
+def _run_range(
+    spec: _Spec, p0: int, p1: int, out: dict[str, np.ndarray] | None = None
+) -> dict[str, np.ndarray] | None:
+    """Simulate and evaluate portfolios ``[p0, p1)``; write into ``out`` or return new arrays."""
+    ret = out is None
+    if out is None:
+        out = _views(_allocate(spec, p1 - p0), 0, p1 - p0)
+    size = spec.portfolio_size
+    n = (p1 - p0) * size
+    pkeys = portfolio_keys(np.uint64(spec.seed_key), np.arange(p0, p1))
+    ctr = counter_table(spec.n_steps)
+    market = market_shocks(market_keys(pkeys), ctr, spec.n_steps)
+    numpy_backend = spec.backend == "numpy"
+    simulate_firms = NB.simulate_firms if numpy_backend else K._simulate_firms
+    evaluate = NB.evaluate_structure if numpy_backend else K._evaluate_structure
+    irr = NB.portfolio_irr if numpy_backend else K._portfolio_irr
+    for g, dyn in enumerate(spec.dynamics):
+        o = {name: out[f"g{g}.{name}"].reshape(n) for name in _OUTCOME_FIELDS}
+        chk = out[f"g{g}.chk"].reshape(n, spec.n_checkpoints)
+        simulate_firms(
+            ctr, pkeys, market, size, p0 * size, *dyn,
+            o["event"], o["step"], o["value"], o["stage0"], o["stage"], o["rounds"],
+            o["dilution"], o["v0"], o["quality"], o["signal"], chk, out[f"g{g}.paths"],
+        )  # fmt: skip
+        for s, terms in enumerate(spec.terms):
+            if spec.group_of[s] != g:
+                continue
+            f = {name: out[f"s{s}.{name}"].reshape(n) for name in _FIRM_FIELDS}
+            cf = np.empty((p1 - p0, spec.n_steps + 1))
+            evaluate(
+                o["event"], o["step"], o["value"], o["v0"], o["quality"], o["signal"],
+                o["dilution"], chk, size, *terms,
+                f["npv"], f["principal"], f["default"], f["loss"], f["upside"],
+                out[f"s{s}.agg"], cf,
+            )  # fmt: skip
+            irr(cf, spec.dt, out[f"s{s}.irr"])
+    return out if ret else None
+
+
+class _Progress:
+    """A minimal progress bar on standard error."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.done = 0
+        self.update(0)
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        width = 30
+        filled = int(width * self.done / max(self.total, 1))
+        sys.stderr.write(
+            f"\rsimulating [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total}"
+        )
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        sys.stderr.write("\n")
+        sys.stderr.flush()

@@ -1,0 +1,195 @@
+r"""Metrics with Monte Carlo standard errors clustered by portfolio.
+
+Overview
+--------
+Portfolios are independent and identically distributed; firms within a portfolio are not
+(they share the market factor). Every metric is therefore computed from per-portfolio totals
+(``agg``, columns :data:`invlend._kernels.AGG_*`) and its standard error treats the portfolio
+as the sampling unit:
+
+* **Smooth metrics** (ratios of sums, means) use the delta method. A ratio
+  :math:`\hat R = \sum_p y_p / \sum_p x_p` has influence values
+  :math:`u_p = (y_p - \hat R x_p)/\bar x` and :math:`\mathrm{SE} = \mathrm{sd}(u)/\sqrt{n}`.
+  A paired difference of two structures uses :math:`\mathrm{sd}(u^A - u^B)/\sqrt{n}`, which is
+  small because both are evaluated on the same firms (common random numbers).
+* **Tail metrics** (loss VaR and ES, economic capital, RAROC) use a bootstrap over
+  portfolios with ``B`` replicates whose resampling indices are derived from the run's seed,
+  so they are reproducible; paired differences reuse the same replicates.
+
+Intervals are ``estimate +- 1.96 SE`` (95%).
+
+Metric definitions (all per unit of principal unless stated):
+
+==================== =====================================================================
+``npv_per_principal`` sum of NPV (incl. screening cost of rejected applicants) / principal
+``npv_per_loan``      sum of NPV / number of loans, currency units
+``irr``               mean over portfolios of the annual IRR of the portfolio's cash flows
+``acceptance_rate``   loans / applicants
+``pd``                defaulted loans / loans (a default may lose nothing)
+``lgd``               bank's credit loss after risk sharing / exposure at default
+``expected_loss``     mean portfolio loss rate (credit loss after risk sharing / principal)
+``loss_var_99``       99% quantile of the portfolio loss rate (``_999``: 99.9%)
+``loss_es_99``        expected shortfall: mean of the loss-rate quantiles above 99%
+``economic_capital``  ``loss_var_999 - expected_loss``
+``raroc``             ``npv_per_principal / (economic_capital * exposure_years)``: annual
+                      NPV per unit of capital, with ``exposure_years`` the principal-weighted
+                      years the loans are outstanding
+``prob_negative_npv`` loans with NPV < 0 / loans
+==================== =====================================================================
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from invlend import _kernels as K
+
+__all__ = ["METRICS", "Estimate", "expected_shortfall", "value_at_risk"]
+
+Z95 = 1.959963984540054
+
+#: Metric names in display order.
+METRICS = (
+    "npv_per_principal",
+    "npv_per_loan",
+    "irr",
+    "acceptance_rate",
+    "pd",
+    "lgd",
+    "expected_loss",
+    "loss_var_99",
+    "loss_var_999",
+    "loss_es_99",
+    "loss_es_999",
+    "economic_capital",
+    "raroc",
+    "prob_negative_npv",
+)
+_TAIL = ("loss_var_99", "loss_var_999", "loss_es_99", "loss_es_999", "economic_capital", "raroc")
+
+
+class Estimate(NamedTuple):
+    """A metric's estimate with its Monte Carlo standard error and 95% interval."""
+
+    estimate: float
+    se: float
+    ci_low: float
+    ci_high: float
+
+
+def loss_rate(agg: np.ndarray) -> np.ndarray:
+    """Portfolio loss rate: credit loss after risk sharing / principal (0 where none lent)."""
+    principal = agg[:, K.AGG_PRINCIPAL]
+    loss = agg[:, K.AGG_LOSS_NET]
+    return np.divide(loss, principal, out=np.zeros_like(loss), where=principal > 0)
+
+
+def _weighted_tail(sorted_x: np.ndarray, w: np.ndarray, alpha: float) -> tuple:
+    """VaR and ES at ``alpha`` of the empirical law with weights ``w`` (rows) on sorted_x."""
+    total = w.sum(axis=-1, keepdims=True)
+    cw = np.cumsum(w, axis=-1) / total
+    # Lower quantile: first point whose cumulative weight reaches alpha (guarded for rounding).
+    i = np.minimum((cw < alpha - 1e-12).sum(axis=-1), sorted_x.size - 1)
+    var = sorted_x[i]
+    above = np.where(np.arange(sorted_x.size) > i[..., None], w * sorted_x, 0.0).sum(axis=-1)
+    cw_i = np.take_along_axis(cw, i[..., None], axis=-1)[..., 0]
+    es = (above / total[..., 0] + var * (cw_i - alpha)) / (1.0 - alpha)
+    return var, es
+
+
+def value_at_risk(x: np.ndarray, alpha: float) -> float:
+    """Lower empirical ``alpha``-quantile of ``x``."""
+    xs = np.sort(np.asarray(x, float))
+    return float(_weighted_tail(xs, np.ones((1, xs.size)), alpha)[0][0])
+
+
+def expected_shortfall(x: np.ndarray, alpha: float) -> float:
+    """Mean of the empirical quantile function of ``x`` over ``(alpha, 1)``."""
+    xs = np.sort(np.asarray(x, float))
+    return float(_weighted_tail(xs, np.ones((1, xs.size)), alpha)[1][0])
+
+
+def _ratio(y: np.ndarray, x: np.ndarray) -> tuple[float, np.ndarray]:
+    """Ratio of sums and its influence values per portfolio (NaN ratio if sum(x) == 0)."""
+    xbar = x.mean()
+    if xbar == 0.0:
+        return math.nan, np.full(y.shape, math.nan)
+    r = y.sum() / x.sum()
+    return float(r), (y - r * x) / xbar
+
+
+def smooth_metrics(agg: np.ndarray, irr: np.ndarray, size: int) -> dict:
+    """Smooth metrics as ``{name: (estimate, influence values)}``."""
+    a = agg
+    ones = np.ones(a.shape[0])
+    finite = np.isfinite(irr)
+    lr = loss_rate(a)
+    return {
+        "npv_per_principal": _ratio(a[:, K.AGG_NPV], a[:, K.AGG_PRINCIPAL]),
+        "npv_per_loan": _ratio(a[:, K.AGG_NPV], a[:, K.AGG_ACCEPTED]),
+        "irr": _ratio(np.where(finite, irr, 0.0), finite.astype(float)),
+        "acceptance_rate": _ratio(a[:, K.AGG_ACCEPTED], size * ones),
+        "pd": _ratio(a[:, K.AGG_DEFAULTS], a[:, K.AGG_ACCEPTED]),
+        "lgd": _ratio(a[:, K.AGG_LOSS_NET], a[:, K.AGG_EAD]),
+        "expected_loss": _ratio(lr, ones),
+        "prob_negative_npv": _ratio(a[:, K.AGG_NEGATIVE], a[:, K.AGG_ACCEPTED]),
+    }
+
+
+def tail_metrics(agg: np.ndarray, weights: np.ndarray) -> dict:
+    """Tail metrics for each row of resampling ``weights`` (shape (b, n_portfolios))."""
+    lr = loss_rate(agg)
+    order = np.argsort(lr, kind="stable")
+    xs = lr[order]
+    w = weights[:, order]
+    var99, es99 = _weighted_tail(xs, w, 0.99)
+    var999, es999 = _weighted_tail(xs, w, 0.999)
+    total = weights.sum(axis=1)
+    el = weights @ lr / total
+    principal = weights @ agg[:, K.AGG_PRINCIPAL]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        npv_pp = (weights @ agg[:, K.AGG_NPV]) / principal
+        years = (weights @ agg[:, K.AGG_EXPOSURE]) / principal
+        ec = var999 - el
+        raroc = np.where(ec > 0, npv_pp / (ec * years), np.nan)
+    return {
+        "loss_var_99": var99,
+        "loss_var_999": var999,
+        "loss_es_99": es99,
+        "loss_es_999": es999,
+        "economic_capital": ec,
+        "raroc": raroc,
+    }
+
+
+def influence_se(u: np.ndarray) -> float:
+    """Standard error of a mean-like estimator from its influence values."""
+    n = u.shape[0]
+    if n < 2 or not np.all(np.isfinite(u)):
+        return math.nan
+    return float(np.std(u, ddof=1) / math.sqrt(n))
+
+
+def bootstrap_weights(n: int, n_boot: int, seed_entropy, batch: int = 64):
+    """Yield batches of multinomial resampling counts (b, n), reproducible from the seed."""
+    ss = np.random.SeedSequence(seed_entropy, spawn_key=(0xB007,))
+    gen = np.random.default_rng(ss)
+    done = 0
+    while done < n_boot:
+        b = min(batch, n_boot - done)
+        idx = gen.integers(0, n, size=(b, n)) + (np.arange(b) * n)[:, None]
+        yield np.bincount(idx.ravel(), minlength=b * n).reshape(b, n).astype(float)
+        done += b
+
+
+def make_estimate(value: float, se: float) -> Estimate:
+    """Pack an estimate with its normal 95% interval."""
+    return Estimate(float(value), float(se), float(value - Z95 * se), float(value + Z95 * se))
+
+
+def is_tail(metric: str) -> bool:
+    """Whether ``metric``'s standard error comes from the bootstrap."""
+    return metric in _TAIL

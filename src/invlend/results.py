@@ -1,0 +1,542 @@
+"""Results: immutable objects around arrays, with summaries and paired comparisons.
+
+Overview
+--------
+:func:`invlend.simulate` returns a :class:`SimulationResult`, a read-only mapping from
+structure name to :class:`StructureResult`. Axis order is fixed everywhere:
+
+* per firm: ``(n_portfolios, portfolio_size)``;
+* per portfolio: ``(n_portfolios,)``;
+* sampled paths: ``(n_sample_paths, n_steps + 1)``.
+
+Arrays are read-only views; copy them to modify. :meth:`SimulationResult.summary` gives every
+metric of :mod:`invlend.metrics` with its clustered standard error and 95% interval, and
+:meth:`SimulationResult.compare` gives paired differences against a baseline structure.
+
+Example
+-------
+>>> import invlend as il
+>>> res = il.simulate(il.Scenario.default(), n_portfolios=50, portfolio_size=40, seed=7)
+>>> est = res.summary()["pure_loan"]["pd"]
+>>> 0.0 <= est.estimate <= 1.0
+True
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from invlend import _kernels as K
+from invlend import metrics as M
+from invlend.config import Scenario, Structure
+
+__all__ = ["Comparison", "Difference", "Outcomes", "SimulationResult", "StructureResult", "Summary"]
+
+_PERCENT = {m for m in M.METRICS if m != "npv_per_loan"}
+
+
+def _ro(a: np.ndarray) -> np.ndarray:
+    a = a.view()
+    a.flags.writeable = False
+    return a
+
+
+@dataclass(frozen=True, eq=False)
+class Outcomes:
+    """What happened to each applicant firm under one set of dynamics.
+
+    Attributes
+    ----------
+    event : ndarray of int8, (n_portfolios, portfolio_size)
+        :class:`invlend.Event` code of the firm's event (``NONE`` if it reached the horizon).
+    step : ndarray of int32
+        Step of the event (``n_steps`` if none).
+    value : ndarray of float64
+        Firm value at the event (before any exit multiple), or at the horizon.
+    initial_stage, stage : ndarray of int8
+        Stage index at entry and at the event.
+    n_rounds : ndarray of int16
+        Funding rounds raised.
+    dilution : ndarray of float64
+        Product of ``1 / (1 + round_size)`` over the rounds: what remains of an entry stake.
+    initial_value : ndarray of float64
+        Firm value at entry, ``V0``.
+    quality, signal_error : ndarray of float64
+        Latent quality ``q`` and the noise ``e`` of lenders' quality signals.
+    checkpoint_values : ndarray of float64, (n_portfolios, portfolio_size, n_checkpoints)
+        Firm value at each loan maturity step (``checkpoint_steps``); NaN after the event.
+    paths : ndarray of float64, (n_sample_paths, n_steps + 1)
+        Value paths of the first firms in flat order when ``sample_paths`` was asked for;
+        NaN after the firm's event.
+    dt : float
+        Step length in years.
+    """
+
+    event: np.ndarray
+    step: np.ndarray
+    value: np.ndarray
+    initial_stage: np.ndarray
+    stage: np.ndarray
+    n_rounds: np.ndarray
+    dilution: np.ndarray
+    initial_value: np.ndarray
+    quality: np.ndarray
+    signal_error: np.ndarray
+    checkpoint_values: np.ndarray
+    checkpoint_steps: np.ndarray
+    paths: np.ndarray
+    dt: float
+
+    @property
+    def time(self) -> np.ndarray:
+        """Years to the event (the horizon if none), ``step * dt``."""
+        return self.step * self.dt
+
+
+@dataclass(frozen=True, eq=False)
+class StructureResult:
+    """One structure evaluated on simulated outcomes.
+
+    Attributes
+    ----------
+    structure : Structure
+    outcomes : Outcomes
+        Shared by all structures with the same linkage.
+    npv : ndarray of float64, (n_portfolios, portfolio_size)
+        Present value of the bank's cash flows per accepted firm, currency units; NaN where
+        the applicant was not accepted.
+    principal : ndarray of float64
+        Principal lent (0 where not accepted).
+    loan_default : ndarray of bool
+        Loan defaulted: the firm defaulted while the loan was outstanding, could not repay
+        the balance at maturity, or exited for less than the balance (a default may still
+        lose nothing when the recovery covers the balance).
+    credit_loss : ndarray of float64
+        Balance lost at default, before risk sharing, currency units (undiscounted).
+    upside : ndarray of float64
+        Present value of warrant and equity proceeds.
+    portfolio_npv, portfolio_loss_rate, portfolio_irr : ndarray of float64, (n_portfolios,)
+        NPV (incl. screening cost of rejected applicants); credit loss after risk sharing
+        over principal lent (0 where nothing was lent); annual IRR of the portfolio's cash
+        flows (NaN where nothing was lent, -1 where nothing came back).
+    aggregates : ndarray of float64, (n_portfolios, N_AGG)
+        Per-portfolio totals behind the metrics (columns ``invlend._kernels.AGG_*``).
+    """
+
+    structure: Structure
+    outcomes: Outcomes
+    npv: np.ndarray
+    principal: np.ndarray
+    loan_default: np.ndarray
+    credit_loss: np.ndarray
+    upside: np.ndarray
+    portfolio_irr: np.ndarray
+    aggregates: np.ndarray
+
+    @property
+    def accepted(self) -> np.ndarray:
+        """Applicants the structure lent to, (n_portfolios, portfolio_size) bool."""
+        return ~np.isnan(self.npv)
+
+    @property
+    def portfolio_npv(self) -> np.ndarray:
+        """NPV of each portfolio, incl. the screening cost of rejected applicants."""
+        return self.aggregates[:, K.AGG_NPV]
+
+    @property
+    def portfolio_loss_rate(self) -> np.ndarray:
+        """Credit loss after risk sharing / principal lent, per portfolio."""
+        return M.loss_rate(self.aggregates)
+
+
+class Difference(NamedTuple):
+    """A paired difference (structure minus baseline) with its standard error."""
+
+    estimate: float
+    se: float
+    ci_low: float
+    ci_high: float
+    z: float
+
+
+def _fmt(metric: str, x: float) -> str:
+    if not math.isfinite(x):
+        return "n/a"
+    return f"{100 * x:.3f}%" if metric in _PERCENT else f"{x:.4g}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    line = "  ".join(h.ljust(widths[0]) if i == 0 else h.rjust(widths[i]) for i, h in enumerate(header))
+    out = [line, "-" * len(line)]
+    for r in rows:
+        out.append(
+            "  ".join(c.ljust(widths[0]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(r))
+        )
+    return "\n".join(out)
+
+
+class _Table(Mapping):
+    """Shared behaviour of :class:`Summary` and :class:`Comparison`."""
+
+    _value_fields: tuple[str, ...] = ()
+
+    def __init__(self, data: dict[str, dict[str, tuple]], notes: list[str], meta: dict) -> None:
+        self._data = data
+        self.notes = list(notes)
+        self.meta = dict(meta)
+
+    def __getitem__(self, key: str) -> dict[str, Any]:
+        return dict(self._data[key])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def records(self) -> list[dict[str, Any]]:
+        """One dict per (structure, metric), in display order."""
+        out = []
+        for name, row in self._data.items():
+            for metric, est in row.items():
+                out.append({"structure": name, "metric": metric, **est._asdict()})
+        return out
+
+    def to_frame(self):
+        """The table as a long pandas DataFrame (needs pandas)."""
+        try:
+            import pandas as pd
+        except ImportError:  # pragma: no cover - depends on the environment
+            raise ImportError("to_frame() needs pandas: pip install pandas") from None
+        return pd.DataFrame.from_records(self.records())
+
+    def to_csv(self, path: str | Path) -> None:
+        """Write :meth:`records` as CSV."""
+        recs = self.records()
+        with open(path, "w", newline="", encoding="utf-8") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(recs[0]))
+            w.writeheader()
+            w.writerows(recs)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict: the records, notes and run metadata (NaN written as null)."""
+
+        def clean(v: Any) -> Any:
+            return None if isinstance(v, float) and not math.isfinite(v) else v
+
+        recs = [{k: clean(v) for k, v in r.items()} for r in self.records()]
+        return {"meta": self.meta, "notes": self.notes, "rows": recs}
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        """Write :meth:`to_dict` as JSON to ``path`` (if given) and return the text."""
+        text = json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
+        if path is not None:
+            Path(path).write_text(text, encoding="utf-8")
+        return text
+
+    def __repr__(self) -> str:
+        return self.__str__()
+
+    def _footer(self) -> str:
+        return "".join(f"\nnote: {n}" for n in self.notes)
+
+
+class Summary(_Table):
+    """Every metric of every structure with its standard error and 95% interval.
+
+    Index as ``summary[structure][metric]`` to get an :class:`~invlend.metrics.Estimate`.
+    """
+
+    def __str__(self) -> str:
+        names = list(self._data)
+        rows = []
+        for metric in M.METRICS:
+            row = [metric]
+            for n in names:
+                e = self._data[n][metric]
+                row.append(f"{_fmt(metric, e.estimate)} ± {_fmt(metric, e.se)}")
+            rows.append(row)
+        head = (
+            f"invlend summary: {self.meta['n_portfolios']} portfolios x "
+            f"{self.meta['portfolio_size']} firms, seed {self.meta['seed']} "
+            "(estimate ± standard error clustered by portfolio)\n"
+        )
+        return head + _table(["metric", *names], rows) + self._footer()
+
+
+class Comparison(_Table):
+    """Paired differences (structure minus baseline) of every metric.
+
+    Index as ``comparison[structure][metric]`` to get a :class:`Difference`.
+    """
+
+    def __str__(self) -> str:
+        names = list(self._data)
+        base = self.meta["baseline"]
+        rows = []
+        for metric in M.METRICS:
+            row = [metric]
+            for n in names:
+                d = self._data[n][metric]
+                z = f"z={d.z:+.1f}" if math.isfinite(d.z) else "z=n/a"
+                row.append(f"{_fmt(metric, d.estimate)} ± {_fmt(metric, d.se)} {z}")
+            rows.append(row)
+        head = f"invlend paired comparison against {base!r} (difference ± standard error)\n"
+        return head + _table(["metric", *[f"{n} - {base}" for n in names]], rows) + self._footer()
+
+
+@dataclass(frozen=True, eq=False)
+class SimulationResult(Mapping):
+    """Outcome of :func:`invlend.simulate`: a read-only mapping structure name -> result.
+
+    Attributes
+    ----------
+    scenario : Scenario
+    structures : list of Structure
+    n_portfolios, portfolio_size : int
+    seed : int or sequence of int
+        Entropy of the root ``SeedSequence``: ``simulate(..., seed=SeedSequence(seed))``
+        (or the int itself) replays the run.
+    backend : str
+    versions : dict
+        invlend, Python, numpy, scipy, numba, pydantic and random-stream versions.
+    """
+
+    scenario: Scenario
+    structures: list[Structure]
+    n_portfolios: int
+    portfolio_size: int
+    seed: Any
+    backend: str
+    versions: dict[str, str]
+    _results: dict[str, StructureResult] = field(repr=False)
+
+    @classmethod
+    def _build(
+        cls,
+        *,
+        scenario,
+        structures,
+        group_of,
+        arrays,
+        n_portfolios,
+        portfolio_size,
+        seed,
+        backend,
+        versions,
+    ) -> SimulationResult:
+        a = {k: _ro(v) for k, v in arrays.items()}
+        chk_steps = np.unique([round(s.loan.maturity_years * scenario.steps_per_year) for s in structures])
+        outcomes = {}
+        for g in sorted(set(group_of)):
+            outcomes[g] = Outcomes(
+                event=a[f"g{g}.event"],
+                step=a[f"g{g}.step"],
+                value=a[f"g{g}.value"],
+                initial_stage=a[f"g{g}.stage0"],
+                stage=a[f"g{g}.stage"],
+                n_rounds=a[f"g{g}.rounds"],
+                dilution=a[f"g{g}.dilution"],
+                initial_value=a[f"g{g}.v0"],
+                quality=a[f"g{g}.quality"],
+                signal_error=a[f"g{g}.signal"],
+                checkpoint_values=a[f"g{g}.chk"],
+                checkpoint_steps=_ro(chk_steps.astype(np.int64)),
+                paths=a[f"g{g}.paths"],
+                dt=scenario.dt,
+            )
+        results = {}
+        for i, s in enumerate(structures):
+            results[s.name] = StructureResult(
+                structure=s,
+                outcomes=outcomes[group_of[i]],
+                npv=a[f"s{i}.npv"],
+                principal=a[f"s{i}.principal"],
+                loan_default=_ro(arrays[f"s{i}.default"].view(bool)),
+                credit_loss=a[f"s{i}.loss"],
+                upside=a[f"s{i}.upside"],
+                portfolio_irr=a[f"s{i}.irr"],
+                aggregates=a[f"s{i}.agg"],
+            )
+        return cls(
+            scenario=scenario,
+            structures=list(structures),
+            n_portfolios=n_portfolios,
+            portfolio_size=portfolio_size,
+            seed=seed,
+            backend=backend,
+            versions=versions,
+            _results=results,
+        )
+
+    def __getitem__(self, name: str) -> StructureResult:
+        try:
+            return self._results[name]
+        except KeyError:
+            raise KeyError(f"no structure named {name!r}; have {list(self._results)}") from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._results)
+
+    def __len__(self) -> int:
+        return len(self._results)
+
+    def __repr__(self) -> str:
+        return (
+            f"SimulationResult(structures={list(self._results)}, n_portfolios={self.n_portfolios}"
+            f", portfolio_size={self.portfolio_size}, seed={self.seed}, backend={self.backend!r})"
+        )
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """Run metadata: sizes, seed, backend, versions and the full inputs."""
+        return {
+            "n_portfolios": self.n_portfolios,
+            "portfolio_size": self.portfolio_size,
+            "seed": self.seed,
+            "backend": self.backend,
+            "versions": self.versions,
+            "scenario": self.scenario.model_dump(mode="json"),
+            "structures": [s.model_dump(mode="json") for s in self.structures],
+        }
+
+    # ---------------------------------------------------------------- metrics
+    def _estimates(self, n_boot: int) -> tuple[dict, dict, list[str]]:
+        """Per structure: smooth metrics with influence values, tail replicates."""
+        size = self.portfolio_size
+        smooth = {n: M.smooth_metrics(r.aggregates, r.portfolio_irr, size) for n, r in self.items()}
+        full = np.ones((1, self.n_portfolios))
+        tail = {n: {k: (v[0], []) for k, v in M.tail_metrics(r.aggregates, full).items()} for n, r in self.items()}
+        if self.n_portfolios >= 2 and n_boot > 0:
+            for w in M.bootstrap_weights(self.n_portfolios, n_boot, self.seed):
+                for n, r in self.items():
+                    for k, v in M.tail_metrics(r.aggregates, w).items():
+                        tail[n][k][1].append(v)
+        tail = {n: {k: (e, np.concatenate(reps) if reps else np.zeros(0)) for k, (e, reps) in d.items()} for n, d in tail.items()}
+        notes = []
+        if self.n_portfolios < 2:
+            notes.append("standard errors need at least 2 portfolios")
+        for n, r in self.items():
+            bad = int(np.sum(~np.isfinite(r.portfolio_irr)))
+            if bad:
+                notes.append(
+                    f"{n}: IRR undefined in {bad} of {self.n_portfolios} portfolios "
+                    "(nothing lent); irr averages the others"
+                )
+            if r.aggregates[:, K.AGG_EAD].sum() == 0:
+                notes.append(f"{n}: no loan defaulted, so lgd is undefined")
+        beyond = self.n_portfolios * (1.0 - 0.999)
+        if beyond < 10:
+            notes.append(
+                f"{self.n_portfolios} portfolios leave {beyond:.1f} beyond the 99.9% loss "
+                "quantile: loss_var_999, loss_es_999, economic_capital and raroc are rough; "
+                "use >= 10000 portfolios for them"
+            )
+        return smooth, tail, notes
+
+    def summary(self, n_boot: int = 400) -> Summary:
+        """Every metric with its clustered Monte Carlo standard error and 95% interval.
+
+        Parameters
+        ----------
+        n_boot : int
+            Bootstrap replicates for the tail metrics (VaR, ES, economic capital, RAROC).
+        """
+        smooth, tail, notes = self._estimates(n_boot)
+        data: dict[str, dict[str, M.Estimate]] = {}
+        for n in self:
+            row = {}
+            for metric in M.METRICS:
+                if M.is_tail(metric):
+                    est, reps = tail[n][metric]
+                    se = float(np.std(reps, ddof=1)) if reps.size > 1 and np.all(np.isfinite(reps)) else math.nan
+                else:
+                    est, u = smooth[n][metric]
+                    se = M.influence_se(u)
+                row[metric] = M.make_estimate(est, se)
+            data[n] = row
+        return Summary(data, notes, self._table_meta(n_boot))
+
+    def compare(self, baseline: str = "pure_loan", n_boot: int = 400) -> Comparison:
+        """Paired differences of every metric against ``baseline`` on common random numbers.
+
+        The standard error of a difference uses the per-portfolio pairing (influence values or
+        bootstrap replicates of both structures on the same resamples), so it is typically
+        much smaller than the two standard errors combined.
+        """
+        if baseline not in self._results:
+            raise ValueError(f"baseline: no structure named {baseline!r}; have {list(self)}")
+        smooth, tail, notes = self._estimates(n_boot)
+        data: dict[str, dict[str, Difference]] = {}
+        for n in self:
+            if n == baseline:
+                continue
+            row = {}
+            for metric in M.METRICS:
+                if M.is_tail(metric):
+                    (ea, ra), (eb, rb) = tail[n][metric], tail[baseline][metric]
+                    d = ra - rb
+                    se = float(np.std(d, ddof=1)) if d.size > 1 and np.all(np.isfinite(d)) else math.nan
+                else:
+                    (ea, ua), (eb, ub) = smooth[n][metric], smooth[baseline][metric]
+                    se = M.influence_se(ua - ub)
+                diff = ea - eb
+                z = diff / se if se > 0 and math.isfinite(se) else math.nan
+                e = M.make_estimate(diff, se)
+                row[metric] = Difference(e.estimate, e.se, e.ci_low, e.ci_high, float(z))
+            data[n] = row
+        return Comparison(data, notes, {**self._table_meta(n_boot), "baseline": baseline})
+
+    def _table_meta(self, n_boot: int) -> dict[str, Any]:
+        return {
+            "n_portfolios": self.n_portfolios,
+            "portfolio_size": self.portfolio_size,
+            "seed": self.seed,
+            "backend": self.backend,
+            "n_boot": n_boot,
+            "versions": self.versions,
+        }
+
+    def to_frame(self):
+        """Per-firm long table (one row per structure and applicant) as a pandas DataFrame."""
+        try:
+            import pandas as pd
+        except ImportError:  # pragma: no cover - depends on the environment
+            raise ImportError("to_frame() needs pandas: pip install pandas") from None
+        frames = []
+        n_p, size = self.n_portfolios, self.portfolio_size
+        port = np.repeat(np.arange(n_p), size)
+        firm = np.tile(np.arange(size), n_p)
+        for n, r in self.items():
+            o = r.outcomes
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "structure": n,
+                        "portfolio": port,
+                        "firm": firm,
+                        "accepted": r.accepted.ravel(),
+                        "npv": r.npv.ravel(),
+                        "principal": r.principal.ravel(),
+                        "loan_default": r.loan_default.ravel(),
+                        "credit_loss": r.credit_loss.ravel(),
+                        "upside": r.upside.ravel(),
+                        "event": o.event.ravel(),
+                        "time": o.time.ravel(),
+                        "value": o.value.ravel(),
+                        "initial_stage": o.initial_stage.ravel(),
+                        "stage": o.stage.ravel(),
+                        "initial_value": o.initial_value.ravel(),
+                    }
+                )
+            )
+        return pd.concat(frames, ignore_index=True)
