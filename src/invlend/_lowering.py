@@ -106,8 +106,7 @@ def lower_dynamics(
         log_value=np.log([s.initial_value for s in st]),
         drift=np.array([s.drift for s in st]),
         volatility=np.array([s.volatility for s in st]),
-        default_hazard=np.array([s.default_hazard for s in st])
-        * linkage.default_hazard_multiplier,
+        default_hazard=np.array([s.default_hazard for s in st]) * linkage.default_hazard_multiplier,
         ipo_hazard=np.array([s.ipo_hazard for s in st]) * linkage.exit_hazard_multiplier,
         ma_hazard=np.array([s.ma_hazard for s in st]) * linkage.exit_hazard_multiplier,
         advance_hazard=np.array([s.advance_hazard for s in st]),
@@ -116,7 +115,9 @@ def lower_dynamics(
         checkpoints=np.ascontiguousarray(np.sort(chk)),
         dt=scenario.dt,
         n_steps=scenario.n_steps,
-        log_barrier=math.log(scenario.default_barrier) if scenario.default_barrier > 0 else -math.inf,
+        log_barrier=math.log(scenario.default_barrier)
+        if scenario.default_barrier > 0
+        else -math.inf,
         value_dispersion=scenario.value_dispersion,
         quality_drift=scenario.quality_drift,
         quality_hazard=scenario.quality_hazard,

@@ -158,15 +158,18 @@ def simulate_firms(
             s[adv] += 1
             rounds[adv] += 1
             new = _stage_params(s[adv], q[adv], dt, *tables)
-            for arr, val in zip((mu_dt, sig_sqdt, p_event, total, t1, t2, t3, last), new):
+            for arr, val in zip(
+                (mu_dt, sig_sqdt, p_event, total, t1, t2, t3, last), new, strict=True
+            ):
                 arr[adv] = val
         still = np.ones(a.size, bool)
         still[np.flatnonzero(occurs)[ends]] = False
         alive = a[still]
         if k in chk_steps:
             out_chk[alive, chk_steps.index(k)] = np.exp(logv[alive])
-        r = alive[rec[alive]]
-        out_paths[rows[r], k] = np.exp(logv[r])
+        if n_paths:
+            r = alive[rec[alive]]
+            out_paths[rows[r], k] = np.exp(logv[r])
     # Rows of recorded firms that ended: value at the event, NaN after it.
     for i in np.flatnonzero(rec & (step < n_steps)):
         out_paths[rows[i], step[i] + 1 :] = np.nan

@@ -106,7 +106,7 @@ def _check_backend(backend: str) -> str:
             from numba import cuda
 
             available = cuda.is_available()
-        except Exception:  # noqa: BLE001 - any import or driver failure means no GPU
+        except Exception:
             available = False
         raise ValueError(
             "backend: 'cuda' is not implemented in this version"

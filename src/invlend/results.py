@@ -175,7 +175,9 @@ def _fmt(metric: str, x: float) -> str:
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    line = "  ".join(h.ljust(widths[0]) if i == 0 else h.rjust(widths[i]) for i, h in enumerate(header))
+    line = "  ".join(
+        h.ljust(widths[0]) if i == 0 else h.rjust(widths[i]) for i, h in enumerate(header)
+    )
     out = [line, "-" * len(line)]
     for r in rows:
         out.append(
@@ -335,7 +337,9 @@ class SimulationResult(Mapping):
         versions,
     ) -> SimulationResult:
         a = {k: _ro(v) for k, v in arrays.items()}
-        chk_steps = np.unique([round(s.loan.maturity_years * scenario.steps_per_year) for s in structures])
+        chk_steps = np.unique(
+            [round(s.loan.maturity_years * scenario.steps_per_year) for s in structures]
+        )
         outcomes = {}
         for g in sorted(set(group_of)):
             outcomes[g] = Outcomes(
@@ -415,13 +419,19 @@ class SimulationResult(Mapping):
         size = self.portfolio_size
         smooth = {n: M.smooth_metrics(r.aggregates, r.portfolio_irr, size) for n, r in self.items()}
         full = np.ones((1, self.n_portfolios))
-        tail = {n: {k: (v[0], []) for k, v in M.tail_metrics(r.aggregates, full).items()} for n, r in self.items()}
+        tail = {
+            n: {k: (v[0], []) for k, v in M.tail_metrics(r.aggregates, full).items()}
+            for n, r in self.items()
+        }
         if self.n_portfolios >= 2 and n_boot > 0:
             for w in M.bootstrap_weights(self.n_portfolios, n_boot, self.seed):
                 for n, r in self.items():
                     for k, v in M.tail_metrics(r.aggregates, w).items():
                         tail[n][k][1].append(v)
-        tail = {n: {k: (e, np.concatenate(reps) if reps else np.zeros(0)) for k, (e, reps) in d.items()} for n, d in tail.items()}
+        tail = {
+            n: {k: (e, np.concatenate(reps) if reps else np.zeros(0)) for k, (e, reps) in d.items()}
+            for n, d in tail.items()
+        }
         notes = []
         if self.n_portfolios < 2:
             notes.append("standard errors need at least 2 portfolios")
@@ -458,7 +468,11 @@ class SimulationResult(Mapping):
             for metric in M.METRICS:
                 if M.is_tail(metric):
                     est, reps = tail[n][metric]
-                    se = float(np.std(reps, ddof=1)) if reps.size > 1 and np.all(np.isfinite(reps)) else math.nan
+                    se = (
+                        float(np.std(reps, ddof=1))
+                        if reps.size > 1 and np.all(np.isfinite(reps))
+                        else math.nan
+                    )
                 else:
                     est, u = smooth[n][metric]
                     se = M.influence_se(u)
@@ -485,7 +499,11 @@ class SimulationResult(Mapping):
                 if M.is_tail(metric):
                     (ea, ra), (eb, rb) = tail[n][metric], tail[baseline][metric]
                     d = ra - rb
-                    se = float(np.std(d, ddof=1)) if d.size > 1 and np.all(np.isfinite(d)) else math.nan
+                    se = (
+                        float(np.std(d, ddof=1))
+                        if d.size > 1 and np.all(np.isfinite(d))
+                        else math.nan
+                    )
                 else:
                     (ea, ua), (eb, ub) = smooth[n][metric], smooth[baseline][metric]
                     se = M.influence_se(ua - ub)

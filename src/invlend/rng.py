@@ -50,7 +50,6 @@ from __future__ import annotations
 from enum import IntEnum
 
 import numpy as np
-
 from numba.extending import register_jitable
 
 __all__ = [
