@@ -73,8 +73,9 @@ def run(scenario, structures, n_firms, backend, repeat):
             f = [np.empty(n), np.empty(n), np.empty(n, np.int8), np.empty(n), np.empty(n)]
             agg = np.empty((n_port, K.N_AGG))
             cf = np.empty((n_port, scenario.n_steps + 1))
+            work = np.empty((n_port, scenario.n_steps + 2))
             ev(o["event"], o["step"], o["value"], o["v0"], o["quality"], o["signal"],
-               o["dilution"], o["chk"], SIZE, *t, *f, agg, cf)  # fmt: skip
+               o["dilution"], o["chk"], SIZE, *t, *f, agg, cf, work)  # fmt: skip
             irr(cf, scenario.dt, np.empty(n_port))
 
     best_sim = best_eval = float("inf")

@@ -23,7 +23,7 @@ from numba import prange
 from invlend._numba import jit, pjit
 from invlend.rng import Purpose
 from invlend.rng import firm_key as _firm_key
-from invlend.rng import normal_pair as _normal_pair
+from invlend.rng import normal as _normal
 from invlend.rng import uniform as _uniform
 
 EV_NONE = 0
@@ -143,9 +143,9 @@ def _simulate_firms(
         s = 0
         while s < n_stages - 1 and u_stage >= weight_cdf[s]:
             s += 1
-        z_value = _normal_pair(fkey, ctr[_P_VALUE, 0], ctr[_P_VALUE, 1])[0]
-        q = _normal_pair(fkey, ctr[_P_QUALITY, 0], ctr[_P_QUALITY, 1])[0]
-        e = _normal_pair(fkey, ctr[_P_SIGNAL, 0], ctr[_P_SIGNAL, 1])[0]
+        z_value = _normal(fkey, ctr[_P_VALUE, 0])
+        q = _normal(fkey, ctr[_P_QUALITY, 0])
+        e = _normal(fkey, ctr[_P_SIGNAL, 0])
         logv0 = log_value[s] + value_dispersion * z_value
         logv = logv0
         barrier = logv0 + log_barrier
@@ -166,13 +166,9 @@ def _simulate_firms(
         nxt = 0
         event = EV_NONE
         step = n_steps
-        z_odd = 0.0
         for k in range(1, n_steps + 1):
             j = k - 1
-            if j & 1 == 0:
-                z, z_odd = _normal_pair(fkey, ctr[_P_GROWTH, j], ctr[_P_GROWTH, j + 1])
-            else:
-                z = z_odd
+            z = _normal(fkey, ctr[_P_GROWTH, j])
             logv += mu_dt + sig_sqdt * (factor_loading * market[p, j] + idio * z)
             if jump_dt > 0.0:
                 u_jump = _uniform(fkey, ctr[_P_JCOUNT, j])
@@ -184,8 +180,8 @@ def _simulate_firms(
                         n_jumps += 1
                         prob *= jump_dt / n_jumps
                         cum += prob
-                    jz = _normal_pair(fkey, ctr[_P_JSIZE, j - (j & 1)], ctr[_P_JSIZE, j | 1])
-                    logv += n_jumps * jump_mean + math.sqrt(n_jumps) * jump_vol * jz[j & 1]
+                    jz = _normal(fkey, ctr[_P_JSIZE, j])
+                    logv += n_jumps * jump_mean + math.sqrt(n_jumps) * jump_vol * jz
             if logv < barrier:
                 event = EV_DEFAULT
                 step = k
@@ -277,6 +273,7 @@ def _evaluate_structure(
     out_upside,
     out_agg,
     out_cf,
+    work,
 ):
     """Cash flows of one structure on simulated outcomes, per firm and per portfolio.
 
@@ -284,7 +281,8 @@ def _evaluate_structure(
     ``out_npv`` (NaN where not accepted), ``out_principal``, ``out_default``, ``out_loss``
     (credit loss before risk sharing), ``out_upside`` (PV of warrant and equity proceeds),
     ``out_agg`` (n_port, N_AGG) and ``out_cf`` (n_port, n_steps + 1): the portfolio's
-    undiscounted cash flows by step, for its IRR. Written in place.
+    undiscounted cash flows by step, for its IRR; ``work`` (n_port, n_steps + 2) is scratch.
+    Written in place.
     """
     n_port = out_agg.shape[0]
     km = maturity_step
@@ -293,6 +291,7 @@ def _evaluate_structure(
             out_agg[p, c] = 0.0
         for c in range(out_cf.shape[1]):
             out_cf[p, c] = 0.0
+            work[p, c] = 0.0
         for i in range(p * portfolio_size, (p + 1) * portfolio_size):
             principal = loan_to_value * v0[i]
             cost = screening_cost * principal
@@ -348,8 +347,9 @@ def _evaluate_structure(
                 defaulted = 1
                 term += covered_fraction * loss
             npv += principal * pv_flow_cum[k_full] + discount[k_term] * term
-            for kk in range(1, k_full + 1):
-                out_cf[p, kk] += principal * flow[kk]
+            # Scheduled flows run over steps 1..k_full: mark the principal in force there.
+            work[p, 1] += principal
+            work[p, k_full + 1] -= principal
             out_cf[p, k_term] += term
             upside = 0.0
             if ev != EV_DEFAULT:
@@ -383,21 +383,37 @@ def _evaluate_structure(
             out_agg[p, AGG_NEGATIVE] += 1.0 if npv < 0.0 else 0.0
             out_agg[p, AGG_EXPOSURE] += principal * balance_years_cum[min(k, km)]
             out_agg[p, AGG_UPSIDE] += upside
+        in_force = 0.0
+        for kk in range(1, out_cf.shape[1]):
+            in_force += work[p, kk]
+            out_cf[p, kk] += in_force * flow[kk]
+
+
+@jit
+def _pv_and_slope(cf, p, y):
+    """PV of row ``p`` of ``cf`` as a polynomial in the step discount ``y``, and d PV / dy."""
+    acc = 0.0
+    slope = 0.0
+    for k in range(cf.shape[1] - 1, -1, -1):
+        slope = slope * y + acc
+        acc = acc * y + cf[p, k]
+    return acc, slope
 
 
 @pjit
 def _portfolio_irr(cf, dt, out):
     """Annual effective IRR of each row of undiscounted cash flows ``cf[p, step]``.
 
-    Solves ``sum_k cf[k] (1 + r)^(-k dt) = 0`` by bisection on ``log(1 + r)`` in [-8, 8].
-    A row that never receives anything back gives -1; a row with no cash flow (nothing
-    lent) or without a sign change of the PV in the bracket gives NaN.
+    With ``y = (1 + r)^(-dt)`` the PV ``sum_k cf[k] y^k`` is a polynomial; its root is found by
+    Newton's method safeguarded by bisection inside the bracket ``r`` in
+    ``[exp(-8) - 1, exp(8) - 1]``. A row that never receives anything back gives -1; a row with
+    no cash flow (nothing lent) or without a sign change in the bracket gives NaN.
     """
-    n_port, n_k = cf.shape
+    n_port = cf.shape[0]
     for p in prange(n_port):
         inflow = 0.0
         outflow = 0.0
-        for k in range(n_k):
+        for k in range(cf.shape[1]):
             if cf[p, k] > 0.0:
                 inflow += cf[p, k]
             else:
@@ -408,26 +424,28 @@ def _portfolio_irr(cf, dt, out):
         if inflow == 0.0:
             out[p] = -1.0
             continue
-        lo = -8.0
-        hi = 8.0
-        f_lo = 0.0
-        f_hi = 0.0
-        for k in range(n_k):
-            f_lo += cf[p, k] * math.exp(-lo * k * dt)
-            f_hi += cf[p, k] * math.exp(-hi * k * dt)
-        if f_lo * f_hi > 0.0:
+        a = math.exp(-8.0 * dt)
+        b = math.exp(8.0 * dt)
+        f_a = _pv_and_slope(cf, p, a)[0]
+        f_b = _pv_and_slope(cf, p, b)[0]
+        if f_a * f_b > 0.0:
             out[p] = np.nan
             continue
+        y = 1.0
         for _ in range(200):
-            mid = 0.5 * (lo + hi)
-            f_mid = 0.0
-            for k in range(n_k):
-                f_mid += cf[p, k] * math.exp(-mid * k * dt)
-            if (f_mid > 0.0) == (f_lo > 0.0):
-                lo = mid
-                f_lo = f_mid
-            else:
-                hi = mid
-            if hi - lo < 1e-13:
+            f, slope = _pv_and_slope(cf, p, y)
+            if f == 0.0:
                 break
-        out[p] = math.expm1(0.5 * (lo + hi))
+            if (f > 0.0) == (f_a > 0.0):
+                a = y
+                f_a = f
+            else:
+                b = y
+            y_new = y - f / slope if slope != 0.0 else 0.5 * (a + b)
+            if not (a < y_new < b):
+                y_new = 0.5 * (a + b)
+            if abs(y_new - y) <= 1e-15 * y:
+                y = y_new
+                break
+            y = y_new
+        out[p] = math.expm1(-math.log(y) / dt)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from invlend import _kernels as K
-from invlend.rng import Purpose, firm_keys, normal_pair, uniform
+from invlend.rng import Purpose, firm_keys, normal_array, uniform
 
 
 def _stage_params(s, q, dt, drift, volatility, hd, hi, hm, ha, qd, qh, jc):
@@ -81,9 +81,9 @@ def simulate_firms(
     pidx = np.repeat(np.arange(n_port), portfolio_size)
     u_stage = uniform(fk, ctr[Purpose.STAGE, 0])
     s = np.searchsorted(weight_cdf[:-1], u_stage, side="right")
-    z_value = normal_pair(fk, ctr[Purpose.VALUE, 0], ctr[Purpose.VALUE, 1])[0]
-    q = normal_pair(fk, ctr[Purpose.QUALITY, 0], ctr[Purpose.QUALITY, 1])[0]
-    e = normal_pair(fk, ctr[Purpose.SIGNAL, 0], ctr[Purpose.SIGNAL, 1])[0]
+    z_value = normal_array(fk, ctr[Purpose.VALUE, 0])
+    q = normal_array(fk, ctr[Purpose.QUALITY, 0])
+    e = normal_array(fk, ctr[Purpose.SIGNAL, 0])
     logv0 = log_value[s] + value_dispersion * z_value
     logv = logv0.copy()
     barrier = logv0 + log_barrier
@@ -101,7 +101,6 @@ def simulate_firms(
     rounds = np.zeros(n, np.int64)
     event = np.zeros(n, np.int64)
     step = np.full(n, n_steps, np.int64)
-    z_odd = np.zeros(n)
     idio = np.sqrt(1.0 - factor_loading * factor_loading)
     p_no_jump = np.exp(-jump_rate * dt)
     jump_dt = jump_rate * dt
@@ -113,10 +112,7 @@ def simulate_firms(
             break
         j = k - 1
         a = alive
-        if j & 1 == 0:
-            z, z_odd[a] = normal_pair(fk[a], ctr[Purpose.GROWTH, j], ctr[Purpose.GROWTH, j + 1])
-        else:
-            z = z_odd[a]
+        z = normal_array(fk[a], ctr[Purpose.GROWTH, j])
         logv[a] += mu_dt[a] + sig_sqdt[a] * (factor_loading * market[pidx[a], j] + idio * z)
         if jump_dt > 0.0:
             u_jump = uniform(fk[a], ctr[Purpose.JUMP_COUNT, j])
@@ -133,9 +129,7 @@ def simulate_firms(
                     prob[more] *= jump_dt / nj[more]
                     cum[more] += prob[more]
                     more = (uj > cum) & (nj < 10_000)
-                jz = normal_pair(
-                    fk[ja], ctr[Purpose.JUMP_SIZE, j - (j & 1)], ctr[Purpose.JUMP_SIZE, j | 1]
-                )[j & 1]
+                jz = normal_array(fk[ja], ctr[Purpose.JUMP_SIZE, j])
                 logv[ja] += nj * jump_mean + np.sqrt(nj) * jump_vol * jz
         hit = logv[a] < barrier[a]
         event[a[hit]] = K.EV_DEFAULT
@@ -225,6 +219,7 @@ def evaluate_structure(
     out_upside,
     out_agg,
     out_cf,
+    work,
 ):
     """Vectorised twin of :func:`invlend._kernels._evaluate_structure` (same signature)."""
     n = event.shape[0]
@@ -300,26 +295,40 @@ def evaluate_structure(
 
 def portfolio_irr(cf, dt, out):
     """Vectorised twin of :func:`invlend._kernels._portfolio_irr`."""
-    n_k = cf.shape[1]
-    t = np.arange(n_k) * dt
+    n_rows, n_k = cf.shape
     inflow = np.where(cf > 0, cf, 0.0).sum(axis=1)
     outflow = -np.where(cf > 0, 0.0, cf).sum(axis=1)
 
-    def pv(x):
-        return (cf * np.exp(-x[:, None] * t[None, :])).sum(axis=1)
+    def pv_and_slope(y):
+        acc = np.zeros(n_rows)
+        slope = np.zeros(n_rows)
+        for k in range(n_k - 1, -1, -1):
+            slope = slope * y + acc
+            acc = acc * y + cf[:, k]
+        return acc, slope
 
-    lo = np.full(cf.shape[0], -8.0)
-    hi = np.full(cf.shape[0], 8.0)
-    f_lo = pv(lo)
-    ok = (f_lo * pv(hi) <= 0.0) & (outflow > 0) & (inflow > 0)
+    a = np.full(n_rows, np.exp(-8.0 * dt))
+    b = np.full(n_rows, np.exp(8.0 * dt))
+    f_a = pv_and_slope(a)[0]
+    ok = (f_a * pv_and_slope(b)[0] <= 0.0) & (outflow > 0) & (inflow > 0)
+    y = np.ones(n_rows)
+    active = ok.copy()
     for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        f_mid = pv(mid)
-        same = (f_mid > 0.0) == (f_lo > 0.0)
-        lo = np.where(same, mid, lo)
-        f_lo = np.where(same, f_mid, f_lo)
-        hi = np.where(same, hi, mid)
-        if np.all(hi - lo < 1e-13):
+        if not active.any():
             break
-    out[:] = np.where(ok, np.expm1(0.5 * (lo + hi)), np.nan)
+        f, slope = pv_and_slope(y)
+        active &= f != 0.0
+        same = (f > 0.0) == (f_a > 0.0)
+        a = np.where(active & same, y, a)
+        f_a = np.where(active & same, f, f_a)
+        b = np.where(active & ~same, y, b)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            y_new = np.where(slope != 0.0, y - f / slope, 0.5 * (a + b))
+        y_new = np.where((a < y_new) & (y_new < b), y_new, 0.5 * (a + b))
+        converged = np.abs(y_new - y) <= 1e-15 * y
+        y = np.where(active, y_new, y)
+        active &= ~converged
+    with np.errstate(divide="ignore", invalid="ignore"):
+        irr = np.expm1(-np.log(y) / dt)
+    out[:] = np.where(ok, irr, np.nan)
     out[(outflow > 0) & (inflow == 0)] = -1.0

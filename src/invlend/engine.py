@@ -339,11 +339,12 @@ def _run_range(
                 continue
             f = {name: out[f"s{s}.{name}"].reshape(n) for name in _FIRM_FIELDS}
             cf = np.empty((p1 - p0, spec.n_steps + 1))
+            work = np.empty((p1 - p0, spec.n_steps + 2))
             evaluate(
                 o["event"], o["step"], o["value"], o["v0"], o["quality"], o["signal"],
                 o["dilution"], chk, size, *terms,
                 f["npv"], f["principal"], f["default"], f["loss"], f["upside"],
-                out[f"s{s}.agg"], cf,
+                out[f"s{s}.agg"], cf, work,
             )  # fmt: skip
             irr(cf, spec.dt, out[f"s{s}.irr"])
     return out if ret else None

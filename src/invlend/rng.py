@@ -17,9 +17,11 @@ stream version 1), built from the 64-bit finaliser of Steele, Lea and Flood's Sp
     bits     = mix64(key ^ ctr[purpose, counter])
 
 with ``GAMMA = 0x9E3779B97F4A7C15`` (the golden-ratio increment). A uniform on the open
-interval (0, 1) is ``((bits >> 11) + 0.5) * 2**-53``; normals come in Box-Muller pairs from
-the uniforms at counters ``2k`` and ``2k + 1`` of the same purpose, and both members of a pair
-are used (``z[2k] = r cos(theta)``, ``z[2k+1] = r sin(theta)``).
+interval (0, 1) is ``((bits >> 11) + 0.5) * 2**-53``. A normal comes from the same 64 bits by
+the 256-layer **ziggurat** of Marsaglia and Tsang (2000), in Doornik's (2005) form that takes
+the layer index (low 8 bits) and the uniform (high 53 bits) from disjoint bits: about 99% of
+draws cost one hash, one table look-up and one multiply. The rare rejections draw further
+words by ``bits <- mix64(bits + GAMMA)``, so a normal is still a pure function of its key.
 
 Consequences, each tested:
 
@@ -58,7 +60,8 @@ __all__ = [
     "counter_table",
     "firm_keys",
     "market_keys",
-    "normal_pair",
+    "normal",
+    "normal_array",
     "portfolio_keys",
     "root_key",
     "uniform",
@@ -78,7 +81,27 @@ SEED_SALT = np.uint64(0x5EED1A7E0B1E5D01)
 FIRM_SALT = np.uint64(0xF1A3C0DE2468ACE1)
 MARKET_SALT = np.uint64(0x3A2B7E7C11D4F00D)
 _TWO_M53 = 2.0**-53
-_TWO_PI = 2.0 * np.pi
+_MASK8 = np.uint64(0xFF)
+
+
+def _ziggurat_tables(n: int = 256, r: float = 3.6541528853610088, v: float = 0.00492867323399):
+    """Layer edges of the 256-layer normal ziggurat (Marsaglia & Tsang 2000, r and v there).
+
+    ``x[0] = v / f(r)`` is the width of the base strip (rectangle plus tail), ``x[1] = r``,
+    ``x[i + 1] = sqrt(-2 log(v / x[i] + f(x[i])))`` and ``x[n] = 0``, with ``f(x) =
+    exp(-x**2 / 2)``. Returns ``x``, the ratios ``x[i + 1] / x[i]`` and ``f(x)``.
+    """
+    x = np.empty(n + 1)
+    x[0] = v / np.exp(-0.5 * r * r)
+    x[1] = r
+    for i in range(1, n - 1):
+        x[i + 1] = np.sqrt(-2.0 * np.log(v / x[i] + np.exp(-0.5 * x[i] * x[i])))
+    x[n] = 0.0
+    return x, x[1:] / x[:-1], np.exp(-0.5 * x * x)
+
+
+_ZIG_R = 3.6541528853610088
+_ZX, _ZR, _ZF = _ziggurat_tables()
 
 
 class Purpose(IntEnum):
@@ -119,13 +142,74 @@ def uniform(key, ctr):
 
 
 @register_jitable
-def normal_pair(key, ctr_even, ctr_odd):
-    """Box-Muller pair of independent standard normals from two counter words."""
-    u1 = to_unit(mix64(key ^ ctr_even))
-    u2 = to_unit(mix64(key ^ ctr_odd))
-    r = np.sqrt(-2.0 * np.log(u1))
-    theta = _TWO_PI * u2
-    return r * np.cos(theta), r * np.sin(theta)
+def normal(key, ctr):
+    """Standard normal for ``key`` at the counter word ``ctr`` (ziggurat, see module docs)."""
+    return _normal_bits(mix64(key ^ ctr))
+
+
+@register_jitable
+def _normal_bits(b):
+    """Scalar ziggurat from the 64-bit word ``b``; rejections re-hash ``b`` (rarely)."""
+    while True:
+        i = int(b & _MASK8)
+        u = 2.0 * to_unit(b) - 1.0
+        x = u * _ZX[i]
+        if abs(u) < _ZR[i]:
+            return x
+        b = mix64(b + GAMMA)
+        if i == 0:  # the tail beyond R, by Marsaglia's exponential method
+            while True:
+                xx = -np.log(to_unit(b)) / _ZIG_R
+                b = mix64(b + GAMMA)
+                yy = -np.log(to_unit(b))
+                b = mix64(b + GAMMA)
+                if 2.0 * yy >= xx * xx:
+                    return _ZIG_R + xx if u > 0.0 else -(_ZIG_R + xx)
+        if _ZF[i + 1] + to_unit(b) * (_ZF[i] - _ZF[i + 1]) < np.exp(-0.5 * x * x):
+            return x
+        b = mix64(b + GAMMA)
+
+
+def normal_array(key, ctr):
+    """Vectorised :func:`normal` for uint64 arrays (the same draws, element by element)."""
+    bits = mix64(np.asarray(key) ^ ctr)
+    return _normal_bits_array(bits.ravel()).reshape(bits.shape)
+
+
+def _normal_bits_array(b: np.ndarray) -> np.ndarray:
+    i = (b & _MASK8).astype(np.intp)
+    u = 2.0 * to_unit(b) - 1.0
+    out = u * _ZX[i]
+    slow = np.flatnonzero(~(np.abs(u) < _ZR[i]))
+    if slow.size == 0:
+        return out
+    bs = mix64(b[slow] + GAMMA)
+    tail = i[slow] == 0
+    t = slow[tail]
+    if t.size:
+        bt = bs[tail]
+        res = np.empty(t.size)
+        pend = np.arange(t.size)
+        while pend.size:
+            xx = -np.log(to_unit(bt[pend])) / _ZIG_R
+            b2 = mix64(bt[pend] + GAMMA)
+            yy = -np.log(to_unit(b2))
+            bt[pend] = mix64(b2 + GAMMA)
+            ok = 2.0 * yy >= xx * xx
+            acc = pend[ok]
+            res[acc] = np.where(u[t[acc]] > 0.0, _ZIG_R + xx[ok], -(_ZIG_R + xx[ok]))
+            pend = pend[~ok]
+        out[t] = res
+    w = slow[~tail]
+    if w.size:
+        bw = bs[~tail]
+        iw = i[w]
+        xw = out[w]
+        ok = _ZF[iw + 1] + to_unit(bw) * (_ZF[iw] - _ZF[iw + 1]) < np.exp(-0.5 * xw * xw)
+        rej = ~ok
+        if rej.any():
+            out[w[rej]] = _normal_bits_array(mix64(bw[rej] + GAMMA))
+    return out
 
 
 @register_jitable
@@ -164,11 +248,8 @@ def market_keys(pkeys: np.ndarray) -> np.ndarray:
 
 
 def counter_table(n_counters: int) -> np.ndarray:
-    """Counter words ``ctr[purpose, counter]``, shape ``(N_PURPOSES, n_counters)``, uint64.
-
-    ``n_counters`` is rounded up to an even number so normal pairs are always complete.
-    """
-    n = int(n_counters) + (int(n_counters) & 1)
+    """Counter words ``ctr[purpose, counter]``, shape ``(N_PURPOSES, n_counters)``, uint64."""
+    n = max(int(n_counters), 2)
     c = np.arange(n, dtype=np.uint64)[None, :] * np.uint64(16)
     p = np.arange(N_PURPOSES, dtype=np.uint64)[:, None]
     return np.ascontiguousarray(mix64((c + p + np.uint64(1)) * GAMMA))
@@ -176,10 +257,5 @@ def counter_table(n_counters: int) -> np.ndarray:
 
 def market_shocks(mkeys: np.ndarray, ctr: np.ndarray, n_steps: int) -> np.ndarray:
     """Market normals ``m[portfolio, step - 1]``, shape ``(len(mkeys), n_steps)``."""
-    row = ctr[Purpose.MARKET]
-    n_pairs = (n_steps + 1) // 2
-    z0, z1 = normal_pair(mkeys[:, None], row[0 : 2 * n_pairs : 2], row[1 : 2 * n_pairs : 2])
-    out = np.empty((len(mkeys), 2 * n_pairs))
-    out[:, 0::2] = z0
-    out[:, 1::2] = z1
-    return np.ascontiguousarray(out[:, :n_steps])
+    row = ctr[Purpose.MARKET, :n_steps]
+    return np.ascontiguousarray(normal_array(mkeys[:, None], row[None, :]))
