@@ -36,7 +36,7 @@ test: lint
 	$(BIN)/python -m pytest
 
 bench: $(VENV)/.installed
-	$(BIN)/python benchmarks/bench_engine.py
+	$(BIN)/python benchmarks/bench_engine.py --out docs/performance.md
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache
