@@ -108,13 +108,19 @@ class Stage(_Model):
     round_size : float
         New money raised at a round out of this stage, as a fraction of the pre-round value;
         existing holders are diluted by ``1 / (1 + round_size)``.
+
+    Notes
+    -----
+    Defaults describe a neutral single-stage firm (weight 1, value 100, no drift, no volatility,
+    no events), so a test or a closed-form case states only what it needs. The built-in
+    scenario's sourced stages are in :meth:`Scenario.default`.
     """
 
     name: str
-    weight: Fraction
-    initial_value: Annotated[float, Field(gt=0.0, le=1e12)]
-    drift: Annotated[float, Field(ge=-2.0, le=2.0)]
-    volatility: Annotated[float, Field(ge=0.0, le=5.0)]
+    weight: Fraction = 1.0
+    initial_value: Annotated[float, Field(gt=0.0, le=1e12)] = 100.0
+    drift: Annotated[float, Field(ge=-2.0, le=2.0)] = 0.0
+    volatility: Annotated[float, Field(ge=0.0, le=5.0)] = 0.0
     default_hazard: Hazard = 0.0
     ipo_hazard: Hazard = 0.0
     ma_hazard: Hazard = 0.0
@@ -181,6 +187,16 @@ class Scenario(_Model):
         Length of the simulation; survivors are marked at firm value then.
     steps_per_year : int
         Time steps per year; ``horizon_years * steps_per_year`` must be a whole number.
+
+    Notes
+    -----
+    Defaults (all estimates, the same as the built-in scenario; see ``docs/defaults.md``):
+    ``value_dispersion`` 0.5, ``quality_drift`` 0.05, ``quality_hazard`` 0.3,
+    ``ipo_multiple`` 1.5 (Chinese IPO exits return about 4-5x book, Zero2IPO 2020, domain.md
+    §1.2; kept low because V is already a market value), ``ma_multiple`` 0.9 (30% of exited US
+    firms were acquired below capital raised, Sand Hill, §1.1), ``horizon_years`` 5 (a 3-year
+    loan and a 5-year warrant, §6.2), ``steps_per_year`` 12 (venture loans pay monthly, §2),
+    ``default_barrier`` 0 (failure comes from the hazards, §6.1).
     """
 
     stages: list[Stage] = Field(min_length=1, max_length=64)
@@ -286,24 +302,28 @@ class Loan(_Model):
     Parameters
     ----------
     loan_to_value : float
-        Principal as a fraction of the firm's value at entry ``V0``.
+        Principal as a fraction of the firm's value at entry ``V0``. Default 0.20: loan size
+        at most 20% of firm value (reference/domain.md §6.2, pure loan).
     rate : float
-        Annual interest rate on the outstanding balance, paid every step.
+        Annual interest rate on the outstanding balance, paid every step. Default 4.5%: the
+        1-year LPR 3.00% plus 150 bp (§3.4, §6.2).
     maturity_years : float
-        Time to final repayment; must not exceed the scenario horizon.
+        Time to final repayment; must not exceed the scenario horizon. Default 3 years (§6.2).
     interest_only_years : float
         Interest-only period, then linear amortisation to zero at maturity. ``None`` (the
         default) means equal to maturity: a bullet loan.
     upfront_fee : float
-        Fee as a fraction of principal, received at entry.
+        Fee as a fraction of principal, received at entry. Default 0.
     recovery_rate : float
-        Fraction of firm value the bank recovers at a default.
+        Fraction of firm value the bank recovers at a default. Default 0.35: LGD 65% for an
+        unsecured credit loan (§6.2, an estimate).
     collateral : float
         Collateral (IP pledge, guarantees) recovered at a default, as a fraction of principal.
         The recovery is ``min(outstanding, recovery_rate * V + collateral * principal)``.
+        Default 0.
     """
 
-    loan_to_value: Annotated[float, Field(gt=0.0, le=10.0)]
+    loan_to_value: Annotated[float, Field(gt=0.0, le=10.0)] = 0.20
     rate: Annotated[float, Field(ge=0.0, le=1.0)] = 0.045
     maturity_years: Annotated[float, Field(gt=0.0, le=100.0)] = 3.0
     interest_only_years: Annotated[float | None, Field(ge=0.0, le=100.0)] = None
@@ -341,6 +361,11 @@ class Warrant(_Model):
         holds the option for it in Chinese practice).
     expiry_years : float
         The warrant pays only on an exit (or the horizon mark) no later than this.
+
+    Notes
+    -----
+    Defaults from reference/domain.md §6.2: coverage 10% of principal (US practice 2-20%),
+    the bank keeps the whole gain, 5-year life.
     """
 
     coverage: Annotated[float, Field(ge=0.0, le=10.0)] = 0.10
@@ -356,6 +381,7 @@ class Equity(_Model):
     equity_to_value : float
         Amount invested as a fraction of ``V0``, buying that fraction of the firm at entry
         value; diluted by later rounds and paid pro rata after the loan at exit or horizon.
+        Default 0.03: the middle of the 1-5% stake of §6.2.
     """
 
     equity_to_value: Annotated[float, Field(ge=0.0, le=1.0)] = 0.03
@@ -370,6 +396,8 @@ class Linkage(_Model):
         Multiplies every stage's default hazard.
     exit_hazard_multiplier : float
         Multiplies every stage's IPO and M&A hazards.
+
+    Defaults are 1 (no partner); :func:`invlend.vc_linked` uses 0.75 and 1.2 (§6.2).
     """
 
     default_hazard_multiplier: Annotated[float, Field(ge=0.0, le=100.0)] = 1.0
@@ -390,6 +418,9 @@ class Screening(_Model):
         Share of applicants accepted (1 = lend to all, no screening).
     cost : float
         Due-diligence cost per applicant screened, as a fraction of the would-be principal.
+
+    Defaults accept every applicant at no cost (no screening); the noise default 1.0 (a signal
+    as noisy as the quality it measures) is an estimate used once ``acceptance_rate < 1``.
     """
 
     signal_noise: Annotated[float, Field(ge=0.0, le=100.0)] = 1.0
@@ -406,6 +437,9 @@ class RiskShare(_Model):
         Share of each credit loss paid to the bank at default.
     premium : float
         Annual premium on the outstanding balance paid by the bank each step.
+
+    Defaults (estimates; no published figures were found, domain.md §7): half of each loss
+    covered for 1% a year.
     """
 
     covered_fraction: Fraction = 0.5

@@ -98,6 +98,41 @@ def _check_count(name: str, value: Any, low: int = 1) -> int:
     return int(value)
 
 
+def _available_bytes() -> int | None:
+    """Memory available to new allocations (Linux ``MemAvailable``), or None if unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def result_bytes(n_portfolios: int, portfolio_size: int, n_groups: int, n_structures: int,
+                 n_checkpoints: int) -> int:  # fmt: skip
+    """Bytes of the per-firm and per-portfolio arrays a result holds."""
+    firms = n_portfolios * portfolio_size
+    per_group = sum(np.dtype(t).itemsize for t in _OUTCOME_FIELDS.values()) + 8 * n_checkpoints
+    per_structure = sum(np.dtype(t).itemsize for t in _FIRM_FIELDS.values())
+    per_portfolio = n_structures * 8 * (K.N_AGG + 1)
+    return firms * (n_groups * per_group + n_structures * per_structure) + (
+        n_portfolios * per_portfolio
+    )
+
+
+def _check_memory(n_port: int, size: int, n_groups: int, n_struct: int, n_chk: int) -> None:
+    need = result_bytes(n_port, size, n_groups, n_struct, n_chk)
+    have = _available_bytes()
+    if have is not None and need > 0.8 * have:
+        raise ValueError(
+            f"n_portfolios: {n_port} portfolios x {size} firms need {need / 2**30:.1f} GiB for "
+            f"per-firm results but only {have / 2**30:.1f} GiB of memory is available; lower "
+            "n_portfolios or portfolio_size"
+        )
+
+
 def _check_backend(backend: str) -> str:
     if backend not in BACKENDS:
         raise ValueError(f"backend: unknown backend {backend!r}; choices are {list(BACKENDS)}")
@@ -194,6 +229,8 @@ def simulate(
             f"sample_paths: at most min(firms, 100000) = {min(n_firms, 100_000)}, "
             f"got {sample_paths}"
         )
+    _check_memory(n_portfolios, portfolio_size, len(set(linkage_key(s.linkage) for s in structs)),
+                  len(structs), len({s.loan.maturity_years for s in structs}))  # fmt: skip
     root, entropy = resolve_seed(seed)
 
     groups: dict[tuple[float, float], int] = {}
