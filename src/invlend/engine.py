@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import sys
+import threading
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -39,6 +40,9 @@ __all__ = ["BACKENDS", "resolve_seed", "simulate"]
 
 BACKENDS = ("cpu", "numpy", "cuda")
 _DEFAULT_CHUNK_FIRMS = 1 << 18
+# numba's workqueue threading layer (used where neither OpenMP nor TBB is installed) must not
+# run parallel kernels from two Python threads at once; each kernel uses every core anyway.
+_KERNEL_LOCK = threading.Lock()
 _MAX_FIRMS = 2_000_000_000
 
 
@@ -271,7 +275,8 @@ def simulate(
             try:
                 part = fut.result()
             except Exception as exc:
-                raise type(exc)(f"{exc} (in portfolios [{p0}, {p1}))") from exc
+                exc.add_note(f"invlend: raised while simulating portfolios [{p0}, {p1})")
+                raise
             _merge(out, part, p0, p1)
             if bar:
                 bar.update()
@@ -351,6 +356,13 @@ def _run_range(
     spec: _Spec, p0: int, p1: int, out: dict[str, np.ndarray] | None = None
 ) -> dict[str, np.ndarray] | None:
     """Simulate and evaluate portfolios ``[p0, p1)``; write into ``out`` or return new arrays."""
+    with _KERNEL_LOCK:
+        return _run_range_locked(spec, p0, p1, out)
+
+
+def _run_range_locked(
+    spec: _Spec, p0: int, p1: int, out: dict[str, np.ndarray] | None
+) -> dict[str, np.ndarray] | None:
     ret = out is None
     if out is None:
         out = _views(_allocate(spec, p1 - p0), 0, p1 - p0)
