@@ -321,6 +321,7 @@ class SimulationResult(Mapping):
     backend: str
     versions: dict[str, str]
     _results: dict[str, StructureResult] = field(repr=False)
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def _build(
@@ -415,7 +416,12 @@ class SimulationResult(Mapping):
 
     # ---------------------------------------------------------------- metrics
     def _estimates(self, n_boot: int) -> tuple[dict, dict, list[str]]:
-        """Per structure: smooth metrics with influence values, tail replicates."""
+        """Per structure: smooth metrics with influence values, tail replicates (cached)."""
+        if n_boot not in self._cache:
+            self._cache[n_boot] = self._compute_estimates(n_boot)
+        return self._cache[n_boot]
+
+    def _compute_estimates(self, n_boot: int) -> tuple[dict, dict, list[str]]:
         size = self.portfolio_size
         smooth = {n: M.smooth_metrics(r.aggregates, r.portfolio_irr, size) for n, r in self.items()}
         full = np.ones((1, self.n_portfolios))

@@ -56,8 +56,9 @@ def pure_loan(**terms: Any) -> Structure:
 
     Defaults: loan-to-value 0.20 (loan size <= 20% of firm value); rate 4.5% (1-year LPR
     3.00% + 150 bp, §3.4/§6.2); 3-year bullet (§6.2); upfront fee 0.5% (middle of 0-1%, [E]);
-    recovery 35% of firm value (LGD 65% for an unsecured credit loan, §6.2 [E]); bank-alone
-    screening (see module docs).
+    recovery 6% of firm value at default, calibrated [C] so that the simulated LGD on the
+    built-in scenario is 65%, the unsecured credit-loan LGD of §6.2 (see ``docs/defaults.md``);
+    bank-alone screening (see module docs).
     """
     loan = dict(
         loan_to_value=0.20,
@@ -65,7 +66,7 @@ def pure_loan(**terms: Any) -> Structure:
         maturity_years=3.0,
         interest_only_years=None,
         upfront_fee=0.005,
-        recovery_rate=0.35,
+        recovery_rate=0.06,
         collateral=0.0,
     )
     return _build({"name": "pure_loan", "screening": _BANK_SCREENING}, loan, dict(terms))
@@ -77,8 +78,9 @@ def warrant_loan(**terms: Any) -> Structure:
     Defaults: loan-to-value 0.10 (at Series A, up to 25% of the round or 10% of enterprise
     value, nighthawkpartners [S]); rate 4.0% (LPR + 100 bp: the warrant replaces part of the
     spread, §6.2); 3 years with 6 months interest-only then linear amortisation (Davis-Morse-
-    Wang slides [S]); upfront fee 1% (§6.2); recovery 40% (LGD 60%, §6.2 [E]); warrant coverage
-    10% of principal, 5-year life, full share of the gain (§6.2); bank-alone screening.
+    Wang slides [S]); upfront fee 1% (§6.2); recovery 2.5% of firm value, calibrated [C] to the
+    LGD of 60% of §6.2 on the built-in scenario; warrant coverage 10% of principal, 5-year life,
+    full share of the gain (§6.2); bank-alone screening.
     """
     loan = dict(
         loan_to_value=0.10,
@@ -86,7 +88,7 @@ def warrant_loan(**terms: Any) -> Structure:
         maturity_years=3.0,
         interest_only_years=0.5,
         upfront_fee=0.01,
-        recovery_rate=0.40,
+        recovery_rate=0.025,
         collateral=0.0,
     )
     defaults = {
@@ -101,11 +103,11 @@ def vc_linked(**terms: Any) -> Structure:
     """Lending alongside a VC partner (外部投贷联动; domain.md §6.2, "VC-linked" column).
 
     Defaults: loan-to-value 0.10 (25-35% of the VC round, §6.2); rate 4.0% (LPR + 100 bp);
-    3 years, 6 months interest-only (§6.2, §2); upfront fee 1%; recovery 50% (LGD 50% with the
-    VC's support, §6.2 [E]); linkage multipliers 0.75 on default (VC screening and monitoring;
-    Puri-Zarutskie find lower early failure) and 1.2 on exits (Davis-Morse-Wang: +4-10%
-    exits), both §6.2; the VC's due diligence halves the signal noise and the bank pays a
-    quarter of the bank-alone cost [E].
+    3 years, 6 months interest-only (§6.2, §2); upfront fee 1%; recovery 3% of firm value,
+    calibrated [C] to the LGD of 50% with the VC's support of §6.2; linkage multipliers 0.75
+    on default (VC screening and monitoring; Puri-Zarutskie find lower early failure) and 1.2
+    on exits (Davis-Morse-Wang: +4-10% exits), both §6.2; the VC's due diligence halves the
+    signal noise and the bank pays a quarter of the bank-alone cost [E].
     """
     loan = dict(
         loan_to_value=0.10,
@@ -113,7 +115,7 @@ def vc_linked(**terms: Any) -> Structure:
         maturity_years=3.0,
         interest_only_years=0.5,
         upfront_fee=0.01,
-        recovery_rate=0.50,
+        recovery_rate=0.03,
         collateral=0.0,
     )
     defaults = {
