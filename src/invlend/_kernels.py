@@ -164,12 +164,16 @@ def _simulate_firms(
         dil = 1.0
         rounds = 0
         nxt = 0
+        next_chk = checkpoints[0] if n_chk > 0 else -1
         event = EV_NONE
         step = n_steps
+        m_row = market[p]
+        g_row = ctr[_P_GROWTH]
+        e_row = ctr[_P_EVENT]
         for k in range(1, n_steps + 1):
             j = k - 1
-            z = _normal(fkey, ctr[_P_GROWTH, j])
-            logv += mu_dt + sig_sqdt * (factor_loading * market[p, j] + idio * z)
+            z = _normal(fkey, g_row[j])
+            logv += mu_dt + sig_sqdt * (factor_loading * m_row[j] + idio * z)
             if jump_dt > 0.0:
                 u_jump = _uniform(fkey, ctr[_P_JCOUNT, j])
                 if u_jump > p_no_jump:
@@ -186,7 +190,7 @@ def _simulate_firms(
                 event = EV_DEFAULT
                 step = k
                 break
-            u = _uniform(fkey, ctr[_P_EVENT, j])
+            u = _uniform(fkey, e_row[j])
             if u < p_event:
                 x = u / p_event * total
                 if x < t1:
@@ -209,9 +213,10 @@ def _simulate_firms(
                     s, q, dt, drift, volatility, hd, hi, hm, ha, quality_drift, quality_hazard,
                     jump_compensator,
                 )  # fmt: skip
-            if nxt < n_chk and checkpoints[nxt] == k:
+            if k == next_chk:
                 out_chk[i, nxt] = math.exp(logv)
                 nxt += 1
+                next_chk = checkpoints[nxt] if nxt < n_chk else -1
             if record:
                 out_paths[row, k] = math.exp(logv)
         while nxt < n_chk:  # checkpoints after the event: no value
