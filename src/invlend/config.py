@@ -316,7 +316,7 @@ class Loan(_Model):
         Fee as a fraction of principal, received at entry. Default 0.
     recovery_rate : float
         Fraction of the firm's value at default that the bank recovers (a distressed sale).
-        Default 0.06, calibrated so that the pure loan's simulated LGD on the built-in
+        Default 0.057, calibrated so that the pure loan's simulated LGD on the built-in
         scenario is 65%, the unsecured credit-loan LGD of §6.2 (a hazard default leaves the
         firm value near its entry value, so a rate applied to firm value must be small).
     collateral : float
@@ -330,7 +330,7 @@ class Loan(_Model):
     maturity_years: Annotated[float, Field(gt=0.0, le=100.0)] = 3.0
     interest_only_years: Annotated[float | None, Field(ge=0.0, le=100.0)] = None
     upfront_fee: Fraction = 0.0
-    recovery_rate: Fraction = 0.06
+    recovery_rate: Fraction = 0.057
     collateral: Annotated[float, Field(ge=0.0, le=10.0)] = 0.0
 
     @model_validator(mode="after")

@@ -61,11 +61,13 @@ class _Spec(NamedTuple):
     sample_paths: int
 
 
-def resolve_seed(seed: int | np.random.SeedSequence | None) -> tuple[int, int]:
-    """Return ``(root, entropy)``: the 64-bit root of the streams and the entropy to replay it.
+def resolve_seed(seed: int | np.random.SeedSequence | None) -> tuple[int, Any, tuple]:
+    """Return ``(root, entropy, spawn_key)``: the 64-bit root of the streams and how to replay it.
 
-    ``seed`` may be a non-negative int, a :class:`numpy.random.SeedSequence` or ``None`` (fresh
-    entropy from the operating system, recorded on the result).
+    ``seed`` may be a non-negative int, a :class:`numpy.random.SeedSequence` (a spawned child
+    included) or ``None`` (fresh entropy from the operating system). The run is replayed by
+    ``SeedSequence(entropy, spawn_key=spawn_key)``, or by the int itself when the spawn key is
+    empty.
     """
     if isinstance(seed, np.random.SeedSequence):
         ss = seed
@@ -80,7 +82,8 @@ def resolve_seed(seed: int | np.random.SeedSequence | None) -> tuple[int, int]:
             f"seed: expected an int, a numpy SeedSequence or None, got {type(seed).__name__}"
         )
     root = int(ss.generate_state(1, np.uint64)[0])
-    return root, int(ss.entropy) if isinstance(ss.entropy, (int, np.integer)) else ss.entropy
+    entropy = int(ss.entropy) if isinstance(ss.entropy, (int, np.integer)) else ss.entropy
+    return root, entropy, tuple(int(k) for k in ss.spawn_key)
 
 
 def _versions() -> dict[str, str]:
@@ -235,7 +238,7 @@ def simulate(
         )
     _check_memory(n_portfolios, portfolio_size, len(set(linkage_key(s.linkage) for s in structs)),
                   len(structs), len({s.loan.maturity_years for s in structs}))  # fmt: skip
-    root, entropy = resolve_seed(seed)
+    root, entropy, spawn_key = resolve_seed(seed)
 
     groups: dict[tuple[float, float], int] = {}
     group_of = []
@@ -293,6 +296,7 @@ def simulate(
         n_portfolios=n_portfolios,
         portfolio_size=portfolio_size,
         seed=entropy,
+        seed_spawn_key=spawn_key,
         backend=backend,
         versions=_versions(),
     )
@@ -396,6 +400,8 @@ def _run_range_locked(
                 out[f"s{s}.agg"], cf, work,
             )  # fmt: skip
             irr(cf, spec.dt, out[f"s{s}.irr"])
+            # Screening cost alone is not an investment: no loan, no IRR.
+            out[f"s{s}.irr"][out[f"s{s}.agg"][:, K.AGG_ACCEPTED] == 0] = np.nan
     return out if ret else None
 
 

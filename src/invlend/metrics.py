@@ -173,9 +173,9 @@ def influence_se(u: np.ndarray) -> float:
     return float(np.std(u, ddof=1) / math.sqrt(n))
 
 
-def bootstrap_weights(n: int, n_boot: int, seed_entropy, batch: int = 64):
+def bootstrap_weights(n: int, n_boot: int, seed_entropy, spawn_key=(), batch: int = 64):
     """Yield batches of multinomial resampling counts (b, n), reproducible from the seed."""
-    ss = np.random.SeedSequence(seed_entropy, spawn_key=(0xB007,))
+    ss = np.random.SeedSequence(seed_entropy, spawn_key=(*spawn_key, 0xB007))
     gen = np.random.default_rng(ss)
     done = 0
     while done < n_boot:

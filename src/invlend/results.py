@@ -126,7 +126,8 @@ class StructureResult:
     portfolio_npv, portfolio_loss_rate, portfolio_irr : ndarray of float64, (n_portfolios,)
         NPV (incl. screening cost of rejected applicants); credit loss after risk sharing
         over principal lent (0 where nothing was lent); annual IRR of the portfolio's cash
-        flows (NaN where nothing was lent, -1 where nothing came back).
+        flows (NaN where nothing was lent or no rate prices the flows, -1 where nothing came
+        back).
     aggregates : ndarray of float64, (n_portfolios, N_AGG)
         Per-portfolio totals behind the metrics (columns ``invlend._kernels.AGG_*``).
     """
@@ -306,8 +307,10 @@ class SimulationResult(Mapping):
     structures : list of Structure
     n_portfolios, portfolio_size : int
     seed : int or sequence of int
-        Entropy of the root ``SeedSequence``: ``simulate(..., seed=SeedSequence(seed))``
-        (or the int itself) replays the run.
+        Entropy of the root ``SeedSequence``.
+    seed_spawn_key : tuple of int
+        Its spawn key (empty unless the seed was a spawned child):
+        ``simulate(..., seed=SeedSequence(seed, spawn_key=seed_spawn_key))`` replays the run.
     backend : str
     versions : dict
         invlend, Python, numpy, scipy, numba, pydantic and random-stream versions.
@@ -318,6 +321,7 @@ class SimulationResult(Mapping):
     n_portfolios: int
     portfolio_size: int
     seed: Any
+    seed_spawn_key: tuple
     backend: str
     versions: dict[str, str]
     _results: dict[str, StructureResult] = field(repr=False)
@@ -334,6 +338,7 @@ class SimulationResult(Mapping):
         n_portfolios,
         portfolio_size,
         seed,
+        seed_spawn_key,
         backend,
         versions,
     ) -> SimulationResult:
@@ -378,6 +383,7 @@ class SimulationResult(Mapping):
             n_portfolios=n_portfolios,
             portfolio_size=portfolio_size,
             seed=seed,
+            seed_spawn_key=tuple(seed_spawn_key),
             backend=backend,
             versions=versions,
             _results=results,
@@ -408,6 +414,7 @@ class SimulationResult(Mapping):
             "n_portfolios": self.n_portfolios,
             "portfolio_size": self.portfolio_size,
             "seed": self.seed,
+            "seed_spawn_key": list(self.seed_spawn_key),
             "backend": self.backend,
             "versions": self.versions,
             "scenario": self.scenario.model_dump(mode="json"),
@@ -430,7 +437,8 @@ class SimulationResult(Mapping):
             for n, r in self.items()
         }
         if self.n_portfolios >= 2 and n_boot > 0:
-            for w in M.bootstrap_weights(self.n_portfolios, n_boot, self.seed):
+            boot = M.bootstrap_weights(self.n_portfolios, n_boot, self.seed, self.seed_spawn_key)
+            for w in boot:
                 for n, r in self.items():
                     for k, v in M.tail_metrics(r.aggregates, w).items():
                         tail[n][k][1].append(v)
@@ -445,8 +453,9 @@ class SimulationResult(Mapping):
             bad = int(np.sum(~np.isfinite(r.portfolio_irr)))
             if bad:
                 notes.append(
-                    f"{n}: IRR undefined in {bad} of {self.n_portfolios} portfolios "
-                    "(nothing lent); irr averages the others"
+                    f"{n}: IRR undefined in {bad} of {self.n_portfolios} portfolios (nothing "
+                    "lent, or no rate in [-99.97%, +298000%] prices the cash flows); irr "
+                    "averages the others"
                 )
             if r.aggregates[:, K.AGG_EAD].sum() == 0:
                 notes.append(f"{n}: no loan defaulted, so lgd is undefined")

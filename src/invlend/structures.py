@@ -56,7 +56,7 @@ def pure_loan(**terms: Any) -> Structure:
 
     Defaults: loan-to-value 0.20 (loan size <= 20% of firm value); rate 4.5% (1-year LPR
     3.00% + 150 bp, §3.4/§6.2); 3-year bullet (§6.2); upfront fee 0.5% (middle of 0-1%, [E]);
-    recovery 6% of firm value at default, calibrated [C] so that the simulated LGD on the
+    recovery 5.7% of firm value at default, calibrated [C] so that the simulated LGD on the
     built-in scenario is 65%, the unsecured credit-loan LGD of §6.2 (see ``docs/defaults.md``);
     bank-alone screening (see module docs).
     """
@@ -66,7 +66,7 @@ def pure_loan(**terms: Any) -> Structure:
         maturity_years=3.0,
         interest_only_years=None,
         upfront_fee=0.005,
-        recovery_rate=0.06,
+        recovery_rate=0.057,
         collateral=0.0,
     )
     return _build({"name": "pure_loan", "screening": _BANK_SCREENING}, loan, dict(terms))
@@ -78,7 +78,7 @@ def warrant_loan(**terms: Any) -> Structure:
     Defaults: loan-to-value 0.10 (at Series A, up to 25% of the round or 10% of enterprise
     value, nighthawkpartners [S]); rate 4.0% (LPR + 100 bp: the warrant replaces part of the
     spread, §6.2); 3 years with 6 months interest-only then linear amortisation (Davis-Morse-
-    Wang slides [S]); upfront fee 1% (§6.2); recovery 2.5% of firm value, calibrated [C] to the
+    Wang slides [S]); upfront fee 1% (§6.2); recovery 2.3% of firm value, calibrated [C] to the
     LGD of 60% of §6.2 on the built-in scenario; warrant coverage 10% of principal, 5-year life,
     full share of the gain (§6.2); bank-alone screening.
     """
@@ -88,7 +88,7 @@ def warrant_loan(**terms: Any) -> Structure:
         maturity_years=3.0,
         interest_only_years=0.5,
         upfront_fee=0.01,
-        recovery_rate=0.025,
+        recovery_rate=0.023,
         collateral=0.0,
     )
     defaults = {
@@ -103,7 +103,7 @@ def vc_linked(**terms: Any) -> Structure:
     """Lending alongside a VC partner (外部投贷联动; domain.md §6.2, "VC-linked" column).
 
     Defaults: loan-to-value 0.10 (25-35% of the VC round, §6.2); rate 4.0% (LPR + 100 bp);
-    3 years, 6 months interest-only (§6.2, §2); upfront fee 1%; recovery 3% of firm value,
+    3 years, 6 months interest-only (§6.2, §2); upfront fee 1%; recovery 3.2% of firm value,
     calibrated [C] to the LGD of 50% with the VC's support of §6.2; linkage multipliers 0.75
     on default (VC screening and monitoring; Puri-Zarutskie find lower early failure) and 1.2
     on exits (Davis-Morse-Wang: +4-10% exits), both §6.2; the VC's due diligence halves the
@@ -115,7 +115,7 @@ def vc_linked(**terms: Any) -> Structure:
         maturity_years=3.0,
         interest_only_years=0.5,
         upfront_fee=0.01,
-        recovery_rate=0.03,
+        recovery_rate=0.032,
         collateral=0.0,
     )
     defaults = {
