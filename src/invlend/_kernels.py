@@ -180,7 +180,7 @@ def _simulate_firms(
                     n_jumps = 1
                     prob = p_no_jump * jump_dt
                     cum = p_no_jump + prob
-                    while u_jump > cum and n_jumps < 10_000:
+                    while u_jump > cum and prob > 0.0:
                         n_jumps += 1
                         prob *= jump_dt / n_jumps
                         cum += prob

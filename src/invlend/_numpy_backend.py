@@ -123,12 +123,12 @@ def simulate_firms(
                 nj = np.ones(ja.size, np.int64)
                 prob = np.full(ja.size, p_no_jump * jump_dt)
                 cum = p_no_jump + prob
-                more = (uj > cum) & (nj < 10_000)
+                more = (uj > cum) & (prob > 0.0)
                 while more.any():
                     nj[more] += 1
                     prob[more] *= jump_dt / nj[more]
                     cum[more] += prob[more]
-                    more = (uj > cum) & (nj < 10_000)
+                    more = (uj > cum) & (prob > 0.0)
                 jz = normal_array(fk[ja], ctr[Purpose.JUMP_SIZE, j])
                 logv[ja] += nj * jump_mean + np.sqrt(nj) * jump_vol * jz
         hit = logv[a] < barrier[a]
@@ -165,7 +165,7 @@ def simulate_firms(
             r = alive[rec[alive]]
             out_paths[rows[r], k] = np.exp(logv[r])
     # Rows of recorded firms that ended: value at the event, NaN after it.
-    for i in np.flatnonzero(rec & (step < n_steps)):
+    for i in np.flatnonzero(rec & (event != K.EV_NONE)):
         out_paths[rows[i], step[i] + 1 :] = np.nan
         out_paths[rows[i], step[i]] = np.exp(logv[i])
     out_event[:] = event

@@ -86,8 +86,12 @@ def _compare(args: argparse.Namespace) -> int:
     if args.seed < 0:
         raise ValueError(f"--seed: must be a non-negative integer, got {args.seed}")
     out = Path(args.out) if args.out else None
-    if out is not None and out.exists() and not out.is_dir():
-        raise ValueError(f"--out: {out} exists and is not a folder")
+    if out is not None:
+        for folder in (out, *out.parents):  # the nearest existing folder must be a folder
+            if folder.exists():
+                if not folder.is_dir():
+                    raise ValueError(f"--out: {folder} exists and is not a folder")
+                break
     res = il.simulate(
         scenario,
         structures,
@@ -147,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, TypeError, KeyError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         sys.stderr.write(f"invlend: error: {msg}\n")
+    except OSError as exc:
+        sys.stderr.write(f"invlend: error: {exc.filename or ''}: {exc.strerror or exc}\n")
     except KeyboardInterrupt:
         sys.stderr.write("invlend: interrupted\n")
         return 130

@@ -231,6 +231,13 @@ class Scenario(_Model):
                 f"horizon_years: horizon_years * steps_per_year = {n_steps:g} must be a whole "
                 "number of steps"
             )
+        per_step = self.market.jump_rate / self.steps_per_year
+        if per_step > 50.0:
+            raise ValueError(
+                f"market.jump_rate: {self.market.jump_rate:g} jumps a year are "
+                f"{per_step:g} expected jumps per step; at most 50 per step are supported "
+                "(raise steps_per_year)"
+            )
         if round(n_steps) > 100_000:
             raise ValueError(
                 f"horizon_years: {round(n_steps)} steps exceed the limit of 100000; "

@@ -78,7 +78,7 @@ def resolve_seed(seed: int | np.random.SeedSequence | None) -> tuple[int, Any, t
             raise ValueError(f"seed: must be a non-negative integer, got {seed}")
         ss = np.random.SeedSequence(int(seed))
     else:
-        raise TypeError(
+        raise ValueError(
             f"seed: expected an int, a numpy SeedSequence or None, got {type(seed).__name__}"
         )
     root = int(ss.generate_state(1, np.uint64)[0])

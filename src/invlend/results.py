@@ -190,7 +190,7 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 class _Table(Mapping):
     """Shared behaviour of :class:`Summary` and :class:`Comparison`."""
 
-    _value_fields: tuple[str, ...] = ()
+    _row_type: type = M.Estimate
 
     def __init__(self, data: dict[str, dict[str, tuple]], notes: list[str], meta: dict) -> None:
         self._data = data
@@ -225,8 +225,9 @@ class _Table(Mapping):
     def to_csv(self, path: str | Path) -> None:
         """Write :meth:`records` as CSV."""
         recs = self.records()
+        fields = ["structure", "metric", *self._row_type._fields]
         with open(path, "w", newline="", encoding="utf-8") as fh:
-            w = csv.DictWriter(fh, fieldnames=list(recs[0]))
+            w = csv.DictWriter(fh, fieldnames=fields)
             w.writeheader()
             w.writerows(recs)
 
@@ -259,6 +260,8 @@ class Summary(_Table):
     Index as ``summary[structure][metric]`` to get an :class:`~invlend.metrics.Estimate`.
     """
 
+    _row_type = M.Estimate
+
     def __str__(self) -> str:
         names = list(self._data)
         rows = []
@@ -281,6 +284,8 @@ class Comparison(_Table):
 
     Index as ``comparison[structure][metric]`` to get a :class:`Difference`.
     """
+
+    _row_type = Difference
 
     def __str__(self) -> str:
         names = list(self._data)

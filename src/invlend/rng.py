@@ -17,9 +17,9 @@ stream version 1), built from the 64-bit finaliser of Steele, Lea and Flood's Sp
     bits     = mix64(key ^ ctr[purpose, counter])
 
 with ``GAMMA = 0x9E3779B97F4A7C15`` (the golden-ratio increment). A uniform on the open
-interval (0, 1) is ``((bits >> 11) + 0.5) * 2**-53``. A normal comes from the same 64 bits by
+interval (0, 1) is ``((bits >> 12) + 0.5) * 2**-52``. A normal comes from the same 64 bits by
 the 256-layer **ziggurat** of Marsaglia and Tsang (2000), in Doornik's (2005) form that takes
-the layer index (low 8 bits) and the uniform (high 53 bits) from disjoint bits: about 99% of
+the layer index (low 8 bits) and the uniform (high 52 bits) from disjoint bits: about 99% of
 draws cost one hash, one table look-up and one multiply. The rare rejections draw further
 words by ``bits <- mix64(bits + GAMMA)``, so a normal is still a pure function of its key.
 
@@ -76,11 +76,11 @@ _M2 = np.uint64(0x94D049BB133111EB)
 _S30 = np.uint64(30)
 _S27 = np.uint64(27)
 _S31 = np.uint64(31)
-_S11 = np.uint64(11)
+_S12 = np.uint64(12)
 SEED_SALT = np.uint64(0x5EED1A7E0B1E5D01)
 FIRM_SALT = np.uint64(0xF1A3C0DE2468ACE1)
 MARKET_SALT = np.uint64(0x3A2B7E7C11D4F00D)
-_TWO_M53 = 2.0**-53
+_TWO_M52 = 2.0**-52
 _MASK8 = np.uint64(0xFF)
 
 
@@ -131,8 +131,12 @@ def mix64(z):
 
 @register_jitable
 def to_unit(bits):
-    """Map 64 random bits to a uniform on the open interval (0, 1) with 53-bit resolution."""
-    return ((bits >> _S11) + 0.5) * _TWO_M53
+    """Map 64 random bits to a uniform on the open interval (0, 1).
+
+    The top 52 bits ``m`` give ``(m + 0.5) * 2**-52``: every value is exact in float64, the
+    smallest is ``2**-53`` and the largest ``1 - 2**-53``, so 0 and 1 never occur.
+    """
+    return ((bits >> _S12) + 0.5) * _TWO_M52
 
 
 @register_jitable
