@@ -1,0 +1,68 @@
+"""Run the Python examples in README.md and docs/*.md and check their printed output.
+
+A fenced ```python block is run on its own in a fresh interpreter (working directory: a
+temporary folder); when a ```text block follows it, the printed output must equal that block.
+Fragments that need context from the surrounding prose are fenced as ```py and are not run.
+
+``python tests/docblocks.py --write`` reruns every example and rewrites its output block,
+after a deliberate change to the model or the random streams.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+_BLOCK = re.compile(
+    r"```python\n(?P<code>.*?)```\n(?P<gap>\s*\n)?(?:```text\n(?P<out>.*?)```)?", re.S
+)
+
+
+def examples():
+    """Yield ``(page, line, code, expected_output_or_None, match)`` for every runnable block."""
+    for page in PAGES:
+        text = page.read_text(encoding="utf-8")
+        for m in _BLOCK.finditer(text):
+            line = text[: m.start()].count("\n") + 1
+            yield page, line, m.group("code"), m.group("out"), m
+
+
+def run(code: str) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter in an empty temporary folder."""
+    with tempfile.TemporaryDirectory() as tmp:
+        return subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp, timeout=600
+        )
+
+
+def write() -> None:
+    """Rewrite every output block with what its example prints now."""
+    for page in PAGES:
+        text = page.read_text(encoding="utf-8")
+        out, last = [], 0
+        for m in _BLOCK.finditer(text):
+            if m.group("out") is None:
+                continue
+            proc = run(m.group("code"))
+            if proc.returncode:
+                raise SystemExit(f"{page}: example failed:\n{proc.stderr}")
+            out.append(text[last : m.start("out")])
+            out.append(proc.stdout)
+            last = m.end("out")
+        out.append(text[last:])
+        new = "".join(out)
+        if new != text:
+            page.write_text(new, encoding="utf-8")
+            print(f"updated {page.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--write"]:
+        write()
+    else:
+        raise SystemExit("usage: python tests/docblocks.py --write")
