@@ -39,6 +39,16 @@ _COMPONENTS = ("warrant", "equity", "linkage", "screening", "risk_share", "name"
 # and spends 1% of the would-be principal on due diligence per applicant [E].
 _BANK_SCREENING = Screening(signal_noise=1.0, acceptance_rate=0.6, cost=0.01)
 
+# Venture-debt terms shared by the warrant loan and the VC-linked loan (sources in their docs).
+_VENTURE_LOAN = dict(
+    loan_to_value=0.10,
+    rate=0.040,
+    maturity_years=3.0,
+    interest_only_years=0.5,
+    upfront_fee=0.01,
+    collateral=0.0,
+)
+
 
 def _build(defaults: dict[str, Any], loan: dict[str, Any], terms: dict[str, Any]) -> Structure:
     parts = {k: terms.pop(k) for k in list(terms) if k in _COMPONENTS}
@@ -82,15 +92,7 @@ def warrant_loan(**terms: Any) -> Structure:
     LGD of 60% of §6.2 on the built-in scenario; warrant coverage 10% of principal, 5-year life,
     full share of the gain (§6.2); bank-alone screening.
     """
-    loan = dict(
-        loan_to_value=0.10,
-        rate=0.040,
-        maturity_years=3.0,
-        interest_only_years=0.5,
-        upfront_fee=0.01,
-        recovery_rate=0.023,
-        collateral=0.0,
-    )
+    loan = {**_VENTURE_LOAN, "recovery_rate": 0.023}
     defaults = {
         "name": "warrant_loan",
         "warrant": Warrant(coverage=0.10, share_of_gain=1.0, expiry_years=5.0),
@@ -109,15 +111,7 @@ def vc_linked(**terms: Any) -> Structure:
     on exits (Davis-Morse-Wang: +4-10% exits), both §6.2; the VC's due diligence halves the
     signal noise and the bank pays a quarter of the bank-alone cost [E].
     """
-    loan = dict(
-        loan_to_value=0.10,
-        rate=0.040,
-        maturity_years=3.0,
-        interest_only_years=0.5,
-        upfront_fee=0.01,
-        recovery_rate=0.032,
-        collateral=0.0,
-    )
+    loan = {**_VENTURE_LOAN, "recovery_rate": 0.032}
     defaults = {
         "name": "vc_linked",
         "linkage": Linkage(default_hazard_multiplier=0.75, exit_hazard_multiplier=1.2),
