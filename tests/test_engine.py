@@ -266,6 +266,20 @@ def test_growing_portfolio_size_extends(base):
     assert not np.array_equal(big["pure_loan"].aggregates, base["default"]["pure_loan"].aggregates)
 
 
+def test_growing_the_horizon_extends_every_path():
+    short = il.Scenario.default()
+    long = short.model_copy(update={"horizon_years": 2 * short.horizon_years})
+    kw = dict(n_portfolios=6, portfolio_size=30, seed=SEED, sample_paths=180)
+    a = il.simulate(short, il.pure_loan(), **kw)["pure_loan"].outcomes
+    b = il.simulate(long, il.pure_loan(), **kw)["pure_loan"].outcomes
+    ended = a.event != il.Event.NONE  # events before the old horizon are unchanged
+    np.testing.assert_array_equal(a.event[ended], b.event[ended])
+    np.testing.assert_array_equal(a.step[ended], b.step[ended])
+    np.testing.assert_array_equal(a.value[ended], b.value[ended])
+    assert np.all(b.step[~ended] > short.n_steps)  # survivors go on past it
+    np.testing.assert_array_equal(a.paths, b.paths[:, : short.n_steps + 1])
+
+
 def test_structure_list_order_and_subset_do_not_matter(base):
     structs = _structures()
     rev = _run(structures=structs[::-1])

@@ -1,4 +1,4 @@
-"""Command line: ``invlend compare`` and ``invlend scenario show|check``.
+"""Command line: ``invlend compare``, ``invlend validate`` and ``invlend scenario show|check``.
 
 Every error in the input (a malformed or invalid TOML file, a bad option) is reported as one
 line on standard error with exit code 2, and nothing is written.
@@ -61,6 +61,15 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--bootstrap", type=int, default=400, help="bootstrap replicates for tails")
     c.add_argument("--out", help="folder for summary.csv, summary.json and comparison.csv")
     c.add_argument("--progress", action="store_true", help="show a progress bar")
+    v = sub.add_parser(
+        "validate",
+        help="check the engine against closed forms",
+        description="Run the closed-form validation cases (docs/validation.md) and print the "
+        "table; exit with code 1 if any check fails.",
+    )
+    v.add_argument("--quick", action="store_true", help="about 10x fewer firms (seconds)")
+    v.add_argument("--seed", type=int, default=None, help="root seed (default: 20261128)")
+    v.add_argument("--markdown", action="store_true", help="print a markdown table")
     s = sub.add_parser("scenario", help="show or check scenario files")
     ssub = s.add_subparsers(dest="action", required=True, parser_class=_Parser)
     ssub.add_parser("show", help="print the built-in scenario as commented TOML")
@@ -139,12 +148,25 @@ def _scenario(args: argparse.Namespace) -> int:
     return 0
 
 
+def _validate(args: argparse.Namespace) -> int:
+    from invlend import validation
+
+    seed = validation.DEFAULT_SEED if args.seed is None else args.seed
+    if seed < 0:
+        raise ValueError(f"--seed: must be a non-negative integer, got {seed}")
+    report = validation.run(quick=args.quick, seed=seed)
+    print(report.to_markdown() if args.markdown else report)
+    return 0 if report.passed else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``invlend`` command; returns the exit code."""
     args = _parser().parse_args(argv)
     try:
         if args.command == "compare":
             return _compare(args)
+        if args.command == "validate":
+            return _validate(args)
         return _scenario(args)
     except ValidationError as exc:
         sys.stderr.write(f"invlend: error: {_one_line(exc)}\n")

@@ -1,0 +1,472 @@
+r"""Validation: the engine against closed forms, as a table a user can rerun.
+
+Overview
+--------
+Each case sets a scenario in which a known formula holds exactly (one stage, zero hazards or
+no barrier, ``drift`` equal to the discount rate where a price is compared, no dispersion, no
+quality effects), simulates it with a fixed seed, and compares the Monte Carlo estimate with
+the formula of :mod:`invlend.closed_forms`. A check passes when
+
+.. math::
+
+    |\hat\theta - \theta| \le 4\,\mathrm{SE} + |\text{bias}|
+
+where ``bias`` is a *stated* deterministic error of the reference itself (the BGK
+approximation, the engine's one-event-per-step grid), computed exactly and shown in the table;
+it is zero for every exact reference. Checks marked ``info`` show a reference that is known not
+to apply (the continuous barrier at monthly monitoring) and do not count.
+
+``invlend validate [--quick]`` prints the table and exits 1 if any check fails.
+
+Example
+-------
+>>> from invlend import validation
+>>> report = validation.run(quick=True, cases=["competing_hazards"])
+>>> report.passed
+True
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+import invlend as il
+from invlend import closed_forms as cf
+
+__all__ = ["CASES", "Check", "Report", "run"]
+
+#: Seed of every case unless another is given.
+DEFAULT_SEED = 20261128
+
+
+@dataclass(frozen=True)
+class Check:
+    """One comparison of a Monte Carlo estimate with its reference."""
+
+    case: str
+    quantity: str
+    estimate: float
+    reference: float
+    se: float
+    bias: float = 0.0
+    info: bool = False  # shown, not counted
+    kind: str = "z"  # "z": |est - ref| <= 4 se + |bias|; "ks": estimate <= reference; "exact"
+
+    @property
+    def z(self) -> float:
+        """``(estimate - reference) / se`` (NaN for KS and exact checks)."""
+        if self.kind != "z" or not self.se > 0:
+            return math.nan
+        return (self.estimate - self.reference) / self.se
+
+    @property
+    def z_adjusted(self) -> float:
+        """``(estimate - reference - bias) / se``: the z-score against the corrected reference."""
+        if self.kind != "z" or not self.se > 0 or self.bias == 0:
+            return self.z
+        return (self.estimate - self.reference - self.bias) / self.se
+
+    @property
+    def passed(self) -> bool:
+        """Whether the check holds (see the module docs)."""
+        if self.kind == "ks":
+            return self.estimate <= self.reference
+        if self.kind == "exact":
+            return self.estimate == self.reference
+        return abs(self.estimate - self.reference) <= 4.0 * self.se + abs(self.bias)
+
+
+@dataclass(frozen=True)
+class Report:
+    """All checks of a validation run."""
+
+    checks: list[Check]
+    quick: bool
+    seed: int
+
+    @property
+    def passed(self) -> bool:
+        """True when every counted check passes."""
+        return all(c.passed for c in self.checks if not c.info)
+
+    def __str__(self) -> str:
+        head = ["case", "quantity", "estimate", "reference", "std error", "bias", "z",
+                "z(ref+bias)", "result"]  # fmt: skip
+        rows = []
+        for c in self.checks:
+            if c.info:
+                result = "info"
+            else:
+                result = "pass" if c.passed else "FAIL"
+            rows.append(
+                [
+                    c.case,
+                    c.quantity,
+                    f"{c.estimate:.6g}",
+                    f"{c.reference:.6g}",
+                    "" if not c.se > 0 else f"{c.se:.3g}",
+                    "" if c.bias == 0 else f"{c.bias:+.2g}",
+                    "" if math.isnan(c.z) else f"{c.z:+.2f}",
+                    "" if c.bias == 0 or math.isnan(c.z) else f"{c.z_adjusted:+.2f}",
+                    result,
+                ]
+            )
+        widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+
+        def line(r: list[str]) -> str:
+            return "  ".join(
+                x.ljust(w) if i < 2 else x.rjust(w)
+                for i, (x, w) in enumerate(zip(r, widths, strict=True))
+            )
+
+        n_fail = sum(not c.passed for c in self.checks if not c.info)
+        counted = sum(not c.info for c in self.checks)
+        size = "quick" if self.quick else "full"
+        out = [
+            f"invlend validate ({size} run, seed {self.seed}): pass when |estimate - reference|"
+            " <= 4 SE + |bias|",
+            line(head),
+            "-" * len(line(head)),
+            *(line(r) for r in rows),
+            "",
+            f"{counted - n_fail} of {counted} checks passed"
+            + ("" if n_fail == 0 else f"; {n_fail} FAILED"),
+        ]
+        return "\n".join(out)
+
+    def to_markdown(self) -> str:
+        """The table as a markdown table (for docs/validation.md)."""
+        lines = [
+            "| case | quantity | estimate | reference | std error | bias | z | z (ref + bias) "
+            "| result |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---|",
+        ]
+        for c in self.checks:
+            result = "info" if c.info else ("pass" if c.passed else "**FAIL**")
+            se = "" if not c.se > 0 else f"{c.se:.3g}"
+            bias = "" if c.bias == 0 else f"{c.bias:+.2g}"
+            z = "" if math.isnan(c.z) else f"{c.z:+.2f}"
+            z_adj = "" if c.bias == 0 or math.isnan(c.z) else f"{c.z_adjusted:+.2f}"
+            lines.append(
+                f"| {c.case} | {c.quantity} | {c.estimate:.6g} | {c.reference:.6g} | {se} | "
+                f"{bias} | {z} | {z_adj} | {result} |"
+            )
+        return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------- helpers
+
+
+def _scenario(stages, *, market=None, **fields) -> il.Scenario:
+    """A scenario without dispersion, quality effects, factor or jumps unless given."""
+    base = dict(
+        market=market or il.Market(discount_rate=0.0, factor_loading=0.0, jump_rate=0.0),
+        default_barrier=0.0,
+        value_dispersion=0.0,
+        quality_drift=0.0,
+        quality_hazard=0.0,
+        ipo_multiple=1.0,
+        ma_multiple=1.0,
+    )
+    base.update(fields)
+    return il.Scenario(stages=stages, **base)
+
+
+def _loan(maturity: float, **terms) -> il.Structure:
+    """A structure with a plain loan (the cases that read only outcomes ignore it)."""
+    loan = dict(loan_to_value=0.2, rate=0.0, maturity_years=maturity, recovery_rate=0.0)
+    loan.update(terms.pop("loan", {}))
+    return il.Structure(name=terms.pop("name", "loan"), loan=il.Loan(**loan), **terms)
+
+
+def _sim(sc, structures, n_firms: int, seed: int, size: int = 1000):
+    return il.simulate(
+        sc, structures, n_portfolios=max(2, n_firms // size), portfolio_size=size, seed=seed
+    )
+
+
+def _mean_se(x: np.ndarray) -> tuple[float, float]:
+    """Mean of per-firm values and its SE, clustered by portfolio (rows)."""
+    per = np.asarray(x, float).mean(axis=1)
+    return float(per.mean()), float(per.std(ddof=1) / math.sqrt(per.size))
+
+
+def _binomial(hits: np.ndarray, p: float) -> tuple[float, float]:
+    """Share of ``hits`` and the binomial SE at the reference ``p`` (independent firms)."""
+    return float(np.mean(hits)), math.sqrt(p * (1.0 - p) / hits.size)
+
+
+# --------------------------------------------------------------------------------- cases
+
+
+def competing_hazards(quick: bool, seed: int) -> list[Check]:
+    """Competing exponential hazards: each event's probability by T and survival (§4.6)."""
+    hz = dict(default_hazard=0.15, ipo_hazard=0.05, ma_hazard=0.10)
+    t = 3.0
+    sc = _scenario([il.Stage(name="s", volatility=0.3, **hz)], horizon_years=t)
+    res = _sim(sc, _loan(1.0), 200_000 if quick else 2_000_000, seed)
+    ev = res["loan"].outcomes.event
+    probs, survival = cf.competing_hazards(list(hz.values()), t)
+    out = []
+    for (code, name), ref in zip(
+        [(il.Event.DEFAULT, "default"), (il.Event.IPO, "IPO"), (il.Event.MA, "M&A")],
+        probs,
+        strict=True,
+    ):
+        est, se = _binomial(ev == code, ref)
+        out.append(Check("competing hazards", f"P({name} by T=3)", est, ref, se))
+    est, se = _binomial(ev == il.Event.NONE, survival)
+    out.append(Check("competing hazards", "P(no event by T=3)", est, survival, se))
+    return out
+
+
+def barrier(quick: bool, seed: int) -> list[Check]:
+    """Black-Cox first passage, monitored at monthly step ends (§4.2-4.3)."""
+    v0, b, mu, sigma, t, m = 100.0, 60.0, 0.10, 0.50, 3.0, 36
+    sc = _scenario(
+        [il.Stage(name="s", drift=mu, volatility=sigma)],
+        default_barrier=b / v0,
+        horizon_years=t,
+        steps_per_year=12,
+    )
+    res = _sim(sc, _loan(1.0), 200_000 if quick else 2_000_000, seed)
+    hit = res["loan"].outcomes.event == il.Event.DEFAULT
+    exact = cf.discrete_barrier_default(v0, b, mu, sigma, t, m)
+    bgk = cf.black_cox_default(v0, cf.bgk_barrier(b, sigma, t / m), mu, sigma, t)
+    cont = cf.black_cox_default(v0, b, mu, sigma, t)
+    est, se = _binomial(hit, exact)
+    return [
+        Check("barrier (monthly)", "P(default by T), exact discrete", est, exact, se),
+        Check("barrier (monthly)", "P(default by T), BGK-shifted", est, bgk, se, bias=exact - bgk),
+        Check("barrier (monthly)", "P(default by T), continuous", est, cont, se, info=True),
+    ]
+
+
+def merton_debt(quick: bool, seed: int) -> list[Check]:
+    """Merton risky debt: a zero-rate bullet loan with recovery 1 (§4.1)."""
+    out = []
+    for v0, face, r, sigma, t in ((100.0, 70.0, 0.05, 0.25, 1.0), (100.0, 90.0, 0.03, 0.40, 3.0)):
+        sc = _scenario(
+            [il.Stage(name="s", initial_value=v0, drift=r, volatility=sigma)],
+            market=il.Market(discount_rate=r, factor_loading=0.0),
+            horizon_years=t,
+        )
+        loan = _loan(t, loan=dict(loan_to_value=face / v0, recovery_rate=1.0))
+        res = _sim(sc, loan, 100_000 if quick else 1_000_000, seed)
+        est, se = _mean_se(res["loan"].npv)
+        ref = cf.merton_debt(v0, face, r, sigma, t) - face
+        out.append(Check("Merton debt", f"NPV, D={face:g} s={sigma:g} T={t:g}", est, ref, se))
+    return out
+
+
+def _warrant_case(quick: bool, seed: int, round_size: float) -> tuple:
+    v0, r, sigma, t, coverage, ltv = 100.0, 0.03, 0.40, 3.0, 0.10, 0.20
+    market = il.Market(discount_rate=r, factor_loading=0.0)
+    if round_size > 0:  # a round in step 1 (advance hazard 1000/yr: probability 1 - e^-83)
+        stages = [
+            il.Stage(name="a", initial_value=v0, drift=r, volatility=sigma, weight=1.0,
+                     advance_hazard=1000.0, round_size=round_size),
+            il.Stage(name="b", drift=r, volatility=sigma, weight=0.0),
+        ]  # fmt: skip
+    else:
+        stages = [il.Stage(name="s", initial_value=v0, drift=r, volatility=sigma)]
+    sc = _scenario(stages, market=market, horizon_years=t)
+    plain = _loan(1.0, name="plain", loan=dict(loan_to_value=ltv))
+    warrant = _loan(
+        1.0,
+        name="warrant",
+        loan=dict(loan_to_value=ltv),
+        warrant=il.Warrant(coverage=coverage, share_of_gain=1.0, expiry_years=t),
+    )
+    res = _sim(sc, [plain, warrant], 100_000 if quick else 1_000_000, seed)
+    diff = res["warrant"].npv - res["plain"].npv
+    return res, diff, (v0, r, sigma, t, coverage * ltv)
+
+
+def warrant_call(quick: bool, seed: int) -> list[Check]:
+    """A warrant is a call: paired NPV difference = w C_BS(V0, V0) when nothing else happens."""
+    _, diff, (v0, r, sigma, t, w) = _warrant_case(quick, seed, 0.0)
+    est, se = _mean_se(diff)
+    ref = w * cf.bs_call(v0, v0, r, sigma, t)
+    return [Check("warrant = BS call", "NPV(warrant loan) - NPV(loan)", est, ref, se)]
+
+
+def dilution(quick: bool, seed: int) -> list[Check]:
+    """Galai-Schneller dilution: a round of new money ``g V`` at step 1.
+
+    The stake falls to ``d = 1/(1+g)`` of itself and the firm grows by ``1 + g``, so the
+    warrant is ``d`` calls on the post-money stake: ``d C_BS(w(1+g)V0, w(1+g)V0)``.
+    """
+    g = 0.5
+    res, diff, (v0, r, sigma, t, w) = _warrant_case(quick, seed, g)
+    d = 1.0 / (1.0 + g)
+    o = res["warrant"].outcomes
+    est, se = _mean_se(diff)
+    ref = d * cf.bs_call(w * (1 + g) * v0, w * (1 + g) * v0, r, sigma, t)
+    return [
+        Check(
+            "dilution (one round)",
+            "dilution factor of every firm",
+            float(np.max(np.abs(o.dilution - d))),
+            0.0,
+            0.0,
+            kind="exact",
+        ),
+        Check("dilution (one round)", "warrant NPV, d C_BS(post-money)", est, ref, se),
+    ]
+
+
+def merton_jumps(quick: bool, seed: int) -> list[Check]:
+    """Merton (1976) jump-diffusion: E[V_T] and a call on V_T (§4.5)."""
+    s, r, sigma, t, lam, mj, dj = 100.0, 0.05, 0.20, 1.0, 1.0, -0.10, 0.15
+    sc = _scenario(
+        [il.Stage(name="s", initial_value=s, drift=r, volatility=sigma)],
+        market=il.Market(
+            discount_rate=r, factor_loading=0.0, jump_rate=lam, jump_mean=mj, jump_vol=dj
+        ),
+        horizon_years=t,
+    )
+    res = _sim(sc, _loan(t), 200_000 if quick else 2_000_000, seed)
+    vt = res["loan"].outcomes.value
+    est_m, se_m = _mean_se(vt)
+    est_c, se_c = _mean_se(math.exp(-r * t) * np.maximum(vt - s, 0.0))
+    ref_c = cf.merton_jump_call(s, s, r, sigma, t, lam, mj, dj)
+    return [
+        Check("Merton jumps", "E[V_T]", est_m, s * math.exp(r * t), se_m),
+        Check("Merton jumps", "call on V_T, K = V0", est_c, ref_c, se_c),
+    ]
+
+
+def vasicek(quick: bool, seed: int) -> list[Check]:
+    """Vasicek portfolio: default only at maturity, asset correlation ``a^2`` (§5.1).
+
+    The loss rate of a portfolio of ``N`` names is binomial given the factor; the reference
+    for ``P(L <= x)`` is that mixture, exact for finite ``N``, evaluated at the
+    large-portfolio quantiles ``x`` (which it approaches as ``N`` grows).
+    """
+    p, rho, sigma, t = 0.05, 0.12, 0.30, 1.0
+    size = 500 if quick else 1000
+    n_port = 4000 if quick else 20_000
+    a = math.sqrt(rho)
+    ltv = math.exp(-0.5 * sigma**2 * t + sigma * math.sqrt(t) * float(stats.norm.ppf(p)))
+    sc = _scenario(
+        [il.Stage(name="s", volatility=sigma)],
+        market=il.Market(discount_rate=0.0, factor_loading=a),
+        horizon_years=t,
+    )
+    loan = _loan(t, loan=dict(loan_to_value=ltv, recovery_rate=0.0))
+    res = il.simulate(sc, loan, n_portfolios=n_port, portfolio_size=size, seed=seed)
+    loss = res["loan"].portfolio_loss_rate
+    checks = [
+        Check("Vasicek", f"mean loss rate (N={size})", float(loss.mean()), p,
+              float(loss.std(ddof=1) / math.sqrt(loss.size))),
+    ]  # fmt: skip
+    for alpha in (0.99, 0.999):
+        x = cf.vasicek_quantile(p, rho, alpha)
+        ref = cf.vasicek_finite_cdf(x, p, rho, size)
+        est, se = _binomial(loss <= x + 1e-12, ref)
+        checks.append(
+            Check("Vasicek", f"P(L <= LHP {100 * alpha:g}% quantile {x:.4f})", est, ref, se)
+        )
+    return checks
+
+
+_CHAIN = [
+    dict(default_hazard=0.20, ma_hazard=0.10, advance_hazard=0.50),
+    dict(default_hazard=0.10, ipo_hazard=0.15, advance_hazard=0.30),
+    dict(default_hazard=0.05, ipo_hazard=0.10),
+]
+_STATES = ["in stage 1", "in stage 2", "in stage 3", "defaulted", "IPO", "M&A"]
+
+
+def lifecycle(quick: bool, seed: int) -> list[Check]:
+    """Three stages against the continuous-time chain ``expm(Q T)``.
+
+    The engine allows one event per step, so on a monthly grid its law at T is the step
+    matrix to the power n, not ``expm(Q T)``; the difference (computed exactly, O(dt)) is the
+    stated bias of each check.
+    """
+    t, spy = 3.0, 12
+    stages = [il.Stage(name=f"s{i}", weight=1.0 if i == 0 else 0.0, volatility=0.3, **h)
+              for i, h in enumerate(_CHAIN)]  # fmt: skip
+    sc = _scenario(stages, horizon_years=t, steps_per_year=spy)
+    res = _sim(sc, _loan(1.0), 200_000 if quick else 2_000_000, seed)
+    o = res["loan"].outcomes
+    alive = o.event == il.Event.NONE
+    state = np.where(alive, o.stage, len(_CHAIN) + o.event - 1)
+    ref = cf.stage_chain(_CHAIN, 0, t)
+    grid = cf.stage_chain_steps(_CHAIN, 0, 1.0 / spy, round(t * spy))
+    out = []
+    for k, name in enumerate(_STATES):
+        est, se = _binomial(state == k, ref[k])
+        out.append(Check("lifecycle (3 stages)", f"P({name} at T=3)", est, ref[k], se,
+                         bias=grid[k] - ref[k]))  # fmt: skip
+    return out
+
+
+def gbm(quick: bool, seed: int) -> list[Check]:
+    """GBM moments and the Kolmogorov-Smirnov test of log V_T."""
+    v0, mu, sigma, t = 100.0, 0.10, 0.50, 3.0
+    sc = _scenario([il.Stage(name="s", initial_value=v0, drift=mu, volatility=sigma)],
+                   horizon_years=t)  # fmt: skip
+    res = _sim(sc, _loan(1.0), 200_000 if quick else 2_000_000, seed)
+    vt = res["loan"].outcomes.value
+    x = np.log(vt).ravel()
+    n = x.size
+    m_ref = math.log(v0) + (mu - 0.5 * sigma**2) * t
+    v_ref = sigma**2 * t
+    est_v, se_v = _mean_se(vt)
+    d = stats.kstest(x, "norm", args=(m_ref, math.sqrt(v_ref))).statistic
+    return [
+        Check("GBM", "E[V_T]", est_v, v0 * math.exp(mu * t), se_v),
+        Check("GBM", "mean of log V_T", float(x.mean()), m_ref, math.sqrt(v_ref / n)),
+        Check(
+            "GBM",
+            "variance of log V_T",
+            float(x.var(ddof=1)),
+            v_ref,
+            v_ref * math.sqrt(2.0 / (n - 1)),
+        ),
+        Check(
+            "GBM",
+            "KS distance of log V_T (vs 0.1% critical value)",
+            float(d),
+            1.9495 / math.sqrt(n),
+            0.0,
+            kind="ks",
+        ),
+    ]
+
+
+#: Every case, by name, in the order of the issue that asked for them.
+CASES: dict[str, Callable[[bool, int], list[Check]]] = {
+    "competing_hazards": competing_hazards,
+    "barrier": barrier,
+    "merton_debt": merton_debt,
+    "warrant_call": warrant_call,
+    "dilution": dilution,
+    "merton_jumps": merton_jumps,
+    "vasicek": vasicek,
+    "lifecycle": lifecycle,
+    "gbm": gbm,
+}
+
+
+def run(quick: bool = False, seed: int = DEFAULT_SEED, cases: list[str] | None = None) -> Report:
+    """Run the validation cases (all by default) and return their :class:`Report`.
+
+    ``quick`` runs about 10x fewer firms (a few seconds in all).
+    """
+    names = list(CASES) if cases is None else list(cases)
+    unknown = [n for n in names if n not in CASES]
+    if unknown:
+        raise ValueError(f"cases: unknown {unknown}; choose from {list(CASES)}")
+    checks: list[Check] = []
+    for i, name in enumerate(names):
+        checks.extend(CASES[name](quick, seed + i))
+    return Report(checks, quick, seed)
