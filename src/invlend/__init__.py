@@ -16,6 +16,7 @@ Example
 
 from enum import IntEnum
 
+from invlend import plotting
 from invlend._version import __version__
 from invlend.config import (
     Equity,
@@ -32,6 +33,7 @@ from invlend.config import (
 from invlend.engine import simulate
 from invlend.results import Comparison, Outcomes, SimulationResult, StructureResult, Summary
 from invlend.structures import default_structures, pure_loan, vc_linked, warrant_loan
+from invlend.sweep import Breakeven, SweepResult, breakeven, sensitivity, sweep
 
 
 class Event(IntEnum):
@@ -44,6 +46,7 @@ class Event(IntEnum):
 
 
 __all__ = [
+    "Breakeven",
     "Comparison",
     "Equity",
     "Event",
@@ -59,11 +62,16 @@ __all__ = [
     "Structure",
     "StructureResult",
     "Summary",
+    "SweepResult",
     "Warrant",
     "__version__",
+    "breakeven",
     "default_structures",
+    "plotting",
     "pure_loan",
+    "sensitivity",
     "simulate",
+    "sweep",
     "vc_linked",
     "warrant_loan",
 ]

@@ -1,4 +1,4 @@
-"""Command line: ``invlend compare``, ``invlend validate`` and ``invlend scenario show|check``.
+"""Command line: ``invlend compare|sweep|breakeven|validate|scenario``.
 
 Every error in the input (a malformed or invalid TOML file, a bad option) is reported as one
 line on standard error with exit code 2, and nothing is written.
@@ -9,6 +9,8 @@ Example
 
     $ invlend compare --portfolios 2000 --size 100 --seed 1 --out report
     $ invlend scenario show > my.toml && invlend compare my.toml
+    $ invlend sweep warrant.coverage 0.05,0.1,0.2 --out coverage
+    $ invlend breakeven loan.rate 0 0.3 --structure pure_loan --against warrant_loan
 """
 
 from __future__ import annotations
@@ -39,6 +41,16 @@ def _one_line(exc: ValidationError) -> str:
     return f"invalid {exc.title}: " + "; ".join(parts)
 
 
+def _run_options(p: argparse.ArgumentParser, portfolios: int, bootstrap: bool = True) -> None:
+    p.add_argument("--structures", help="TOML file of [[structure]] tables (default: presets)")
+    p.add_argument("--portfolios", type=int, default=portfolios, help="number of portfolios")
+    p.add_argument("--size", type=int, default=100, help="applicant firms per portfolio")
+    p.add_argument("--seed", type=int, default=20260501, help="root seed (default: 20260501)")
+    p.add_argument("--backend", default="cpu", help="cpu or numpy (default: cpu)")
+    if bootstrap:
+        p.add_argument("--bootstrap", type=int, default=400, help="bootstrap replicates for tails")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="invlend",
@@ -52,14 +64,13 @@ def _parser() -> argparse.ArgumentParser:
         "the summary and the paired comparison against a baseline.",
     )
     c.add_argument("scenario", nargs="?", help="scenario TOML file (default: built-in)")
-    c.add_argument("--structures", help="TOML file of [[structure]] tables (default: presets)")
-    c.add_argument("--portfolios", type=int, default=2000, help="number of portfolios")
-    c.add_argument("--size", type=int, default=100, help="applicant firms per portfolio")
-    c.add_argument("--seed", type=int, default=20260501, help="root seed (default: 20260501)")
-    c.add_argument("--backend", default="cpu", help="cpu or numpy (default: cpu)")
+    _run_options(c, portfolios=2000)
     c.add_argument("--baseline", default=None, help="structure to compare against (default: first)")
-    c.add_argument("--bootstrap", type=int, default=400, help="bootstrap replicates for tails")
-    c.add_argument("--out", help="folder for summary.csv, summary.json and comparison.csv")
+    c.add_argument(
+        "--out",
+        help="folder for the report: summary.csv, summary.json, comparison.csv, figures as "
+        "PNG and report.html",
+    )
     c.add_argument("--progress", action="store_true", help="show a progress bar")
     v = sub.add_parser(
         "validate",
@@ -70,6 +81,36 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--quick", action="store_true", help="about 10x fewer firms (seconds)")
     v.add_argument("--seed", type=int, default=None, help="root seed (default: 20261128)")
     v.add_argument("--markdown", action="store_true", help="print a markdown table")
+    w = sub.add_parser(
+        "sweep",
+        help="vary a parameter on common random numbers",
+        description="Vary one parameter (or two, with --grid) by its dotted path, e.g. "
+        "loan.rate, warrant.coverage, stages.seed.default_hazard, market.factor_loading, "
+        "warrant_loan.warrant.coverage; print a metric for every structure at every value.",
+    )
+    w.add_argument("param", help="dotted parameter path")
+    w.add_argument("values", help="comma-separated values, or START:STOP:NUM (evenly spaced)")
+    w.add_argument("scenario", nargs="?", help="scenario TOML file (default: built-in)")
+    w.add_argument("--grid", nargs=2, metavar=("PARAM2", "VALUES2"), help="a second parameter")
+    w.add_argument("--metric", default="npv_per_principal", help="metric to print and plot")
+    _run_options(w, portfolios=500)
+    w.add_argument("--out", help="folder for sweep.csv and the plot(s)")
+    b = sub.add_parser(
+        "breakeven",
+        help="solve for the term at which a metric reaches a target",
+        description="Find the value of PARAM in [LO, HI] at which a structure's metric equals "
+        "--target, or equals the metric of the --against structure on the same firms.",
+    )
+    b.add_argument("param", help="dotted parameter path of the structure, e.g. loan.rate")
+    b.add_argument("lo", type=float, help="lower end of the bracket")
+    b.add_argument("hi", type=float, help="upper end of the bracket")
+    b.add_argument("scenario", nargs="?", help="scenario TOML file (default: built-in)")
+    b.add_argument("--structure", required=True, help="structure whose term is solved for")
+    goal = b.add_mutually_exclusive_group(required=True)
+    goal.add_argument("--target", type=float, help="value the metric must reach")
+    goal.add_argument("--against", help="structure whose metric must be matched")
+    b.add_argument("--metric", default="npv_per_principal", help="metric (a smooth one)")
+    _run_options(b, portfolios=500, bootstrap=False)
     s = sub.add_parser("scenario", help="show or check scenario files")
     ssub = s.add_subparsers(dest="action", required=True, parser_class=_Parser)
     ssub.add_parser("show", help="print the built-in scenario as commented TOML")
@@ -78,58 +119,168 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _compare(args: argparse.Namespace) -> int:
+def _inputs(args: argparse.Namespace):
     import invlend as il
 
     scenario = il.Scenario.from_toml(args.scenario) if args.scenario else il.Scenario.default()
     structures = (
         il.Structure.from_toml(args.structures) if args.structures else il.default_structures()
     )
+    if args.seed < 0:
+        raise ValueError(f"--seed: must be a non-negative integer, got {args.seed}")
+    if getattr(args, "bootstrap", 0) < 0:
+        raise ValueError(f"--bootstrap: must be >= 0, got {args.bootstrap}")
+    return scenario, structures
+
+
+def _check_out(out: Path | None) -> None:
+    if out is None:
+        return
+    for folder in (out, *out.parents):  # the nearest existing folder must be a folder
+        if folder.exists():
+            if not folder.is_dir():
+                raise ValueError(f"--out: {folder} exists and is not a folder")
+            break
+
+
+def _sim_kw(args: argparse.Namespace) -> dict:
+    return dict(
+        n_portfolios=args.portfolios,
+        portfolio_size=args.size,
+        seed=args.seed,
+        backend=args.backend,
+    )
+
+
+def _compare(args: argparse.Namespace) -> int:
+    import invlend as il
+
+    scenario, structures = _inputs(args)
     baseline = args.baseline or structures[0].name
     if baseline not in [s.name for s in structures]:
         raise ValueError(
             f"--baseline: no structure named {baseline!r}; have {[s.name for s in structures]}"
         )
-    if args.bootstrap < 0:
-        raise ValueError(f"--bootstrap: must be >= 0, got {args.bootstrap}")
-    if args.seed < 0:
-        raise ValueError(f"--seed: must be a non-negative integer, got {args.seed}")
     out = Path(args.out) if args.out else None
-    if out is not None:
-        for folder in (out, *out.parents):  # the nearest existing folder must be a folder
-            if folder.exists():
-                if not folder.is_dir():
-                    raise ValueError(f"--out: {folder} exists and is not a folder")
-                break
+    _check_out(out)
+    n_firms = args.portfolios * args.size
+    progress = args.progress or (sys.stderr.isatty() and n_firms >= 2_000_000)
     res = il.simulate(
         scenario,
         structures,
-        n_portfolios=args.portfolios,
-        portfolio_size=args.size,
-        seed=args.seed,
-        backend=args.backend,
-        progress=args.progress,
+        **_sim_kw(args),
+        progress=progress,
+        sample_paths=min(2000, n_firms) if out is not None and n_firms > 0 else 0,
     )
-    summary = res.summary(n_boot=args.bootstrap)
-    print(summary)
-    comparison = None
+    print(res.summary(n_boot=args.bootstrap))
     if len(structures) > 1:
-        comparison = res.compare(baseline=baseline, n_boot=args.bootstrap)
         print()
-        print(comparison)
+        print(res.compare(baseline=baseline, n_boot=args.bootstrap))
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        summary.to_csv(out / "summary.csv")
-        meta = summary.to_dict()
-        meta["meta"] = res.meta | {"n_boot": args.bootstrap}
-        import json
+        from invlend.report import write_report
 
-        (out / "summary.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False))
-        if comparison is not None:
-            comparison.to_csv(out / "comparison.csv")
-        print(
-            f"\nwrote {out}/summary.csv, summary.json" + (", comparison.csv" if comparison else "")
-        )
+        written = write_report(res, out, baseline=baseline, n_boot=args.bootstrap)
+        print(f"\nwrote {len(written)} files to {out}/: " + ", ".join(p.name for p in written))
+    return 0
+
+
+def _values(text: str, what: str) -> list[float]:
+    try:
+        if ":" in text:
+            start, stop, num = text.split(":")
+            import numpy as np
+
+            n = int(num)
+            if n < 1:
+                raise ValueError
+            return [float(v) for v in np.linspace(float(start), float(stop), n)]
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(
+            f"{what}: expected comma-separated numbers or START:STOP:NUM, got {text!r}"
+        ) from None
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    import invlend as il
+    from invlend import metrics as M
+
+    scenario, structures = _inputs(args)
+    if args.metric not in M.METRICS:
+        raise ValueError(f"--metric: unknown {args.metric!r}; choose from {list(M.METRICS)}")
+    params = [args.param]
+    values = [_values(args.values, "values")]
+    if args.grid:
+        params.append(args.grid[0])
+        values.append(_values(args.grid[1], "--grid values"))
+    out = Path(args.out) if args.out else None
+    _check_out(out)
+    sw = il.sweep(
+        scenario,
+        structures,
+        params if len(params) > 1 else params[0],
+        values if len(values) > 1 else values[0],
+        n_boot=args.bootstrap,
+        progress=sys.stderr.isatty(),
+        **_sim_kw(args),
+    )
+    print(sw.table(args.metric))
+    if out is not None:
+        written = _write_sweep(sw, out, args.metric)
+        print(f"\nwrote {out}/: " + ", ".join(written))
+    return 0
+
+
+def _write_sweep(sw, out: Path, metric: str) -> list[str]:
+    import shutil
+    import tempfile
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        sw.to_csv(tmp / "sweep.csv")
+        # One parameter: every structure on one plot. A grid: one plot per structure.
+        plots = {"sweep.png": None} if len(sw.params) == 1 else {
+            f"sweep_{n}.png": [n] for n in sw.structures
+        }  # fmt: skip
+        for name, structures in plots.items():
+            fig = Figure(figsize=(8, 5))
+            FigureCanvasAgg(fig)
+            sw.plot(metric, ax=fig.subplots(), structures=structures)
+            fig.tight_layout()
+            fig.savefig(tmp / name, dpi=110)
+        out.mkdir(exist_ok=True)
+        written = []
+        for f in sorted(tmp.iterdir()):
+            f.replace(out / f.name)
+            written.append(f.name)
+        return written
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _breakeven(args: argparse.Namespace) -> int:
+    import invlend as il
+
+    scenario, structures = _inputs(args)
+    by_name = {s.name: s for s in structures}
+    for opt, name in (("--structure", args.structure), ("--against", args.against)):
+        if name is not None and name not in by_name:
+            raise ValueError(f"{opt}: no structure named {name!r}; have {list(by_name)}")
+    result = il.breakeven(
+        scenario,
+        by_name[args.structure],
+        args.param,
+        target=args.target,
+        bracket=(args.lo, args.hi),
+        metric=args.metric,
+        against=by_name[args.against] if args.against else None,
+        **_sim_kw(args),
+    )
+    print(result)
     return 0
 
 
@@ -167,6 +318,10 @@ def main(argv: list[str] | None = None) -> int:
             return _compare(args)
         if args.command == "validate":
             return _validate(args)
+        if args.command == "sweep":
+            return _sweep(args)
+        if args.command == "breakeven":
+            return _breakeven(args)
         return _scenario(args)
     except ValidationError as exc:
         sys.stderr.write(f"invlend: error: {_one_line(exc)}\n")

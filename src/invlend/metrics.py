@@ -68,6 +68,23 @@ METRICS = (
     "raroc",
     "prob_negative_npv",
 )
+#: One line per metric, for tables and reports.
+DESCRIPTIONS = {
+    "npv_per_principal": "NPV of all cash flows (screening costs included) per unit lent",
+    "npv_per_loan": "NPV per accepted loan, currency units",
+    "irr": "annual IRR of a portfolio's cash flows, averaged over portfolios",
+    "acceptance_rate": "share of applicants that get a loan",
+    "pd": "share of loans that default (a default may lose nothing)",
+    "lgd": "bank's credit loss after risk sharing per unit of exposure at default",
+    "expected_loss": "mean portfolio loss rate (credit loss after risk sharing / principal)",
+    "loss_var_99": "99% quantile of the portfolio loss rate",
+    "loss_var_999": "99.9% quantile of the portfolio loss rate",
+    "loss_es_99": "mean portfolio loss rate beyond its 99% quantile",
+    "loss_es_999": "mean portfolio loss rate beyond its 99.9% quantile",
+    "economic_capital": "loss_var_999 minus expected_loss",
+    "raroc": "NPV per principal / (economic capital x years the loans are outstanding)",
+    "prob_negative_npv": "share of loans whose NPV is below zero",
+}
 _TAIL = ("loss_var_99", "loss_var_999", "loss_es_99", "loss_es_999", "economic_capital", "raroc")
 
 

@@ -544,6 +544,37 @@ class SimulationResult(Mapping):
             "versions": self.versions,
         }
 
+    # ---------------------------------------------------------------- plots
+    def plot_npv_distribution(self, **kw):
+        """See :func:`invlend.plotting.plot_npv_distribution`."""
+        from invlend.plotting import plot_npv_distribution
+
+        return plot_npv_distribution(self, **kw)
+
+    def plot_loss_distribution(self, **kw):
+        """See :func:`invlend.plotting.plot_loss_distribution`."""
+        from invlend.plotting import plot_loss_distribution
+
+        return plot_loss_distribution(self, **kw)
+
+    def plot_cumulative_incidence(self, **kw):
+        """See :func:`invlend.plotting.plot_cumulative_incidence`."""
+        from invlend.plotting import plot_cumulative_incidence
+
+        return plot_cumulative_incidence(self, **kw)
+
+    def plot_value_fan(self, **kw):
+        """See :func:`invlend.plotting.plot_value_fan`."""
+        from invlend.plotting import plot_value_fan
+
+        return plot_value_fan(self, **kw)
+
+    def plot_risk_return(self, **kw):
+        """See :func:`invlend.plotting.plot_risk_return`."""
+        from invlend.plotting import plot_risk_return
+
+        return plot_risk_return(self, **kw)
+
     def to_frame(self):
         """Per-firm long table (one row per structure and applicant) as a pandas DataFrame."""
         try:

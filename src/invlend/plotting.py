@@ -1,0 +1,294 @@
+"""Plots of simulation results, sweeps and sensitivities.
+
+Overview
+--------
+Each function draws one picture on a matplotlib ``Axes`` and returns it:
+``plot_x(result, *, ax=None, **kw) -> Axes``. With ``ax=None`` it draws on the current axes
+(``plt.gca()``). Result objects delegate (``res.plot_npv_distribution()``). matplotlib is
+imported only when a plot is drawn.
+
+Example
+-------
+>>> import matplotlib
+>>> matplotlib.use("Agg")
+>>> import invlend as il
+>>> res = il.simulate(il.Scenario.default(), n_portfolios=30, portfolio_size=20, seed=1)
+>>> ax = il.plotting.plot_npv_distribution(res)
+>>> ax.get_xlabel()
+'NPV per unit of principal'
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from invlend import metrics as M
+
+__all__ = [
+    "plot_cumulative_incidence",
+    "plot_loss_distribution",
+    "plot_npv_distribution",
+    "plot_risk_return",
+    "plot_sweep",
+    "plot_tornado",
+    "plot_value_fan",
+]
+
+_EVENT_NAMES = {"DEFAULT": 1, "IPO": 2, "MA": 3}
+_EVENT_LABEL = {"DEFAULT": "default", "IPO": "IPO", "MA": "M&A"}
+
+
+def _axes(ax):
+    if ax is None:
+        import matplotlib.pyplot as plt
+
+        ax = plt.gca()
+    return ax
+
+
+def _names(result, structures) -> list[str]:
+    names = list(result) if structures is None else list(structures)
+    for n in names:
+        result[n]  # raises KeyError naming the structures
+    return names
+
+
+def _percent(ax, axis: str = "x") -> None:
+    from matplotlib.ticker import PercentFormatter
+
+    (ax.xaxis if axis == "x" else ax.yaxis).set_major_formatter(PercentFormatter(1.0))
+
+
+def plot_npv_distribution(result, *, ax=None, structures=None, clip: float = 0.995, **kw: Any):
+    """Cumulative distribution of each accepted loan's NPV per unit of principal.
+
+    One step curve per structure, on a symmetric-log x axis (linear within +-5%): loan NPVs
+    cluster near zero with a default tail towards -100%, while warrant and equity upside
+    reaches several times the principal. The axis ends at the ``clip`` quantile of all
+    values; the mean (dashed) uses every loan.
+    """
+    from matplotlib.ticker import NullLocator
+
+    ax = _axes(ax)
+    pooled = []
+    for n in _names(result, structures):
+        r = result[n]
+        ok = r.accepted & (r.principal > 0)
+        x = np.sort(r.npv[ok] / r.principal[ok])
+        y = np.arange(1, x.size + 1) / x.size
+        (line,) = ax.step(x, y, where="post", label=f"{n} (mean {x.mean():+.1%})", **kw)
+        ax.axvline(x.mean(), color=line.get_color(), linestyle="--", linewidth=1)
+        pooled.append(x)
+    allx = np.concatenate(pooled)
+    lo, hi = min(allx.min(), -0.05), max(np.quantile(allx, clip), 0.05)
+    ax.set_xscale("symlog", linthresh=0.05, linscale=0.5)
+    ax.set_xlim(lo * 1.05, hi * 1.05)
+    ax.set_xticks([t for t in (-5, -1, -0.2, 0, 0.2, 1, 5, 20) if lo * 1.05 <= t <= hi * 1.05])
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xlabel("NPV per unit of principal")
+    ax.set_ylabel("share of loans with a lower NPV")
+    ax.set_title("Distribution of each loan's NPV")
+    _percent(ax)
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left")
+    return ax
+
+
+def plot_loss_distribution(
+    result, *, ax=None, structures=None, bins: int = 50, levels=(0.99, 0.999), **kw: Any
+):
+    """Histogram of the portfolio loss rate per structure, with VaR (dashed) and ES (dotted)."""
+    ax = _axes(ax)
+    names = _names(result, structures)
+    losses = {n: result[n].portfolio_loss_rate for n in names}
+    hi = max(float(x.max()) for x in losses.values())
+    edges = np.linspace(0.0, hi if hi > 0 else 1e-3, bins + 1)
+    for n, x in losses.items():
+        line = ax.stairs(*np.histogram(x, edges), label=n, **kw)
+        color = line.get_edgecolor()
+        for a in levels:
+            ax.axvline(M.value_at_risk(x, a), color=color, linestyle="--", linewidth=1)
+            ax.axvline(M.expected_shortfall(x, a), color=color, linestyle=":", linewidth=1)
+    ax.set_yscale("log")
+    ax.set_xlabel("portfolio loss rate (credit loss after risk sharing / principal)")
+    ax.set_ylabel("portfolios")
+    lv = " and ".join(f"{100 * a:g}%" for a in levels)
+    ax.set_title(f"Portfolio losses; VaR (dashed), ES (dotted) at {lv}")
+    _percent(ax)
+    ax.legend()
+    return ax
+
+
+def plot_cumulative_incidence(
+    result, *, ax=None, structure: str | None = None, event: str = "DEFAULT", **kw: Any
+):
+    """Share of firms that had ``event`` by each time, one line per starting stage.
+
+    There is no censoring before the horizon, so the empirical share is the cumulative
+    incidence of the competing event.
+    """
+    if event not in _EVENT_NAMES:
+        raise ValueError(f"event: choose from {list(_EVENT_NAMES)}, got {event!r}")
+    ax = _axes(ax)
+    name = structure or next(iter(result))
+    o = result[name].outcomes
+    sc = result.scenario
+    times = np.arange(sc.n_steps + 1) * sc.dt
+    code = _EVENT_NAMES[event]
+    for s, stage in enumerate(sc.stages):
+        start = o.initial_stage == s
+        n = int(start.sum())
+        if n == 0:
+            continue
+        steps = o.step[start & (o.event == code)]
+        cum = np.cumsum(np.bincount(steps, minlength=sc.n_steps + 1)) / n
+        ax.step(times, cum, where="post", label=f"{stage.name} (n={n:,})", **kw)
+    ax.set_xlabel("years")
+    ax.set_ylabel(f"share of firms with {_EVENT_LABEL[event]}")
+    ax.set_title(f"Cumulative incidence of {_EVENT_LABEL[event]} ({name})")
+    _percent(ax, "y")
+    ax.set_xlim(0, times[-1])
+    ax.set_ylim(bottom=0)
+    ax.legend(title="starting stage")
+    return ax
+
+
+def plot_value_fan(result, *, ax=None, structure: str | None = None, n_lines: int = 15, **kw: Any):
+    """Fan chart of firm value relative to entry over time, for firms still alive.
+
+    Bands are the 5-95% and 25-75% ranges and the median among sampled firms alive at each
+    step; thin lines are individual paths (ending at their event). Needs
+    ``simulate(..., sample_paths=n)``.
+    """
+    ax = _axes(ax)
+    name = structure or next(iter(result))
+    paths = result[name].outcomes.paths
+    if paths.shape[0] == 0:
+        raise ValueError("sample_paths: run simulate(..., sample_paths=1000) to plot value paths")
+    rel = paths / paths[:, :1]
+    sc = result.scenario
+    t = np.arange(sc.n_steps + 1) * sc.dt
+    alive = np.isfinite(rel)
+    enough = alive.sum(axis=0) >= 5
+    with np.errstate(all="ignore"):
+        q = np.full((5, t.size), np.nan)
+        for j in np.flatnonzero(enough):
+            q[:, j] = np.quantile(rel[alive[:, j], j], [0.05, 0.25, 0.5, 0.75, 0.95])
+    ax.fill_between(t, q[0], q[4], alpha=0.2, color="C0", label="5-95% of firms alive")
+    ax.fill_between(t, q[1], q[3], alpha=0.35, color="C0", label="25-75%")
+    ax.plot(t, q[2], color="C0", linewidth=2, label="median")
+    for row in rel[:n_lines]:
+        ax.plot(t, row, color="0.4", linewidth=0.6, alpha=0.7, **kw)
+    ax.set_yscale("log")
+    ax.set_xlabel("years")
+    ax.set_ylabel("firm value / value at entry (log scale)")
+    ax.set_title(f"Firm value paths ({paths.shape[0]:,} sampled firms)")
+    ax.set_xlim(0, t[-1])
+    ax.legend(loc="upper left")
+    return ax
+
+
+def plot_risk_return(
+    result,
+    *,
+    ax=None,
+    risk: str = "economic_capital",
+    ret: str = "npv_per_principal",
+    summary=None,
+    **kw: Any,
+):
+    """Each structure as a point (risk, return) with 95% intervals on both axes."""
+    for m in (risk, ret):
+        if m not in M.METRICS:
+            raise ValueError(f"metric: unknown {m!r}; choose from {list(M.METRICS)}")
+    ax = _axes(ax)
+    s = summary if summary is not None else result.summary()
+    for i, n in enumerate(s):
+        x, y = s[n][risk], s[n][ret]
+        ax.errorbar(x.estimate, y.estimate, xerr=1.96 * x.se if np.isfinite(x.se) else None,
+                    yerr=1.96 * y.se if np.isfinite(y.se) else None, fmt="o", capsize=4,
+                    color=f"C{i}", label=n, **kw)  # fmt: skip
+        ax.annotate(n, (x.estimate, y.estimate), textcoords="offset points", xytext=(6, 6))
+    ax.set_xlabel(f"{risk.replace('_', ' ')} per unit of principal")
+    ax.set_ylabel(ret.replace("_", " "))
+    ax.set_title("Risk and return of each structure (bars: 95% intervals)")
+    _percent(ax, "x")
+    _percent(ax, "y")
+    ax.legend()
+    return ax
+
+
+def plot_sweep(
+    sweep_result,
+    *,
+    ax=None,
+    metric: str = "npv_per_principal",
+    structures=None,
+    **fixed: float,
+):
+    """The metric against the swept parameter, one line per structure with a 95% band.
+
+    For a two-parameter sweep, fix the second parameter: ``plot_sweep(sw, **{"p2": 0.1})``,
+    or draw one line per value of it for one structure (``structures=["name"]``; by default
+    the first structure that the first parameter moves).
+    """
+    if metric not in M.METRICS:
+        raise ValueError(f"metric: unknown {metric!r}; choose from {list(M.METRICS)}")
+    ax = _axes(ax)
+    names = sweep_result.structures if structures is None else list(structures)
+    second = sweep_result.params[1:]
+    if second and not fixed:
+        # One structure, one line per value of the second parameter: by default the first
+        # structure the first parameter moves (a warrant coverage does not move a pure loan).
+        def moves(n: str) -> bool:
+            y = sweep_result.curve(n, metric, **{second[0]: sweep_result.values(second[0])[0]})[1]
+            return bool(np.ptp(y) > 0)
+
+        name = next((n for n in names if moves(n)), names[0])
+        for i, v in enumerate(sweep_result.values(second[0])):
+            x, y, se = sweep_result.curve(name, metric, **{second[0]: v})
+            ax.plot(x, y, marker="o", color=f"C{i}", label=f"{second[0]} = {v:g}")
+            ax.fill_between(x, y - 1.96 * se, y + 1.96 * se, color=f"C{i}", alpha=0.2)
+        title = f"{metric.replace('_', ' ')} of {name}"
+    else:
+        for i, n in enumerate(names):
+            x, y, se = sweep_result.curve(n, metric, **fixed)
+            ax.plot(x, y, marker="o", color=f"C{i}", label=n)
+            ax.fill_between(x, y - 1.96 * se, y + 1.96 * se, color=f"C{i}", alpha=0.2)
+        title = f"{metric.replace('_', ' ')} by {sweep_result.params[0]}"
+    ax.set_xlabel(sweep_result.params[0])
+    ax.set_ylabel(metric.replace("_", " "))
+    ax.set_title(title + " (bands: 95% intervals)")
+    if metric != "npv_per_loan":
+        _percent(ax, "y")
+    ax.legend()
+    return ax
+
+
+def plot_tornado(sens: dict[str, dict[str, float]], *, ax=None, metric: str = "", **kw: Any):
+    """Tornado chart of :func:`invlend.sensitivity` output: bars from low to high per parameter.
+
+    Parameters are sorted by the width of their swing, widest on top.
+    """
+    ax = _axes(ax)
+    if not sens:
+        raise ValueError("sens: no parameters to draw")
+    items = sorted(sens.items(), key=lambda kv: abs(kv[1]["high"] - kv[1]["low"]))
+    base = next(iter(sens.values()))["base"]
+    for i, (_p, row) in enumerate(items):
+        ax.barh(i, row["low"] - base, left=base, color="C3", alpha=0.8,
+                label="parameter -" if i == 0 else None, **kw)  # fmt: skip
+        ax.barh(i, row["high"] - base, left=base, color="C0", alpha=0.8,
+                label="parameter +" if i == 0 else None, **kw)  # fmt: skip
+    labels = [f"{p}\n({r['low_value']:.4g} / {r['high_value']:.4g})" for p, r in items]
+    ax.set_yticks(range(len(items)), labels)
+    ax.axvline(base, color="k", linewidth=1)
+    ax.set_xlabel(metric.replace("_", " ") or "metric")
+    if metric and metric != "npv_per_loan":
+        _percent(ax, "x")
+    ax.set_title("Sensitivity to each parameter")
+    ax.legend(loc="lower right")
+    return ax

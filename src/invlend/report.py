@@ -1,0 +1,185 @@
+"""Report folders: tables, figures and a self-contained HTML page for a simulation.
+
+Overview
+--------
+:func:`write_report` writes ``summary.csv``, ``summary.json`` (with the seed, the full inputs
+and the versions), ``comparison.csv``, one PNG per figure and ``report.html``, which embeds
+the figures so that the single file opens anywhere. Everything is written to a temporary
+folder next to the target and moved in only when complete, so an error never leaves a
+partial report behind.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from invlend import metrics as M
+
+__all__ = ["write_report"]
+
+_FIGURES = {
+    "npv_distribution.png": "Distribution of each loan's NPV per unit of principal",
+    "loss_distribution.png": "Portfolio loss rate with VaR and ES",
+    "risk_return.png": "Risk and return of each structure",
+    "cumulative_incidence.png": "Cumulative incidence of default, IPO and M&A by starting stage",
+    "value_fan.png": "Firm value paths relative to entry",
+}
+
+
+def _figures(result, summary) -> dict[str, bytes]:
+    """Render every figure to PNG bytes (Agg canvas: no display needed)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from invlend import plotting as P
+
+    def render(draw, size=(8, 5), ncols=1) -> bytes:
+        fig = Figure(figsize=size)
+        FigureCanvasAgg(fig)
+        axes = fig.subplots(1, ncols)
+        draw(axes)
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=110)
+        return buf.getvalue()
+
+    def incidence(axes):
+        for ax, event in zip(axes, ("DEFAULT", "IPO", "MA"), strict=True):
+            P.plot_cumulative_incidence(result, ax=ax, event=event)
+
+    out = {
+        "npv_distribution.png": render(lambda ax: P.plot_npv_distribution(result, ax=ax)),
+        "loss_distribution.png": render(lambda ax: P.plot_loss_distribution(result, ax=ax)),
+        "risk_return.png": render(lambda ax: P.plot_risk_return(result, ax=ax, summary=summary)),
+        "cumulative_incidence.png": render(incidence, size=(18, 5), ncols=3),
+    }
+    first = next(iter(result))
+    if result[first].outcomes.paths.shape[0] > 0:
+        out["value_fan.png"] = render(lambda ax: P.plot_value_fan(result, ax=ax))
+    return out
+
+
+def _html_table(rows: list[list[str]], head: list[str]) -> str:
+    th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows
+    )
+    return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _structures_json(result) -> str:
+    dumped = [s.model_dump(mode="json", exclude_none=True) for s in result.structures]
+    return json.dumps(dumped, indent=2, ensure_ascii=False)
+
+
+def _page(result, summary, comparison, figures: dict[str, bytes]) -> str:
+    from invlend.results import _fmt
+
+    names = list(summary)
+    rows = [
+        [m, *(f"{_fmt(m, summary[n][m].estimate)} ± {_fmt(m, summary[n][m].se)}" for n in names)]
+        for m in M.METRICS
+    ]
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        "<title>invlend report</title><style>",
+        "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;"
+        "color:#222}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;"
+        "padding:4px 10px;text-align:right}td:first-child,th:first-child{text-align:left}"
+        "th{background:#f2f2f2}img{max-width:100%;border:1px solid #eee}"
+        "pre{background:#f7f7f7;padding:1em;overflow-x:auto}.note{color:#8a5a00}",
+        "</style></head><body>",
+        "<h1>invlend report</h1>",
+        f"<p>{result.n_portfolios:,} portfolios of {result.portfolio_size:,} applicant firms, "
+        f"seed {html.escape(str(result.seed))}, backend {html.escape(result.backend)}; "
+        f"invlend {html.escape(result.versions['invlend'])}. Every estimate is shown with "
+        "its Monte Carlo standard error, clustered by portfolio.</p>",
+        "<h2>Summary</h2>",
+        _html_table(rows, ["metric", *names]),
+    ]
+    parts += [f"<p class='note'>Note: {html.escape(n)}</p>" for n in summary.notes]
+    parts.append(
+        "<details><summary>What each metric means</summary><dl>"
+        + "".join(
+            f"<dt><code>{m}</code></dt><dd>{html.escape(M.DESCRIPTIONS[m])}</dd>" for m in M.METRICS
+        )
+        + "</dl></details>"
+    )
+    if comparison is not None and len(comparison):
+        base = comparison.meta["baseline"]
+        cnames = list(comparison)
+        crow = []
+        for m in M.METRICS:
+            row = [m]
+            for n in cnames:
+                d = comparison[n][m]
+                z = f" (z = {d.z:+.1f})" if d.z == d.z else ""
+                row.append(f"{_fmt(m, d.estimate)} ± {_fmt(m, d.se)}{z}")
+            crow.append(row)
+        parts += [
+            f"<h2>Paired differences against {html.escape(base)}</h2>",
+            "<p>Both structures are evaluated on the same simulated firms, so the standard "
+            "error of a difference is much smaller than those of the two estimates.</p>",
+            _html_table(crow, ["metric", *(f"{n} − {base}" for n in cnames)]),
+        ]
+    parts.append("<h2>Figures</h2>")
+    for name, caption in _FIGURES.items():
+        if name in figures:
+            data = base64.b64encode(figures[name]).decode("ascii")
+            parts.append(
+                f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>"
+                f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+            )
+    parts += [
+        "<h2>Inputs</h2><p>The scenario (TOML, as <code>invlend compare</code> reads it):</p>",
+        f"<pre>{html.escape(result.scenario.to_toml())}</pre>",
+        "<p>Structures:</p><pre>" + html.escape(_structures_json(result)) + "</pre>",
+        f"<p>Versions: {html.escape(json.dumps(result.versions))}</p>",
+        "</body></html>",
+    ]
+    return "\n".join(parts)
+
+
+def write_report(
+    result, out: str | Path, *, baseline: str | None = None, n_boot: int = 400
+) -> list[Path]:
+    """Write the report folder ``out`` for ``result``; return the paths written.
+
+    Files already in ``out`` with other names are left alone; files with these names are
+    replaced, all at the end, so an error leaves ``out`` as it was.
+    """
+    out = Path(out)
+    summary = result.summary(n_boot=n_boot)
+    comparison = None
+    if len(result) > 1:
+        comparison = result.compare(baseline=baseline or next(iter(result)), n_boot=n_boot)
+    figures = _figures(result, summary)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        summary.to_csv(tmp / "summary.csv")
+        doc = summary.to_dict()
+        doc["meta"] = result.meta | {"n_boot": n_boot}
+        (tmp / "summary.json").write_text(json.dumps(doc, indent=2, ensure_ascii=False))
+        if comparison is not None:
+            comparison.to_csv(tmp / "comparison.csv")
+        for name, data in figures.items():
+            (tmp / name).write_bytes(data)
+        (tmp / "report.html").write_text(
+            _page(result, summary, comparison, figures), encoding="utf-8"
+        )
+        out.mkdir(exist_ok=True)
+        written = []
+        for f in sorted(tmp.iterdir()):
+            target = out / f.name
+            f.replace(target)
+            written.append(target)
+        return written
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
