@@ -54,8 +54,14 @@ def test_compare_prints_tables_and_writes_files(compare_run):
         assert metric in proc.stdout
     assert sorted(p.name for p in out.iterdir()) == [
         "comparison.csv",
+        "cumulative_incidence.png",
+        "loss_distribution.png",
+        "npv_distribution.png",
+        "report.html",
+        "risk_return.png",
         "summary.csv",
         "summary.json",
+        "value_fan.png",
     ]
     with open(out / "summary.csv", newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
@@ -121,7 +127,8 @@ def test_compare_single_structure_has_no_comparison(tmp_path):
     proc = cli("compare", "--structures", structures, "--portfolios", 5, "--size", 5, "--out", out)
     assert proc.returncode == 0, proc.stderr
     assert "paired comparison" not in proc.stdout
-    assert sorted(p.name for p in out.iterdir()) == ["summary.csv", "summary.json"]
+    names = sorted(p.name for p in out.iterdir())
+    assert "comparison.csv" not in names and {"summary.csv", "report.html"} <= set(names)
 
 
 # ------------------------------------------------------------------------------ input errors
@@ -251,3 +258,50 @@ def test_help(args):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("usage: invlend")
     assert proc.stderr == ""
+
+
+# ------------------------------------------------------------------------- sweep, breakeven
+
+
+def test_sweep_command_writes_table_csv_and_plot(tmp_path):
+    out = tmp_path / "sw"
+    proc = cli("sweep", "loan.rate", "0.03:0.05:3", "--portfolios", 20, "--size", 10,
+               "--bootstrap", 0, "--out", out)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "npv_per_principal by loan.rate" in proc.stdout and "0.04" in proc.stdout
+    assert sorted(p.name for p in out.iterdir()) == ["sweep.csv", "sweep.png"]
+
+
+def test_sweep_grid_writes_one_plot_per_structure(tmp_path):
+    out = tmp_path / "grid"
+    proc = cli("sweep", "warrant.coverage", "0.05,0.1", "--grid", "loan.rate", "0.03,0.05",
+               "--portfolios", 10, "--size", 10, "--bootstrap", 0, "--out", out)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["sweep.csv", *sorted(f"sweep_{s.name}.png" for s in il.default_structures())]
+
+
+def test_breakeven_command(tmp_path):
+    proc = cli("breakeven", "loan.rate", 0, 0.3, "--structure", "pure_loan", "--target", 0,
+               "--portfolios", 30, "--size", 20)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "pure_loan: npv_per_principal reaches 0 at loan.rate =" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (("sweep", "loan.nope", "0.1"), "unknown field 'loan.nope'"),
+        (("sweep", "loan.rate", "a,b"), "values"),
+        (("sweep", "loan.rate", "0.1", "--metric", "nope"), "--metric"),
+        (("breakeven", "loan.rate", 0, 0.001, "--structure", "pure_loan", "--target", 0.5),
+         "same sign"),
+        (("breakeven", "loan.rate", 0, 0.1, "--structure", "nope", "--target", 0), "--structure"),
+    ],
+)  # fmt: skip
+def test_sweep_and_breakeven_bad_input_is_one_line(tmp_path, args, fragment):
+    out = tmp_path / "never"
+    extra = ("--out", out) if args[0] == "sweep" else ()
+    proc = cli(*args, "--portfolios", 5, "--size", 5, *extra)
+    assert_one_line_error(proc, fragment)
+    assert not out.exists()

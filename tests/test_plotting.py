@@ -1,0 +1,129 @@
+"""Plots draw what they say (lines, labels, limits), and reports are whole or absent."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+
+import invlend as il
+from invlend import metrics as M
+from invlend import plotting as P
+from invlend.report import write_report
+
+
+@pytest.fixture(scope="module")
+def res():
+    return il.simulate(il.Scenario.default(), n_portfolios=80, portfolio_size=40, seed=3,
+                       sample_paths=300)  # fmt: skip
+
+
+@pytest.fixture
+def ax():
+    fig, ax = plt.subplots()
+    yield ax
+    plt.close(fig)
+
+
+def test_npv_distribution_draws_one_cdf_per_structure(res, ax):
+    out = P.plot_npv_distribution(res, ax=ax)
+    assert out is ax
+    curves = [ln for ln in ax.get_lines() if ln.get_label() and not ln.get_label().startswith("_")]
+    assert [ln.get_label().split(" ")[0] for ln in curves] == list(res)
+    for ln in curves:  # each is an empirical CDF ending at 1
+        y = ln.get_ydata()
+        assert np.all(np.diff(y) >= 0) and y[-1] == pytest.approx(1.0)
+    assert ax.get_xlabel() == "NPV per unit of principal" and ax.get_xscale() == "symlog"
+
+
+def test_loss_distribution_marks_var_and_es(res, ax):
+    P.plot_loss_distribution(res, ax=ax, structures=["pure_loan"])
+    xs = sorted(ln.get_xdata()[0] for ln in ax.get_lines())
+    loss = res["pure_loan"].portfolio_loss_rate
+    expected = sorted(f(loss, a) for a in (0.99, 0.999)
+                      for f in (M.value_at_risk, M.expected_shortfall))  # fmt: skip
+    np.testing.assert_allclose(xs, expected)
+    assert ax.get_yscale() == "log" and "VaR" in ax.get_title()
+
+
+def test_cumulative_incidence_one_line_per_starting_stage(res, ax):
+    P.plot_cumulative_incidence(res, ax=ax, event="IPO")
+    lines = ax.get_lines()
+    assert len(lines) == len(res.scenario.stages)
+    o = res["pure_loan"].outcomes
+    seed_ipo = np.mean(o.event[o.initial_stage == 0] == il.Event.IPO)
+    assert lines[0].get_ydata()[-1] == pytest.approx(seed_ipo)
+    assert ax.get_xlim() == (0.0, res.scenario.horizon_years)
+    with pytest.raises(ValueError, match="event"):
+        P.plot_cumulative_incidence(res, ax=ax, event="EXIT")
+
+
+def test_value_fan_needs_sampled_paths(res, ax):
+    P.plot_value_fan(res, ax=ax, n_lines=7)
+    assert len(ax.get_lines()) == 1 + 7  # the median and the sample paths
+    median = ax.get_lines()[0].get_ydata()
+    assert median[0] == pytest.approx(1.0)
+    plain = il.simulate(il.Scenario.default(), n_portfolios=2, portfolio_size=5, seed=1)
+    with pytest.raises(ValueError, match="sample_paths"):
+        P.plot_value_fan(plain, ax=ax)
+
+
+def test_risk_return_points_are_the_summary(res, ax):
+    s = res.summary(n_boot=50)
+    P.plot_risk_return(res, ax=ax, summary=s)
+    texts = {t.get_text(): t.xy for t in ax.texts}
+    for n in res:
+        assert texts[n] == pytest.approx(
+            (s[n]["economic_capital"].estimate, s[n]["npv_per_principal"].estimate)
+        )
+
+
+def test_sweep_and_tornado(ax):
+    sc = il.Scenario.default()
+    kw = dict(n_portfolios=20, portfolio_size=20, seed=2)
+    sw = il.sweep(sc, None, "loan.rate", [0.03, 0.05], n_boot=0, **kw)
+    P.plot_sweep(sw, ax=ax)
+    assert [ln.get_label() for ln in ax.get_lines()] == list(sw.structures)
+    np.testing.assert_allclose(ax.get_lines()[0].get_xdata(), [0.03, 0.05])
+    fig, ax2 = plt.subplots()
+    sens = il.sensitivity(sc, il.warrant_loan(), ["loan.rate", "warrant.coverage"], **kw)
+    P.plot_tornado(sens, ax=ax2, metric="npv_per_principal")
+    # widest swing on top: warrant coverage moves the NPV more than the rate
+    assert ax2.get_yticklabels()[-1].get_text().startswith("warrant.coverage")
+    assert len(ax2.patches) == 4
+    plt.close(fig)
+
+
+def test_result_methods_delegate(res, ax):
+    assert res.plot_loss_distribution(ax=ax) is ax
+
+
+def test_report_is_whole_and_self_contained(res, tmp_path):
+    out = tmp_path / "rep"
+    written = write_report(res, out, n_boot=20)
+    names = {p.name for p in written}
+    assert {"report.html", "summary.csv", "summary.json", "comparison.csv"} <= names
+    pngs = sorted(n for n in names if n.endswith(".png"))
+    assert len(pngs) == 5
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert page.count("data:image/png;base64,") == 5 and "<img" in page and "src='http" not in page
+    for n in res:
+        assert n in page
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".rep-")]  # no temp left
+
+
+def test_failed_report_leaves_nothing(res, tmp_path, monkeypatch):
+    import invlend.report as R
+
+    def broken(*a, **k):
+        raise RuntimeError("figure failed")
+
+    monkeypatch.setattr(R, "_page", broken)
+    out = tmp_path / "rep"
+    with pytest.raises(RuntimeError):
+        write_report(res, out, n_boot=0)
+    assert not out.exists() and list(tmp_path.iterdir()) == []
