@@ -1,0 +1,37 @@
+"""Draw the figures the README and the guide show: ``python docs/make_figures.py``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+
+import invlend as il  # noqa: E402
+
+IMG = Path(__file__).with_name("img")
+
+
+def main() -> None:
+    IMG.mkdir(exist_ok=True)
+    res = il.simulate(il.Scenario.default(), n_portfolios=10_000, portfolio_size=100, seed=1)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    res.plot_risk_return(ax=ax)
+    fig.tight_layout()
+    fig.savefig(IMG / "risk_return.png", dpi=110)
+    plt.close(fig)
+    sw = il.sweep(il.Scenario.default(), il.default_structures(), "loan.rate",
+                  [0.03, 0.04, 0.05, 0.06], n_portfolios=2000, portfolio_size=100, seed=1,
+                  n_boot=0)  # fmt: skip
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    sw.plot("npv_per_principal", ax=ax)
+    fig.tight_layout()
+    fig.savefig(IMG / "sweep_rate.png", dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
