@@ -8,14 +8,15 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-import invlend as il  # noqa: E402
+import invlend as il
 
 IMG = Path(__file__).with_name("img")
 
 
 def main() -> None:
+    """Draw docs/img/risk_return.png and docs/img/sweep_rate.png."""
     IMG.mkdir(exist_ok=True)
     res = il.simulate(il.Scenario.default(), n_portfolios=10_000, portfolio_size=100, seed=1)
     fig, ax = plt.subplots(figsize=(7, 4.5))
