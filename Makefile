@@ -25,12 +25,12 @@ demo: $(VENV)/.installed
 	$(BIN)/invlend compare --out $(DEMO_OUT)
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check src tests benchmarks docs
-	$(BIN)/ruff format --check src tests benchmarks docs
+	$(BIN)/ruff check src tests benchmarks docs/make_figures.py
+	$(BIN)/ruff format --check src tests benchmarks docs/make_figures.py
 
 format: $(VENV)/.installed-test
-	$(BIN)/ruff check --fix src tests benchmarks docs
-	$(BIN)/ruff format src tests benchmarks docs
+	$(BIN)/ruff check --fix src tests benchmarks docs/make_figures.py
+	$(BIN)/ruff format src tests benchmarks docs/make_figures.py
 
 test: lint
 	$(BIN)/python -m pytest
