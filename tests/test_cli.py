@@ -251,6 +251,9 @@ def test_scenario_check(tmp_path):
         ["scenario", "--help"],
         ["scenario", "show", "--help"],
         ["scenario", "check", "--help"],
+        ["sweep", "--help"],
+        ["breakeven", "--help"],
+        ["validate", "--help"],
     ],
 )
 def test_help(args):
