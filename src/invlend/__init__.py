@@ -32,6 +32,7 @@ from invlend.config import (
 )
 from invlend.engine import simulate
 from invlend.results import Comparison, Outcomes, SimulationResult, StructureResult, Summary
+from invlend.store import load
 from invlend.structures import default_structures, pure_loan, vc_linked, warrant_loan
 from invlend.sweep import Breakeven, SweepResult, breakeven, sensitivity, sweep
 
@@ -67,6 +68,7 @@ __all__ = [
     "__version__",
     "breakeven",
     "default_structures",
+    "load",
     "plotting",
     "pure_loan",
     "sensitivity",

@@ -59,6 +59,7 @@ class _Spec(NamedTuple):
     group_of: tuple[int, ...]  # dynamics group of each structure
     n_checkpoints: int
     sample_paths: int
+    keep_firms: bool
 
 
 def resolve_seed(seed: int | np.random.SeedSequence | None) -> tuple[int, Any, tuple]:
@@ -118,25 +119,31 @@ def _available_bytes() -> int | None:
 
 
 def result_bytes(n_portfolios: int, portfolio_size: int, n_groups: int, n_structures: int,
-                 n_checkpoints: int) -> int:  # fmt: skip
-    """Bytes of the per-firm and per-portfolio arrays a result holds."""
-    firms = n_portfolios * portfolio_size
+                 n_checkpoints: int, firms: bool = True) -> int:  # fmt: skip
+    """Bytes of the per-firm (when ``firms``) and per-portfolio arrays a result holds."""
     per_group = sum(np.dtype(t).itemsize for t in _OUTCOME_FIELDS.values()) + 8 * n_checkpoints
     per_structure = sum(np.dtype(t).itemsize for t in _FIRM_FIELDS.values())
     per_portfolio = n_structures * 8 * (K.N_AGG + 1)
-    return firms * (n_groups * per_group + n_structures * per_structure) + (
-        n_portfolios * per_portfolio
+    firm_bytes = (
+        n_portfolios * portfolio_size * (n_groups * per_group + n_structures * per_structure)
     )
+    return (firm_bytes if firms else 0) + n_portfolios * per_portfolio
 
 
-def _check_memory(n_port: int, size: int, n_groups: int, n_struct: int, n_chk: int) -> None:
-    need = result_bytes(n_port, size, n_groups, n_struct, n_chk)
+def _check_memory(n_port: int, size: int, n_groups: int, n_struct: int, n_chk: int,
+                  firms: bool) -> None:  # fmt: skip
+    need = result_bytes(n_port, size, n_groups, n_struct, n_chk, firms)
     have = _available_bytes()
     if have is not None and need > 0.8 * have:
+        aggregates = result_bytes(n_port, size, n_groups, n_struct, n_chk, firms=False)
+        hint = (
+            f"; keep='aggregates' keeps only per-portfolio totals ({aggregates / 2**30:.2f} GiB)"
+            if firms and aggregates <= 0.8 * have
+            else "; lower n_portfolios"
+        )
         raise ValueError(
             f"n_portfolios: {n_port} portfolios x {size} firms need {need / 2**30:.1f} GiB for "
-            f"per-firm results but only {have / 2**30:.1f} GiB of memory is available; lower "
-            "n_portfolios or portfolio_size"
+            f"the results but only {have / 2**30:.1f} GiB of memory is available{hint}"
         )
 
 
@@ -184,6 +191,7 @@ def simulate(
     progress: bool = False,
     sample_paths: int = 0,
     chunk_firms: int = _DEFAULT_CHUNK_FIRMS,
+    keep: str = "firms",
 ):
     """Simulate portfolios of applicant firms and evaluate every structure on the same paths.
 
@@ -211,6 +219,10 @@ def simulate(
         ``NaN`` after a firm's event.
     chunk_firms : int
         Firms per range of portfolios processed at once (memory of the temporaries).
+    keep : {"firms", "aggregates"}
+        ``"firms"`` keeps every per-firm array; ``"aggregates"`` keeps only the per-portfolio
+        totals and IRRs that ``summary()`` and ``compare()`` need, so memory grows with
+        portfolios, not firms (per-firm attributes are then ``None``).
 
     Returns
     -------
@@ -236,8 +248,11 @@ def simulate(
             f"sample_paths: at most min(firms, 100000) = {min(n_firms, 100_000)}, "
             f"got {sample_paths}"
         )
+    if keep not in ("firms", "aggregates"):
+        raise ValueError(f"keep: unknown {keep!r}; choices are ['firms', 'aggregates']")
     _check_memory(n_portfolios, portfolio_size, len(set(linkage_key(s.linkage) for s in structs)),
-                  len(structs), len({s.loan.maturity_years for s in structs}))  # fmt: skip
+                  len(structs), len({s.loan.maturity_years for s in structs}),
+                  keep == "firms")  # fmt: skip
     root, entropy, spawn_key = resolve_seed(seed)
 
     groups: dict[tuple[float, float], int] = {}
@@ -262,8 +277,9 @@ def simulate(
         group_of=tuple(group_of),
         n_checkpoints=len(checkpoints),
         sample_paths=sample_paths,
+        keep_firms=keep == "firms",
     )
-    out = _allocate(spec, n_portfolios)
+    out = _allocate(spec, n_portfolios, firms=spec.keep_firms)
     chunk = max(1, chunk_firms // portfolio_size)
     ranges = [(p0, min(p0 + chunk, n_portfolios)) for p0 in range(0, n_portfolios, chunk)]
     bar = _Progress(len(ranges)) if progress else None
@@ -280,7 +296,7 @@ def simulate(
             except Exception as exc:
                 exc.add_note(f"invlend: raised while simulating portfolios [{p0}, {p1})")
                 raise
-            _merge(out, part, p0, p1)
+            _merge(out, part, p0, p1, portfolio_size)
             if bar:
                 bar.update()
     if bar:
@@ -298,6 +314,7 @@ def simulate(
         seed=entropy,
         seed_spawn_key=spawn_key,
         backend=backend,
+        keep=keep,
         versions=_versions(),
     )
 
@@ -324,17 +341,20 @@ _FIRM_FIELDS = {
 }
 
 
-def _allocate(spec: _Spec, n_port: int) -> dict[str, np.ndarray]:
+def _allocate(spec: _Spec, n_port: int, firms: bool = True) -> dict[str, np.ndarray]:
+    """Output arrays for ``n_port`` portfolios; per-firm ones only when ``firms``."""
     size = spec.portfolio_size
     out: dict[str, np.ndarray] = {}
     for g in range(len(spec.dynamics)):
-        for name, dtype in _OUTCOME_FIELDS.items():
-            out[f"g{g}.{name}"] = np.empty((n_port, size), dtype)
-        out[f"g{g}.chk"] = np.empty((n_port, size, spec.n_checkpoints))
+        if firms:
+            for name, dtype in _OUTCOME_FIELDS.items():
+                out[f"g{g}.{name}"] = np.empty((n_port, size), dtype)
+            out[f"g{g}.chk"] = np.empty((n_port, size, spec.n_checkpoints))
         out[f"g{g}.paths"] = np.empty((spec.sample_paths, spec.n_steps + 1))
     for s in range(len(spec.terms)):
-        for name, dtype in _FIRM_FIELDS.items():
-            out[f"s{s}.{name}"] = np.empty((n_port, size), dtype)
+        if firms:
+            for name, dtype in _FIRM_FIELDS.items():
+                out[f"s{s}.{name}"] = np.empty((n_port, size), dtype)
         out[f"s{s}.agg"] = np.empty((n_port, K.N_AGG))
         out[f"s{s}.irr"] = np.empty(n_port)
     return out
@@ -344,12 +364,13 @@ def _views(out: dict[str, np.ndarray], p0: int, p1: int) -> dict[str, np.ndarray
     return {k: (v if k.endswith(".paths") else v[p0:p1]) for k, v in out.items()}
 
 
-def _merge(out: dict[str, np.ndarray], part: dict[str, np.ndarray], p0: int, p1: int) -> None:
+def _merge(
+    out: dict[str, np.ndarray], part: dict[str, np.ndarray], p0: int, p1: int, size: int
+) -> None:
     for k, v in part.items():
         if k.endswith(".paths"):
             # Rows of firms outside the part's range were never written there.
             n = v.shape[0]
-            size = out[k.replace(".paths", ".event")].shape[1]
             lo, hi = min(p0 * size, n), min(p1 * size, n)
             out[k][lo:hi] = v[lo:hi]
         else:
@@ -369,7 +390,9 @@ def _run_range_locked(
 ) -> dict[str, np.ndarray] | None:
     ret = out is None
     if out is None:
-        out = _views(_allocate(spec, p1 - p0), 0, p1 - p0)
+        out = _views(_allocate(spec, p1 - p0, firms=spec.keep_firms), 0, p1 - p0)
+    if not spec.keep_firms:  # per-firm arrays live only while this range is computed
+        out = {**_allocate(spec, p1 - p0), **out}
     size = spec.portfolio_size
     n = (p1 - p0) * size
     pkeys = portfolio_keys(np.uint64(spec.seed_key), np.arange(p0, p1))
@@ -402,7 +425,11 @@ def _run_range_locked(
             irr(cf, spec.dt, out[f"s{s}.irr"])
             # Screening cost alone is not an investment: no loan, no IRR.
             out[f"s{s}.irr"][out[f"s{s}.agg"][:, K.AGG_ACCEPTED] == 0] = np.nan
-    return out if ret else None
+    if not ret:
+        return None
+    if spec.keep_firms:
+        return out
+    return {k: v for k, v in out.items() if k.endswith((".agg", ".irr", ".paths"))}
 
 
 class _Progress:

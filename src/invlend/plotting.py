@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from invlend import metrics as M
+from invlend.results import _need_firms
 
 __all__ = [
     "plot_cumulative_incidence",
@@ -71,6 +72,7 @@ def plot_npv_distribution(result, *, ax=None, structures=None, clip: float = 0.9
     """
     from matplotlib.ticker import NullLocator
 
+    _need_firms(result)
     ax = _axes(ax)
     pooled = []
     for n in _names(result, structures):
@@ -132,6 +134,7 @@ def plot_cumulative_incidence(
     """
     if event not in _EVENT_NAMES:
         raise ValueError(f"event: choose from {list(_EVENT_NAMES)}, got {event!r}")
+    _need_firms(result)
     ax = _axes(ax)
     name = structure or next(iter(result))
     o = result[name].outcomes

@@ -54,11 +54,12 @@ def _figures(result, summary) -> dict[str, bytes]:
             P.plot_cumulative_incidence(result, ax=ax, event=event)
 
     out = {
-        "npv_distribution.png": render(lambda ax: P.plot_npv_distribution(result, ax=ax)),
         "loss_distribution.png": render(lambda ax: P.plot_loss_distribution(result, ax=ax)),
         "risk_return.png": render(lambda ax: P.plot_risk_return(result, ax=ax, summary=summary)),
-        "cumulative_incidence.png": render(incidence, size=(18, 5), ncols=3),
     }
+    if result.keep == "firms":  # these need per-firm arrays
+        out["npv_distribution.png"] = render(lambda ax: P.plot_npv_distribution(result, ax=ax))
+        out["cumulative_incidence.png"] = render(incidence, size=(18, 5), ncols=3)
     first = next(iter(result))
     if result[first].outcomes.paths.shape[0] > 0:
         out["value_fan.png"] = render(lambda ax: P.plot_value_fan(result, ax=ax))

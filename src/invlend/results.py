@@ -96,9 +96,9 @@ class Outcomes:
     dt: float
 
     @property
-    def time(self) -> np.ndarray:
+    def time(self) -> np.ndarray | None:
         """Years to the event (the horizon if none), ``step * dt``."""
-        return self.step * self.dt
+        return None if self.step is None else self.step * self.dt
 
 
 @dataclass(frozen=True, eq=False)
@@ -143,9 +143,9 @@ class StructureResult:
     aggregates: np.ndarray
 
     @property
-    def accepted(self) -> np.ndarray:
+    def accepted(self) -> np.ndarray | None:
         """Applicants the structure lent to, (n_portfolios, portfolio_size) bool."""
-        return ~np.isnan(self.npv)
+        return None if self.npv is None else ~np.isnan(self.npv)
 
     @property
     def portfolio_npv(self) -> np.ndarray:
@@ -166,6 +166,15 @@ class Difference(NamedTuple):
     ci_low: float
     ci_high: float
     z: float
+
+
+def _need_firms(result) -> None:
+    """Refuse per-firm work on a result that kept only aggregates."""
+    if result.keep != "firms":
+        raise ValueError(
+            "keep: this result kept only per-portfolio aggregates; run simulate(..., "
+            "keep='firms') for per-firm arrays"
+        )
 
 
 def _fmt(metric: str, x: float) -> str:
@@ -319,6 +328,9 @@ class SimulationResult(Mapping):
     backend : str
     versions : dict
         invlend, Python, numpy, scipy, numba, pydantic and random-stream versions.
+    keep : {"firms", "aggregates"}
+        What was kept: with ``"aggregates"`` the per-firm arrays (``npv``, ``outcomes.event``,
+        ...) are ``None`` and only per-portfolio results, summaries and comparisons remain.
     """
 
     scenario: Scenario
@@ -329,7 +341,10 @@ class SimulationResult(Mapping):
     seed_spawn_key: tuple
     backend: str
     versions: dict[str, str]
+    keep: str
     _results: dict[str, StructureResult] = field(repr=False)
+    _arrays: dict[str, np.ndarray] = field(repr=False)
+    _group_of: tuple[int, ...] = field(repr=False)
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -346,6 +361,7 @@ class SimulationResult(Mapping):
         seed_spawn_key,
         backend,
         versions,
+        keep="firms",
     ) -> SimulationResult:
         a = {k: _ro(v) for k, v in arrays.items()}
         chk_steps = np.unique(
@@ -354,31 +370,32 @@ class SimulationResult(Mapping):
         outcomes = {}
         for g in sorted(set(group_of)):
             outcomes[g] = Outcomes(
-                event=a[f"g{g}.event"],
-                step=a[f"g{g}.step"],
-                value=a[f"g{g}.value"],
-                initial_stage=a[f"g{g}.stage0"],
-                stage=a[f"g{g}.stage"],
-                n_rounds=a[f"g{g}.rounds"],
-                dilution=a[f"g{g}.dilution"],
-                initial_value=a[f"g{g}.v0"],
-                quality=a[f"g{g}.quality"],
-                signal_error=a[f"g{g}.signal"],
-                checkpoint_values=a[f"g{g}.chk"],
+                event=a.get(f"g{g}.event"),
+                step=a.get(f"g{g}.step"),
+                value=a.get(f"g{g}.value"),
+                initial_stage=a.get(f"g{g}.stage0"),
+                stage=a.get(f"g{g}.stage"),
+                n_rounds=a.get(f"g{g}.rounds"),
+                dilution=a.get(f"g{g}.dilution"),
+                initial_value=a.get(f"g{g}.v0"),
+                quality=a.get(f"g{g}.quality"),
+                signal_error=a.get(f"g{g}.signal"),
+                checkpoint_values=a.get(f"g{g}.chk"),
                 checkpoint_steps=_ro(chk_steps.astype(np.int64)),
                 paths=a[f"g{g}.paths"],
                 dt=scenario.dt,
             )
         results = {}
         for i, s in enumerate(structures):
+            default = a.get(f"s{i}.default")
             results[s.name] = StructureResult(
                 structure=s,
                 outcomes=outcomes[group_of[i]],
-                npv=a[f"s{i}.npv"],
-                principal=a[f"s{i}.principal"],
-                loan_default=_ro(arrays[f"s{i}.default"].view(bool)),
-                credit_loss=a[f"s{i}.loss"],
-                upside=a[f"s{i}.upside"],
+                npv=a.get(f"s{i}.npv"),
+                principal=a.get(f"s{i}.principal"),
+                loan_default=None if default is None else default.view(bool),
+                credit_loss=a.get(f"s{i}.loss"),
+                upside=a.get(f"s{i}.upside"),
                 portfolio_irr=a[f"s{i}.irr"],
                 aggregates=a[f"s{i}.agg"],
             )
@@ -391,7 +408,10 @@ class SimulationResult(Mapping):
             seed_spawn_key=tuple(seed_spawn_key),
             backend=backend,
             versions=versions,
+            keep=keep,
             _results=results,
+            _arrays=a,
+            _group_of=tuple(group_of),
         )
 
     def __getitem__(self, name: str) -> StructureResult:
@@ -421,6 +441,7 @@ class SimulationResult(Mapping):
             "seed": self.seed,
             "seed_spawn_key": list(self.seed_spawn_key),
             "backend": self.backend,
+            "keep": self.keep,
             "versions": self.versions,
             "scenario": self.scenario.model_dump(mode="json"),
             "structures": [s.model_dump(mode="json") for s in self.structures],
@@ -544,6 +565,12 @@ class SimulationResult(Mapping):
             "versions": self.versions,
         }
 
+    def save(self, path) -> None:
+        """Write the result to an ``.npz`` file; see :func:`invlend.store.save`."""
+        from invlend.store import save
+
+        save(self, path)
+
     # ---------------------------------------------------------------- plots
     def plot_npv_distribution(self, **kw):
         """See :func:`invlend.plotting.plot_npv_distribution`."""
@@ -577,6 +604,7 @@ class SimulationResult(Mapping):
 
     def to_frame(self):
         """Per-firm long table (one row per structure and applicant) as a pandas DataFrame."""
+        _need_firms(self)
         try:
             import pandas as pd
         except ImportError:  # pragma: no cover - depends on the environment
