@@ -238,12 +238,36 @@ class Scenario(_Model):
                 f"{per_step:g} expected jumps per step; at most 50 per step are supported "
                 "(raise steps_per_year)"
             )
+        top = self._log_value_bound()
+        if top > 700.0:
+            raise ValueError(
+                f"horizon_years: firm values could overflow: log V could reach {top:.0f} "
+                "(> 700, the float64 limit) within 10 standard deviations over the horizon; "
+                "lower horizon_years, the stages' drift or volatility, or the jumps"
+            )
         if round(n_steps) > 100_000:
             raise ValueError(
                 f"horizon_years: {round(n_steps)} steps exceed the limit of 100000; "
                 "lower horizon_years or steps_per_year"
             )
         return self
+
+    def _log_value_bound(self) -> float:
+        """A conservative 10-sigma upper bound on log firm value over the horizon."""
+        m = self.market
+        t = self.horizon_years
+        comp = m.jump_rate * math.expm1(m.jump_mean + 0.5 * m.jump_vol**2)
+        drift = max(s.drift for s in self.stages) + 10.0 * abs(self.quality_drift) - comp
+        var = t * (max(s.volatility for s in self.stages) ** 2
+                   + m.jump_rate * (m.jump_mean**2 + m.jump_vol**2))  # fmt: skip
+        return (
+            math.log(max(s.initial_value for s in self.stages))
+            + 10.0 * self.value_dispersion
+            + sum(math.log1p(s.round_size) for s in self.stages)
+            + t * max(drift, 0.0)
+            + t * m.jump_rate * max(m.jump_mean, 0.0)
+            + 10.0 * math.sqrt(var)
+        )
 
     @property
     def n_steps(self) -> int:

@@ -91,7 +91,8 @@ def load(path: str | Path):
 
     path = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as data:
+        # Our own handle, so a damaged file is closed whatever np.load makes of it.
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as data:
             files = {k: data[k] for k in data.files}
     except FileNotFoundError:
         raise ValueError(f"{path}: no such file") from None
