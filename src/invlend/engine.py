@@ -43,7 +43,7 @@ _DEFAULT_CHUNK_FIRMS = 1 << 18
 # numba's workqueue threading layer (used where neither OpenMP nor TBB is installed) must not
 # run parallel kernels from two Python threads at once; each kernel uses every core anyway.
 _KERNEL_LOCK = threading.Lock()
-_MAX_FIRMS = 2_000_000_000
+_MAX_FIRMS = 2_000_000_000  # per-firm arrays beyond this would not fit any single machine
 
 
 class _Spec(NamedTuple):
@@ -239,9 +239,10 @@ def simulate(
     chunk_firms = _check_count("chunk_firms", chunk_firms)
     backend = _check_backend(backend)
     n_firms = n_portfolios * portfolio_size
-    if n_firms > _MAX_FIRMS:
+    if n_firms > _MAX_FIRMS and keep == "firms":
         raise ValueError(
-            f"n_portfolios * portfolio_size = {n_firms} firms exceeds the limit of {_MAX_FIRMS}"
+            f"n_portfolios * portfolio_size = {n_firms} firms exceeds the limit of {_MAX_FIRMS} "
+            "for per-firm results; keep='aggregates' has no such limit"
         )
     if sample_paths > min(n_firms, 100_000):
         raise ValueError(
