@@ -191,7 +191,12 @@ def influence_se(u: np.ndarray) -> float:
 
 
 def bootstrap_weights(n: int, n_boot: int, seed_entropy, spawn_key=(), batch: int = 64):
-    """Yield batches of multinomial resampling counts (b, n), reproducible from the seed."""
+    """Yield batches of multinomial resampling counts (b, n), reproducible from the seed.
+
+    A batch holds at most about 2e7 counts (160 MB), so millions of portfolios stay within
+    memory; the batch size does not change the replicates.
+    """
+    batch = max(1, min(batch, 20_000_000 // max(n, 1)))
     ss = np.random.SeedSequence(seed_entropy, spawn_key=(*spawn_key, 0xB007))
     gen = np.random.default_rng(ss)
     done = 0
