@@ -1,11 +1,22 @@
-"""Live firm-steps per second of the ``cpu`` (numba) and ``numpy`` backends, same run.
+"""Benchmark suite of the engine; ``make bench`` runs it and writes ``docs/performance.md``.
 
-Usage: ``python benchmarks/bench_engine.py [--firms 1000000] [--out docs/performance.md]``.
+Usage: ``python benchmarks/bench_engine.py [--out docs/performance.md] [--quick]``.
 
-A *live firm-step* is one time step of one firm that has not yet had its event; the count
-comes from the simulated outcomes (sum of event steps), so both backends are charged only for
-the work the model needs. Firm simulation and structure evaluation are timed separately; each
-figure is the best of ``--repeat`` runs after a warm-up that compiles (or loads) the kernels.
+Sections, each measured in this one run so that ratios hold on a noisy machine:
+
+1. *Throughput* (this file): live firm-steps per second of the ``cpu`` backend, the ``numpy``
+   backend and the RNG bound on two workloads, with interleaved repeats; the time of evaluating
+   the three default structures against simulating the firms; each engine's cost split into a
+   fixed cost per firm and a cost per live step.
+2. *Scaling and memory* (:mod:`bench_scaling`): ``invlend.simulate`` end to end from 1e4 to 1e7
+   firm-paths with 1 and 2 threads, each size in a fresh process that reports its peak resident
+   set; a table and ``docs/img/scaling.png``.
+3. *Start-up* (:mod:`bench_startup`): ``import invlend``, the first call with a cold and with a
+   warm numba cache, and the command ``make demo`` runs.
+
+A *live firm-step* is one time step of a firm that has not yet had its event (the sum of the
+firms' event steps), so each engine is charged only for the work the model needs. Each figure
+is the best of ``--repeat`` runs after a warm-up that compiles (or loads) the kernels.
 """
 
 from __future__ import annotations
@@ -30,44 +41,39 @@ from invlend.rng import (
     firm_key,
     market_keys,
     market_shocks,
-    normal,
     portfolio_keys,
     root_key,
     uniform,
 )
 
 SIZE = 100
-PAGE = """# Performance
+ROOT = Path(__file__).resolve().parent.parent
 
-This page is written by `make bench` (`python benchmarks/bench_engine.py --out
-docs/performance.md`); rerun it after a change to the kernels. Figures from a shared virtual
-machine vary by 10-30% between runs; the ratios are measured in one run with the backends
-interleaved, so they hold better than the absolute rates.
-
-A *live firm-step* is one time step of a firm that has not yet had its event (the sum of the
-firms' event steps), so each engine is charged only for the work the model needs. *Simulate*
-times the firm simulation alone; *evaluate* times the cash flows, aggregates and IRR of the three
-default structures on those outcomes. The *RNG bound* draws exactly the random numbers the engine
-draws per live firm-step (one ziggurat normal and one uniform from the counter hash) and does
-nothing else: no engine built on these streams can beat it.
-
-{table}
-Targets on the 2-core development machine: at least 50M live firm-steps/s and at least 4x the
-`numpy` backend for firm simulation on the default scenario.
-"""
+_STAGE = int(Purpose.STAGE)
+_VALUE = int(Purpose.VALUE)
+_QUALITY = int(Purpose.QUALITY)
+_SIGNAL = int(Purpose.SIGNAL)
 _GROWTH = int(Purpose.GROWTH)
 _EVENT = int(Purpose.EVENT)
 
 
-@numba.njit(parallel=True, cache=True)
+# Not cached: numba's cache is keyed on this file alone, and the bound inlines the kernels' draw
+# functions, which may change under it.
+@numba.njit(parallel=True)
 def _rng_bound(ctr, pkeys, size, steps, out):
-    """Draw exactly the per-step numbers the engine draws (one normal, one uniform) and no more."""
+    """Draw exactly the random numbers the engine draws for these firms, and nothing else.
+
+    Per firm the stage uniform and three normals (value, quality, signal); per live step one
+    normal and one uniform; with the engine's own draw functions. No engine built on these
+    streams can be faster.
+    """
     for i in prange(pkeys.shape[0] * size):
         p = i // size
         fk = firm_key(pkeys[p], i - p * size)
-        acc = 0.0
+        acc = uniform(fk, ctr[_STAGE, 0]) + K._normal(fk, ctr[_VALUE, 0])
+        acc += K._normal(fk, ctr[_QUALITY, 0]) + K._normal(fk, ctr[_SIGNAL, 0])
         for j in range(steps[i]):
-            acc += normal(fk, ctr[_GROWTH, j]) + uniform(fk, ctr[_EVENT, j])
+            acc += K._normal(fk, ctr[_GROWTH, j]) + uniform(fk, ctr[_EVENT, j])
         out[i] = acc
 
 
@@ -100,13 +106,30 @@ def _outcome_arrays(n, n_chk, n_steps):
     )
 
 
+class Timer:
+    """Best wall and process-CPU time of repeated runs of ``fn``."""
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.wall = float("inf")
+        self.cpu = float("inf")
+
+    def __call__(self):
+        t0, c0 = time.perf_counter(), time.process_time()
+        self.fn()
+        self.wall = min(self.wall, time.perf_counter() - t0)
+        self.cpu = min(self.cpu, time.process_time() - c0)
+
+
 class Case:
     """One backend on one workload, with its inputs and outputs allocated once."""
 
-    def __init__(self, scenario, structures, n_firms, backend):
+    def __init__(self, scenario, structures, n_firms, backend, n_steps=None):
         self.backend = backend
         self.scenario = scenario
         n_port, dyn, terms, pkeys, ctr, market = _inputs(scenario, structures, n_firms)
+        if n_steps is not None:  # the same firms over fewer steps
+            dyn = dyn._replace(n_steps=n_steps)
         self.n_port, self.dyn, self.terms = n_port, dyn, terms
         self.pkeys, self.ctr, self.market = pkeys, ctr, market
         self.n = n = n_port * SIZE
@@ -120,7 +143,8 @@ class Case:
         self._sim = K._simulate_firms if cpu else NB.simulate_firms
         self._ev = K._evaluate_structure if cpu else NB.evaluate_structure
         self._irr = K._portfolio_irr if cpu else NB.portfolio_irr
-        self.best = {"simulate": float("inf"), "evaluate": float("inf")}
+        self.t_sim = Timer(self.simulate)
+        self.t_eval = Timer(self.evaluate)
 
     def simulate(self):
         self._sim(self.ctr, self.pkeys, self.market, SIZE, 0, *self.dyn, *self.o.values())
@@ -134,13 +158,8 @@ class Case:
             self._irr(self.cf, self.scenario.dt, self.irr)
 
     def time_once(self):
-        t0 = time.perf_counter()
-        self.simulate()
-        t1 = time.perf_counter()
-        self.evaluate()
-        t2 = time.perf_counter()
-        self.best["simulate"] = min(self.best["simulate"], t1 - t0)
-        self.best["evaluate"] = min(self.best["evaluate"], t2 - t1)
+        self.t_sim()
+        self.t_eval()
 
     @property
     def live(self):
@@ -148,49 +167,72 @@ class Case:
 
 
 class RngBound:
-    """The RNG bound on a cpu case's live firm-steps, timed like the engines."""
+    """The RNG bound on a cpu case's firms and live firm-steps, timed like the engines."""
 
-    def __init__(self, case):
+    def __init__(self, case, steps=None):
         self.case = case
-        self.steps = case.o["step"].astype(np.int64)
+        self.steps = case.o["step"].astype(np.int64) if steps is None else steps
         self.out = np.empty(case.n)
-        self.best = float("inf")
+        self.timer = Timer(self.run)
+
+    def run(self):
+        c = self.case
+        _rng_bound(c.ctr, c.pkeys, SIZE, self.steps, self.out)
 
     def time_once(self):
-        c = self.case
-        t0 = time.perf_counter()
-        _rng_bound(c.ctr, c.pkeys, SIZE, self.steps, self.out)
-        self.best = min(self.best, time.perf_counter() - t0)
+        self.timer()
 
 
 def measure(name, scenario, structures, firms, numpy_firms, repeat):
-    """Time cpu, numpy and the RNG bound on one scenario; repeats interleave the backends."""
+    """Time cpu, numpy and the RNG bound on one scenario; repeats interleave them.
+
+    The same cpu firms are also run over a single step, and the bound with no step, to split
+    each cost into a fixed part per firm and a part per live step.
+    """
     for backend in ("cpu", "numpy"):  # compile or load the cached kernels
         Case(scenario, structures, 2000, backend).time_once()
-    cases = [
-        Case(scenario, structures, firms, "cpu"),
-        Case(scenario, structures, numpy_firms, "numpy"),
-    ]
-    cases[0].time_once()  # the bound needs the engine's live steps
-    bound = RngBound(cases[0])
+    cpu = Case(scenario, structures, firms, "cpu")
+    numpy = Case(scenario, structures, numpy_firms, "numpy")
+    cpu.time_once()  # the bound needs the engine's live steps
+    bound = RngBound(cpu)
+    one_step = Case(scenario, structures, firms, "cpu", n_steps=1)
+    one_step.simulate()
+    bound_fixed = RngBound(cpu, steps=np.zeros(cpu.n, np.int64))
+    bound_fixed.run()
     for _ in range(repeat):
-        for c in (*cases, bound):
+        for c in (cpu, numpy, bound, one_step, bound_fixed):
             c.time_once()
-    cpu = cases[0]
-    t_rng = bound.best
     rows = []
-    for c in cases:
-        rate = c.live / c.best["simulate"]
+    for c in (cpu, numpy):
         rows.append(dict(scenario=name, what=c.backend, firms=c.n, live=c.live,
-                         seconds=c.best["simulate"], rate=rate,
-                         eval_share=c.best["evaluate"] / c.best["simulate"]))  # fmt: skip
-    rows.append(dict(scenario=name, what="rng bound", firms=cpu.n, live=cpu.live, seconds=t_rng,
-                     rate=cpu.live / t_rng, eval_share=float("nan")))  # fmt: skip
+                         seconds=c.t_sim.wall, cpu_seconds=c.t_sim.cpu,
+                         rate=c.live / c.t_sim.wall,
+                         eval_seconds=c.t_eval.wall,
+                         eval_share=c.t_eval.wall / c.t_sim.wall))  # fmt: skip
+    rows.append(dict(scenario=name, what="RNG bound", firms=cpu.n, live=cpu.live,
+                     seconds=bound.timer.wall, cpu_seconds=bound.timer.cpu,
+                     rate=cpu.live / bound.timer.wall, eval_seconds=float("nan"),
+                     eval_share=float("nan")))  # fmt: skip
+    # Fixed cost per firm and cost per live step, in ns of wall time (both threads at work).
+    live_one = int(one_step.o["step"].astype(np.int64).sum())
+    per_step_cpu = (cpu.t_sim.wall - one_step.t_sim.wall) / (cpu.live - live_one)
+    fixed_cpu = (one_step.t_sim.wall - live_one * per_step_cpu) / cpu.n
+    per_step_bound = (bound.timer.wall - bound_fixed.timer.wall) / cpu.live
+    split = dict(
+        scenario=name,
+        cpu_fixed_ns=1e9 * fixed_cpu,
+        cpu_step_ns=1e9 * per_step_cpu,
+        bound_fixed_ns=1e9 * bound_fixed.timer.wall / cpu.n,
+        bound_step_ns=1e9 * per_step_bound,
+        steps_per_firm=cpu.live / cpu.n,
+    )
     ratios = {
         "cpu / numpy": rows[0]["rate"] / rows[1]["rate"],
-        "cpu / rng bound": rows[0]["rate"] / rows[2]["rate"],
+        "cpu / RNG bound": rows[0]["rate"] / rows[2]["rate"],
+        "cpu / RNG bound (CPU time)": bound.timer.cpu / cpu.t_sim.cpu,
+        "evaluate / simulate": rows[0]["eval_share"],
     }
-    return rows, ratios
+    return rows, ratios, split
 
 
 def monthly_ten_year():
@@ -198,49 +240,88 @@ def monthly_ten_year():
     return il.Scenario.default().model_copy(update={"horizon_years": 10.0})
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--firms", type=int, default=1_000_000)
-    ap.add_argument("--numpy-firms", type=int, default=200_000)
-    ap.add_argument("--repeat", type=int, default=7)
-    ap.add_argument("--out", type=Path, default=None, help="write the markdown table here")
-    args = ap.parse_args()
+def throughput(args):
+    """Section 1: the markdown tables, and the ratios and cost splits of each workload."""
     structures = il.default_structures()
     workloads = [
         ("default (5 stages, monthly, 5 y)", il.Scenario.default()),
         ("five-stage monthly 10 y", monthly_ten_year()),
     ]
-    lines = [
+    table = [
         "| scenario | engine | firm-paths | live firm-steps | simulate (s) | live firm-steps/s "
-        "| evaluate 3 structures / simulate |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| evaluate 3 structures (s) | evaluate / simulate |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
-    summary = []
+    split_table = [
+        "| scenario | live steps per firm | cpu: fixed ns per firm | cpu: ns per live step "
+        "| RNG bound: fixed ns per firm | RNG bound: ns per live step |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    all_ratios, splits = {}, {}
     for name, sc in workloads:
-        rows, ratios = measure(name, sc, structures, args.firms, args.numpy_firms, args.repeat)
+        rows, ratios, split = measure(
+            name, sc, structures, args.firms, args.numpy_firms, args.repeat
+        )
+        all_ratios[name] = ratios
+        splits[name] = split
         for r in rows:
-            share = "" if r["what"] == "rng bound" else f"{100 * r['eval_share']:.0f}%"
-            lines.append(
+            ev = "" if r["what"] == "RNG bound" else f"{r['eval_seconds']:.3f}"
+            share = "" if r["what"] == "RNG bound" else f"{100 * r['eval_share']:.0f}%"
+            table.append(
                 f"| {r['scenario']} | {r['what']} | {r['firms']:,} | {r['live']:,} | "
-                f"{r['seconds']:.3f} | {r['rate'] / 1e6:.1f}M | {share} |"
+                f"{r['seconds']:.3f} | {r['rate'] / 1e6:.1f}M | {ev} | {share} |"
             )
-            print(
-                f"{name:34s} {r['what']:9s} {r['rate'] / 1e6:8.1f}M live firm-steps/s", flush=True
-            )
-        summary.append(f"- {name}: " + ", ".join(f"{k} = **{v:.2f}x**" for k, v in ratios.items()))
-        print("  " + summary[-1][2:], flush=True)
-    lines += ["", *summary, ""]
-    lines.append(
-        f"Threads: {numba.get_num_threads()}; CPU: {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} logical cores; numba {numba.__version__}, numpy {np.__version__}; "
-        f"best of {args.repeat} interleaved repeats (cpu, numpy, RNG bound)."
+            rate = r["rate"] / 1e6
+            print(f"{name:34s} {r['what']:9s} {rate:8.1f}M live firm-steps/s", flush=True)
+        split_table.append(
+            f"| {name} | {split['steps_per_firm']:.1f} | {split['cpu_fixed_ns']:.0f} | "
+            f"{split['cpu_step_ns']:.2f} | {split['bound_fixed_ns']:.0f} | "
+            f"{split['bound_step_ns']:.2f} |"
+        )
+        print("  " + ", ".join(f"{k} = {v:.2f}" for k, v in ratios.items()), flush=True)
+    ratio_lines = [
+        f"- {name}: " + ", ".join(f"{k} = **{v:.2f}**" for k, v in r.items())
+        for name, r in all_ratios.items()
+    ]
+    text = "\n".join([*table, "", *ratio_lines, "", *split_table])
+    return text, all_ratios, splits
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--firms", type=int, default=1_000_000)
+    ap.add_argument("--numpy-firms", type=int, default=200_000)
+    ap.add_argument("--repeat", type=int, default=9)
+    ap.add_argument("--max-firms", type=int, default=10_000_000, help="largest scaling run")
+    ap.add_argument("--quick", action="store_true", help="smaller runs, to try the suite out")
+    ap.add_argument("--out", type=Path, default=None, help="write the markdown page here")
+    args = ap.parse_args()
+    if args.quick:
+        args.firms, args.numpy_firms, args.repeat, args.max_firms = 200_000, 50_000, 3, 1_000_000
+    import bench_scaling
+    import bench_startup
+    import report
+
+    t0 = time.perf_counter()
+    load0 = os.getloadavg()[0]
+    tp_text, ratios, splits = throughput(args)
+    scaling = bench_scaling.run(max_firms=args.max_firms)
+    img = ROOT / "docs" / "img" / "scaling.png"
+    bench_scaling.plot(scaling, img)
+    startup = bench_startup.run()
+    machine = (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical cores, "
+        f"numba {numba.__version__} ({numba.config.THREADING_LAYER} threading layer requested), "
+        f"numpy {np.__version__}, Python {platform.python_version()}; default "
+        f"{numba.get_num_threads()} threads; suite ran in {time.perf_counter() - t0:.0f} s, "
+        f"load average {load0:.1f} at its start and {os.getloadavg()[0]:.1f} at its end"
     )
-    text = "\n".join(lines)
+    page = report.page(tp_text, ratios, splits, scaling, startup, machine, args)
     print()
-    print(text)
+    print(page)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(PAGE.format(table=text))
+        args.out.write_text(page)
 
 
 if __name__ == "__main__":

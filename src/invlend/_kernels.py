@@ -11,6 +11,11 @@ chunk computes it. The ``numpy`` backend (:mod:`invlend._numpy_backend`) impleme
 steps and is the oracle for these kernels.
 
 All kernels are jit-compiled by numba; inputs are not validated.
+
+Performance notes (``docs/performance.md`` has the measurements): the step loop of
+:func:`_simulate_firms` is written so that nothing in its common path calls a function (a call
+makes numba spill every live float around it), and the IRR solves several rows side by side.
+None of this changes a result: every value is computed by the same operations in the same order.
 """
 
 from __future__ import annotations
@@ -21,9 +26,8 @@ import numpy as np
 from numba import prange
 
 from invlend._numba import jit, pjit
-from invlend.rng import Purpose
+from invlend.rng import _MASK8, _S12, _ZR, _ZX, Purpose, _normal_bits, mix64, to_unit
 from invlend.rng import firm_key as _firm_key
-from invlend.rng import normal as _normal
 from invlend.rng import uniform as _uniform
 
 EV_NONE = 0
@@ -57,12 +61,46 @@ N_AGG = 11
 
 
 @jit
-def _stage_params(s, q, dt, drift, volatility, hd, hi, hm, ha, quality_drift, quality_hazard, jc):
-    """Per-step constants of stage ``s`` for a firm of quality ``q``."""
+def _normal(key, ctr):
+    """The draw of :func:`invlend.rng.normal`, with the ziggurat's fast path inlined.
+
+    About 99% of normals take the fast path (one hash, one table look-up, one multiply). It is
+    written out here because numba does not inline ``rng.normal`` as a whole (its rejection loop
+    makes it too big), and a call per draw in the step loop costs more than the draw itself. The
+    other 1% go on from the same 64-bit word in ``rng._normal_bits``: the same number either way.
+    """
+    bits = mix64(key ^ ctr)
+    layer = int(bits & _MASK8)
+    u = 2.0 * to_unit(bits) - 1.0
+    if abs(u) < _ZR[layer]:
+        return u * _ZX[layer]
+    return _normal_bits(bits)
+
+
+@jit
+def _unit_threshold(p):
+    """The integer ``t`` with ``to_unit(bits) < p`` exactly when ``(bits >> 12) < t``.
+
+    ``to_unit(bits)`` is ``(m + 0.5) * 2**-52`` with ``m = bits >> 12``, exact in float64, so
+    ``u < p`` is ``m < p * 2**52 - 0.5``, whose right side is also exact; for an integer ``m``
+    that is ``m < ceil(p * 2**52 - 0.5)``. Comparing integers spares the step loop a conversion
+    to float for the event uniform, which is needed only when an event happens.
+    """
+    return np.uint64(math.ceil(p * 4503599627370496.0 - 0.5))
+
+
+@jit
+def _stage_params(s, q, dt, drift, volatility, hd, hi, hm, ha, quality_drift, hazard_scale, jc):
+    """Per-step constants of stage ``s`` for a firm of quality ``q``.
+
+    ``hazard_scale`` is the firm's ``exp(-quality_hazard * q)``, the same in every stage. The
+    probability of an event in a step comes twice: as a float and as the integer threshold of
+    :func:`_unit_threshold`.
+    """
     sig = volatility[s]
     mu_dt = (drift[s] + quality_drift * q - 0.5 * sig * sig - jc) * dt
     sig_sqdt = sig * math.sqrt(dt)
-    ld = hd[s] * math.exp(-quality_hazard * q)
+    ld = hd[s] * hazard_scale
     li = hi[s]
     lm = hm[s]
     la = ha[s]
@@ -76,7 +114,8 @@ def _stage_params(s, q, dt, drift, volatility, hd, hi, hm, ha, quality_drift, qu
             last = EV_IPO
             if li <= 0.0:
                 last = EV_DEFAULT
-    return mu_dt, sig_sqdt, p_event, total, ld, ld + li, ld + li + lm, last
+    t_event = _unit_threshold(p_event)
+    return mu_dt, sig_sqdt, p_event, t_event, total, ld, ld + li, ld + li + lm, last
 
 
 @pjit
@@ -135,6 +174,9 @@ def _simulate_firms(
     idio = math.sqrt(1.0 - factor_loading * factor_loading)
     p_no_jump = math.exp(-jump_rate * dt)
     jump_dt = jump_rate * dt
+    # Without a barrier (the default) the step loop skips the comparison: a branch on the
+    # log value, which is known late in each step, holds the loop back.
+    has_barrier = log_barrier > -math.inf
     for i in prange(n_firms):
         p = i // portfolio_size
         fkey = _firm_key(pkeys[p], i - p * portfolio_size)
@@ -157,8 +199,9 @@ def _simulate_firms(
         record = row < n_paths
         if record:
             out_paths[row, 0] = out_v0[i]
-        mu_dt, sig_sqdt, p_event, total, t1, t2, t3, last = _stage_params(
-            s, q, dt, drift, volatility, hd, hi, hm, ha, quality_drift, quality_hazard,
+        hazard_scale = math.exp(-quality_hazard * q)
+        mu_dt, sig_sqdt, p_event, t_event, total, t1, t2, t3, last = _stage_params(
+            s, q, dt, drift, volatility, hd, hi, hm, ha, quality_drift, hazard_scale,
             jump_compensator,
         )  # fmt: skip
         dil = 1.0
@@ -167,13 +210,12 @@ def _simulate_firms(
         next_chk = checkpoints[0] if n_chk > 0 else -1
         event = EV_NONE
         step = n_steps
-        m_row = market[p]
-        g_row = ctr[_P_GROWTH]
-        e_row = ctr[_P_EVENT]
+        # Arrays are indexed in place rather than through row views taken per firm, which numba
+        # reference-counts with atomic operations on memory that both threads share.
         for k in range(1, n_steps + 1):
             j = k - 1
-            z = _normal(fkey, g_row[j])
-            logv += mu_dt + sig_sqdt * (factor_loading * m_row[j] + idio * z)
+            z = _normal(fkey, ctr[_P_GROWTH, j])
+            logv += mu_dt + sig_sqdt * (factor_loading * market[p, j] + idio * z)
             if jump_dt > 0.0:
                 u_jump = _uniform(fkey, ctr[_P_JCOUNT, j])
                 if u_jump > p_no_jump:
@@ -186,13 +228,13 @@ def _simulate_firms(
                         cum += prob
                     jz = _normal(fkey, ctr[_P_JSIZE, j])
                     logv += n_jumps * jump_mean + math.sqrt(n_jumps) * jump_vol * jz
-            if logv < barrier:
+            if has_barrier and logv < barrier:
                 event = EV_DEFAULT
                 step = k
                 break
-            u = _uniform(fkey, e_row[j])
-            if u < p_event:
-                x = u / p_event * total
+            bits = mix64(fkey ^ ctr[_P_EVENT, j])  # the event uniform is to_unit(bits)
+            if (bits >> _S12) < t_event:
+                x = to_unit(bits) / p_event * total
                 if x < t1:
                     chosen = EV_DEFAULT
                 elif x < t2:
@@ -209,20 +251,26 @@ def _simulate_firms(
                 dil *= dilution[s]
                 s += 1
                 rounds += 1
-                mu_dt, sig_sqdt, p_event, total, t1, t2, t3, last = _stage_params(
-                    s, q, dt, drift, volatility, hd, hi, hm, ha, quality_drift, quality_hazard,
+                mu_dt, sig_sqdt, p_event, t_event, total, t1, t2, t3, last = _stage_params(
+                    s, q, dt, drift, volatility, hd, hi, hm, ha, quality_drift, hazard_scale,
                     jump_compensator,
                 )  # fmt: skip
+            # Log values are stored as they come and exponentiated after the loop, which keeps
+            # calls to exp out of it.
             if k == next_chk:
-                out_chk[i, nxt] = math.exp(logv)
+                out_chk[i, nxt] = logv
                 nxt += 1
                 next_chk = checkpoints[nxt] if nxt < n_chk else -1
             if record:
-                out_paths[row, k] = math.exp(logv)
+                out_paths[row, k] = logv
+        for c in range(nxt):
+            out_chk[i, c] = math.exp(out_chk[i, c])
         while nxt < n_chk:  # checkpoints after the event: no value
             out_chk[i, nxt] = np.nan
             nxt += 1
         if record:
+            for kk in range(1, step):
+                out_paths[row, kk] = math.exp(out_paths[row, kk])
             for kk in range(step + 1, n_steps + 1):
                 out_paths[row, kk] = np.nan
             out_paths[row, step] = math.exp(logv)
@@ -292,12 +340,25 @@ def _evaluate_structure(
     n_port = out_agg.shape[0]
     km = maturity_step
     for p in prange(n_port):
-        for c in range(out_agg.shape[1]):
-            out_agg[p, c] = 0.0
+        # The portfolio's sums, kept in registers and added up in firm order.
+        n_accepted = 0.0
+        lent = 0.0
+        npv_sum = 0.0
+        screen_rejected = 0.0
+        n_defaults = 0.0
+        ead = 0.0
+        loss_sum = 0.0
+        loss_net = 0.0
+        n_negative = 0.0
+        exposure = 0.0
+        upside_sum = 0.0
         for c in range(out_cf.shape[1]):
             out_cf[p, c] = 0.0
             work[p, c] = 0.0
-        for i in range(p * portfolio_size, (p + 1) * portfolio_size):
+        for firm in range(p * portfolio_size, (p + 1) * portfolio_size):
+            # An unsigned index spares each of the many array accesses below numba's fix-up
+            # of negative indices (about 10% of this kernel's time).
+            i = np.uint64(firm)
             principal = loan_to_value * v0[i]
             cost = screening_cost * principal
             if not accept_all and quality[i] + signal_noise * signal[i] <= signal_threshold:
@@ -306,8 +367,8 @@ def _evaluate_structure(
                 out_default[i] = 0
                 out_loss[i] = 0.0
                 out_upside[i] = 0.0
-                out_agg[p, AGG_SCREEN_REJECTED] += cost
-                out_agg[p, AGG_NPV] -= cost
+                screen_rejected += cost
+                npv_sum -= cost
                 out_cf[p, 0] -= cost
                 continue
             ev = event[i]
@@ -377,32 +438,60 @@ def _evaluate_structure(
             out_default[i] = defaulted
             out_loss[i] = loss
             out_upside[i] = upside
-            out_agg[p, AGG_ACCEPTED] += 1.0
-            out_agg[p, AGG_PRINCIPAL] += principal
-            out_agg[p, AGG_NPV] += npv
-            out_agg[p, AGG_DEFAULTS] += defaulted
+            n_accepted += 1.0
+            lent += principal
+            npv_sum += npv
+            n_defaults += defaulted
             if defaulted:
-                out_agg[p, AGG_EAD] += owed
-            out_agg[p, AGG_LOSS] += loss
-            out_agg[p, AGG_LOSS_NET] += (1.0 - covered_fraction) * loss
-            out_agg[p, AGG_NEGATIVE] += 1.0 if npv < 0.0 else 0.0
-            out_agg[p, AGG_EXPOSURE] += principal * balance_years_cum[min(k, km)]
-            out_agg[p, AGG_UPSIDE] += upside
+                ead += owed
+            loss_sum += loss
+            loss_net += (1.0 - covered_fraction) * loss
+            n_negative += 1.0 if npv < 0.0 else 0.0
+            exposure += principal * balance_years_cum[min(k, km)]
+            upside_sum += upside
+        out_agg[p, AGG_ACCEPTED] = n_accepted
+        out_agg[p, AGG_PRINCIPAL] = lent
+        out_agg[p, AGG_NPV] = npv_sum
+        out_agg[p, AGG_SCREEN_REJECTED] = screen_rejected
+        out_agg[p, AGG_DEFAULTS] = n_defaults
+        out_agg[p, AGG_EAD] = ead
+        out_agg[p, AGG_LOSS] = loss_sum
+        out_agg[p, AGG_LOSS_NET] = loss_net
+        out_agg[p, AGG_NEGATIVE] = n_negative
+        out_agg[p, AGG_EXPOSURE] = exposure
+        out_agg[p, AGG_UPSIDE] = upside_sum
         in_force = 0.0
         for kk in range(1, out_cf.shape[1]):
             in_force += work[p, kk]
             out_cf[p, kk] += in_force * flow[kk]
 
 
+_IRR_LANES = 4  # rows _portfolio_irr solves side by side (_pv_lanes is written for four)
+_IRR_ROWS = 64  # rows per parallel task of _portfolio_irr
+
+
 @jit
-def _pv_and_slope(cf, p, y):
-    """PV of row ``p`` of ``cf`` as a polynomial in the step discount ``y``, and d PV / dy."""
-    acc = 0.0
-    slope = 0.0
-    for k in range(cf.shape[1] - 1, -1, -1):
-        slope = slope * y + acc
-        acc = acc * y + cf[p, k]
-    return acc, slope
+def _pv_lanes(cf_lanes, top, y, out_pv, out_slope):
+    """PV and d PV / dy of four lanes of cash flows ``cf_lanes[step, lane]``, each at its ``y``.
+
+    Horner's scheme, as in a row-by-row evaluation; steps above ``top`` hold no cash flow in any
+    lane, and skipping them leaves every sum unchanged. Plain scalars keep the eight chains of
+    multiply-adds in registers, where they run side by side.
+    """
+    y0, y1, y2, y3 = y[0], y[1], y[2], y[3]
+    a0 = a1 = a2 = a3 = 0.0
+    s0 = s1 = s2 = s3 = 0.0
+    for k in range(top, -1, -1):
+        s0 = s0 * y0 + a0
+        s1 = s1 * y1 + a1
+        s2 = s2 * y2 + a2
+        s3 = s3 * y3 + a3
+        a0 = a0 * y0 + cf_lanes[k, 0]
+        a1 = a1 * y1 + cf_lanes[k, 1]
+        a2 = a2 * y2 + cf_lanes[k, 2]
+        a3 = a3 * y3 + cf_lanes[k, 3]
+    out_pv[0], out_pv[1], out_pv[2], out_pv[3] = a0, a1, a2, a3
+    out_slope[0], out_slope[1], out_slope[2], out_slope[3] = s0, s1, s2, s3
 
 
 @pjit
@@ -413,44 +502,99 @@ def _portfolio_irr(cf, dt, out):
     Newton's method safeguarded by bisection inside the bracket ``r`` in
     ``[exp(-8) - 1, exp(8) - 1]``. A row that never receives anything back gives -1; a row with
     no cash flow (nothing lent) or without a sign change in the bracket gives NaN.
+
+    Each evaluation of the polynomial is a chain of dependent multiply-adds, which leaves the
+    processor mostly waiting. So each task keeps ``_IRR_LANES`` rows in flight and evaluates
+    their polynomials together: a lane goes through exactly the steps its row would go through
+    alone (the bracket ends, then the Newton steps), and takes the task's next row when done.
     """
-    n_port = cf.shape[0]
-    for p in prange(n_port):
-        inflow = 0.0
-        outflow = 0.0
-        for k in range(cf.shape[1]):
-            if cf[p, k] > 0.0:
-                inflow += cf[p, k]
-            else:
-                outflow -= cf[p, k]
-        if outflow == 0.0:
-            out[p] = np.nan
-            continue
-        if inflow == 0.0:
-            out[p] = -1.0
-            continue
-        a = math.exp(-8.0 * dt)
-        b = math.exp(8.0 * dt)
-        f_a = _pv_and_slope(cf, p, a)[0]
-        f_b = _pv_and_slope(cf, p, b)[0]
-        if f_a * f_b > 0.0:
-            out[p] = np.nan
-            continue
-        y = 1.0
-        for _ in range(200):
-            f, slope = _pv_and_slope(cf, p, y)
-            if f == 0.0:
+    n_port, n_k = cf.shape
+    y_lo = math.exp(-8.0 * dt)
+    y_hi = math.exp(8.0 * dt)
+    n_tasks = (n_port + _IRR_ROWS - 1) // _IRR_ROWS
+    for task in prange(n_tasks):
+        next_row = task * _IRR_ROWS
+        end_row = min(n_port, next_row + _IRR_ROWS)
+        cf_lanes = np.zeros((n_k, _IRR_LANES))
+        y = np.ones(_IRR_LANES)  # where each lane evaluates next
+        a = np.empty(_IRR_LANES)  # bracket [a, b] of y, with the PV f_a at a
+        b = np.empty(_IRR_LANES)
+        f_a = np.empty(_IRR_LANES)
+        pv = np.empty(_IRR_LANES)
+        slope = np.empty(_IRR_LANES)
+        row = np.full(_IRR_LANES, -1)  # the lane's row, -1 when idle
+        top = np.zeros(_IRR_LANES, np.int64)  # the lane's last step with a cash flow
+        phase = np.zeros(_IRR_LANES, np.int64)  # 0, 1: at y_lo, y_hi; 2 + n: n Newton steps
+        while True:
+            top_all = -1
+            for lane in range(_IRR_LANES):
+                while row[lane] < 0 and next_row < end_row:
+                    p = next_row
+                    next_row += 1
+                    inflow = 0.0
+                    outflow = 0.0
+                    last = 0
+                    for k in range(n_k):
+                        c = cf[p, k]
+                        cf_lanes[k, lane] = c
+                        if c > 0.0:
+                            inflow += c
+                        else:
+                            outflow -= c
+                        if c != 0.0:
+                            last = k
+                    if outflow == 0.0:
+                        out[p] = np.nan
+                    elif inflow == 0.0:
+                        out[p] = -1.0
+                    else:
+                        row[lane] = p
+                        top[lane] = last
+                        phase[lane] = 0
+                        y[lane] = y_lo
+                if row[lane] >= 0:
+                    top_all = max(top_all, top[lane])
+            if top_all < 0:  # no row left
                 break
-            if (f > 0.0) == (f_a > 0.0):
-                a = y
-                f_a = f
-            else:
-                b = y
-            y_new = y - f / slope if slope != 0.0 else 0.5 * (a + b)
-            if not (a < y_new < b):
-                y_new = 0.5 * (a + b)
-            if abs(y_new - y) <= 1e-15 * y:
-                y = y_new
-                break
-            y = y_new
-        out[p] = math.expm1(-math.log(y) / dt)
+            _pv_lanes(cf_lanes, top_all, y, pv, slope)
+            for lane in range(_IRR_LANES):
+                p = row[lane]
+                if p < 0:
+                    continue
+                if phase[lane] == 0:
+                    f_a[lane] = pv[lane]
+                    y[lane] = y_hi
+                    phase[lane] = 1
+                    continue
+                if phase[lane] == 1:
+                    if f_a[lane] * pv[lane] > 0.0:
+                        out[p] = np.nan
+                        row[lane] = -1
+                    else:
+                        a[lane] = y_lo
+                        b[lane] = y_hi
+                        y[lane] = 1.0
+                        phase[lane] = 2
+                    continue
+                phase[lane] += 1
+                done = phase[lane] == 202  # the 200th and last Newton step
+                f = pv[lane]
+                if f == 0.0:
+                    done = True
+                else:
+                    y_old = y[lane]
+                    if (f > 0.0) == (f_a[lane] > 0.0):
+                        a[lane] = y_old
+                        f_a[lane] = f
+                    else:
+                        b[lane] = y_old
+                    d = slope[lane]
+                    y_new = y_old - f / d if d != 0.0 else 0.5 * (a[lane] + b[lane])
+                    if not (a[lane] < y_new < b[lane]):
+                        y_new = 0.5 * (a[lane] + b[lane])
+                    if abs(y_new - y_old) <= 1e-15 * y_old:
+                        done = True
+                    y[lane] = y_new
+                if done:
+                    out[p] = math.expm1(-math.log(y[lane]) / dt)
+                    row[lane] = -1
