@@ -168,6 +168,23 @@ class Difference(NamedTuple):
     z: float
 
 
+def _pandas():
+    """pandas, imported on demand: it is optional."""
+    try:
+        import pandas as pd
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise ImportError("to_frame() needs pandas: pip install pandas") from None
+    return pd
+
+
+def write_csv(path: str | Path, records: list[dict[str, Any]], fields: list[str]) -> None:
+    """Write ``records`` (dicts with the keys ``fields``) as a CSV file with a header."""
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=fields)
+        w.writeheader()
+        w.writerows(records)
+
+
 def _need_firms(result) -> None:
     """Refuse per-firm work on a result that kept only aggregates."""
     if result.keep != "firms":
@@ -225,20 +242,11 @@ class _Table(Mapping):
 
     def to_frame(self):
         """The table as a long pandas DataFrame (needs pandas)."""
-        try:
-            import pandas as pd
-        except ImportError:  # pragma: no cover - depends on the environment
-            raise ImportError("to_frame() needs pandas: pip install pandas") from None
-        return pd.DataFrame.from_records(self.records())
+        return _pandas().DataFrame.from_records(self.records())
 
     def to_csv(self, path: str | Path) -> None:
         """Write :meth:`records` as CSV."""
-        recs = self.records()
-        fields = ["structure", "metric", *self._row_type._fields]
-        with open(path, "w", newline="", encoding="utf-8") as fh:
-            w = csv.DictWriter(fh, fieldnames=fields)
-            w.writeheader()
-            w.writerows(recs)
+        write_csv(path, self.records(), ["structure", "metric", *self._row_type._fields])
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict: the records, notes and run metadata (NaN written as null)."""
@@ -605,10 +613,7 @@ class SimulationResult(Mapping):
     def to_frame(self):
         """Per-firm long table (one row per structure and applicant) as a pandas DataFrame."""
         _need_firms(self)
-        try:
-            import pandas as pd
-        except ImportError:  # pragma: no cover - depends on the environment
-            raise ImportError("to_frame() needs pandas: pip install pandas") from None
+        pd = _pandas()
         frames = []
         n_p, size = self.n_portfolios, self.portfolio_size
         port = np.repeat(np.arange(n_p), size)

@@ -26,7 +26,6 @@ Example
 
 from __future__ import annotations
 
-import csv
 import itertools
 import math
 import sys
@@ -42,7 +41,7 @@ from scipy.optimize import brentq
 from invlend import metrics as M
 from invlend.config import Equity, RiskShare, Scenario, Structure, Warrant
 from invlend.engine import _as_structures, simulate
-from invlend.results import Summary
+from invlend.results import Summary, _pandas, write_csv
 
 __all__ = ["Breakeven", "SweepResult", "breakeven", "sensitivity", "set_param", "sweep"]
 
@@ -193,19 +192,12 @@ class SweepResult:
 
     def to_frame(self):
         """The tidy rows as a pandas DataFrame (needs pandas)."""
-        try:
-            import pandas as pd
-        except ImportError:  # pragma: no cover - depends on the environment
-            raise ImportError("to_frame() needs pandas: pip install pandas") from None
-        return pd.DataFrame.from_records(self.records())
+        return _pandas().DataFrame.from_records(self.records())
 
     def to_csv(self, path: str | Path) -> None:
         """Write the tidy rows as CSV."""
-        recs = self.records()
-        with open(path, "w", newline="", encoding="utf-8") as fh:
-            w = csv.DictWriter(fh, fieldnames=list(recs[0]))
-            w.writeheader()
-            w.writerows(recs)
+        fields = [*self.params, "structure", "metric", *M.Estimate._fields]
+        write_csv(path, self.records(), fields)
 
     def table(self, metric: str = "npv_per_principal") -> str:
         """A text table of one metric: a row per point, a column per structure."""
