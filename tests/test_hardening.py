@@ -412,15 +412,24 @@ def test_ctrl_c_stops_the_command_cleanly(tmp_path):
     out = tmp_path / "report"
     proc = subprocess.Popen(
         [sys.executable, "-m", "invlend.cli", "compare", "--portfolios", "60000", "--size",
-         "100", "--out", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+         "100", "--progress", "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
-    time.sleep(2.5)
+    # Interrupt once the simulation has started: its progress bar is on standard error.
+    seen = b""
+    deadline = time.monotonic() + 120
+    while b"simulating" not in seen and time.monotonic() < deadline:
+        chunk = proc.stderr.read1(256)
+        if not chunk:
+            break
+        seen += chunk
+    assert b"simulating" in seen, seen
     proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=120)
+    _, rest = proc.communicate(timeout=120)
+    stderr = (seen + rest).decode()
     assert proc.returncode == 130, (proc.returncode, stderr)
-    assert stderr.strip().splitlines()[-1] == "invlend: interrupted"
+    assert stderr.strip().splitlines()[-1].endswith("invlend: interrupted")
     assert "Traceback" not in stderr
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir()], "no partial report"
