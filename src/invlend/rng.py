@@ -222,12 +222,6 @@ def firm_key(pkey, firm):
     return mix64(pkey ^ mix64(np.uint64(firm) * GAMMA + FIRM_SALT))
 
 
-@register_jitable
-def market_key(pkey):
-    """Key of the market-factor stream of the portfolio ``pkey``."""
-    return mix64(pkey ^ MARKET_SALT)
-
-
 def root_key(seed: int) -> np.uint64:
     """Mix a 64-bit root seed (see :func:`invlend.engine.resolve_seed`) into the seed key."""
     # One-element arrays: numpy wraps uint64 overflow silently for arrays, warns for scalars.
