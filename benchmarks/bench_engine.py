@@ -101,6 +101,7 @@ def _outcome_arrays(n, n_chk, n_steps):
         v0=np.empty(n),
         quality=np.empty(n),
         signal=np.empty(n),
+        regime=np.empty(n, np.int8),
         chk=np.empty((n, n_chk)),
         paths=np.empty((0, n_steps + 1)),
     )
@@ -136,6 +137,9 @@ class Case:
         self.o = _outcome_arrays(n, dyn.checkpoints.size, scenario.n_steps)
         self.f = [np.empty(n), np.empty(n), np.empty(n, np.int8), np.empty(n), np.empty(n)]
         self.agg = np.empty((n_port, K.N_AGG))
+        n_years = -(-scenario.n_steps // scenario.steps_per_year)
+        self.pool = [np.empty((n_port, n_years)), np.empty((n_port, n_years))]
+        self.regime = np.zeros((n_port, scenario.n_steps), np.int8)
         self.cf = np.empty((n_port, scenario.n_steps + 1))
         self.work = np.empty((n_port, scenario.n_steps + 2))
         self.irr = np.empty(n_port)
@@ -147,14 +151,15 @@ class Case:
         self.t_eval = Timer(self.evaluate)
 
     def simulate(self):
-        self._sim(self.ctr, self.pkeys, self.market, SIZE, 0, *self.dyn, *self.o.values())
+        self._sim(self.ctr, self.pkeys, self.market, self.regime, SIZE, 0, *self.dyn,
+                  *self.o.values())  # fmt: skip
 
     def evaluate(self):
         o = self.o
         for t in self.terms:
             self._ev(o["event"], o["step"], o["value"], o["v0"], o["quality"], o["signal"],
-                     o["dilution"], o["chk"], SIZE, *t, *self.f, self.agg, self.cf,
-                     self.work)  # fmt: skip
+                     o["dilution"], o["regime"], o["chk"], SIZE, *t, *self.f, self.agg,
+                     *self.pool, self.cf, self.work)  # fmt: skip
             self._irr(self.cf, self.scenario.dt, self.irr)
 
     def time_once(self):

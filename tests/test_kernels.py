@@ -69,6 +69,8 @@ def evaluate(backend, scenario, structure, firms, portfolio_size):
     signal = np.array([f.get("e", 0.0) for f in firms], float)
     dil = np.array([f.get("dil", 1.0) for f in firms], float)
     chk = np.array([[f.get("chk", np.nan)] for f in firms], float)
+    regime = np.array([f.get("regime", 0) for f in firms], np.int8)
+    n_years = -(-scenario.n_steps // scenario.steps_per_year)
     out = dict(
         npv=np.full(n, -999.0),
         principal=np.full(n, -999.0),
@@ -76,6 +78,8 @@ def evaluate(backend, scenario, structure, firms, portfolio_size):
         loss=np.full(n, -999.0),
         upside=np.full(n, -999.0),
         agg=np.full((n_port, K.N_AGG), -999.0),
+        pool_claims=np.full((n_port, n_years), -999.0),
+        pool_paid=np.full((n_port, n_years), -999.0),
         cf=np.full((n_port, scenario.n_steps + 1), -999.0),
         work=np.full((n_port, scenario.n_steps + 2), -999.0),
     )
@@ -87,6 +91,7 @@ def evaluate(backend, scenario, structure, firms, portfolio_size):
         quality,
         signal,
         dil,
+        regime,
         chk,
         portfolio_size,
         *terms,
@@ -96,6 +101,8 @@ def evaluate(backend, scenario, structure, firms, portfolio_size):
         out["loss"],
         out["upside"],
         out["agg"],
+        out["pool_claims"],
+        out["pool_paid"],
         out["cf"],
         out["work"],
     )
@@ -536,10 +543,12 @@ def simulate(backend, scenario, n_port=4, size=50, seed=5, checkpoints=(), n_pat
         v0=np.full(n, np.nan),
         quality=np.full(n, np.nan),
         signal=np.full(n, np.nan),
+        regime=np.full(n, -1, np.int8),
         chk=np.full((n, len(chk)), -1.0),
         paths=np.full((n_paths, n_steps + 1), -1.0),
     )
-    SIMULATE[backend](ctr, pkeys, market, size, 0, *dyn, *o.values())
+    regime = np.zeros((n_port, n_steps), np.int8)
+    SIMULATE[backend](ctr, pkeys, market, regime, size, 0, *dyn, *o.values())
     return o
 
 

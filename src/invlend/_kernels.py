@@ -57,7 +57,10 @@ AGG_LOSS_NET = 7  # credit loss after risk sharing
 AGG_NEGATIVE = 8  # accepted firms with a negative NPV
 AGG_EXPOSURE = 9  # principal-years outstanding
 AGG_UPSIDE = 10  # present value of warrant and equity proceeds
-N_AGG = 11
+AGG_QUALITY = 11  # sum of the latent quality q of accepted applicants
+AGG_POOL_CLAIMS = 12  # claims on the risk pool (before its annual cap)
+AGG_POOL_PAID = 13  # compensation the risk pool paid (after its annual cap)
+N_AGG = 14
 
 
 @jit
@@ -90,20 +93,23 @@ def _unit_threshold(p):
 
 
 @jit
-def _stage_params(s, q, dt, drift, volatility, hd, hi, hm, ha, quality_drift, hazard_scale, jc):
-    """Per-step constants of stage ``s`` for a firm of quality ``q``.
+def _stage_params(
+    s, q, dt, drift, volatility, hd, hi, hm, ha, quality_drift, hazard_scale, jc, scale, r
+):
+    """Per-step constants of stage ``s`` for a firm of quality ``q`` in funding regime ``r``.
 
-    ``hazard_scale`` is the firm's ``exp(-quality_hazard * q)``, the same in every stage. The
-    probability of an event in a step comes twice: as a float and as the integer threshold of
-    :func:`_unit_threshold`.
+    ``hazard_scale`` is the firm's ``exp(-quality_hazard * q)``, the same in every stage;
+    ``scale[r]`` holds the regime's multipliers on the default, exit and advance hazards (all
+    1.0 without a cycle, which leaves every product exact). The probability of an event in a
+    step comes twice: as a float and as the integer threshold of :func:`_unit_threshold`.
     """
     sig = volatility[s]
     mu_dt = (drift[s] + quality_drift * q - 0.5 * sig * sig - jc) * dt
     sig_sqdt = sig * math.sqrt(dt)
-    ld = hd[s] * hazard_scale
-    li = hi[s]
-    lm = hm[s]
-    la = ha[s]
+    ld = hd[s] * hazard_scale * scale[r, 0]
+    li = hi[s] * scale[r, 1]
+    lm = hm[s] * scale[r, 1]
+    la = ha[s] * scale[r, 2]
     total = ld + li + lm + la
     p_event = -math.expm1(-total * dt)
     # The event chosen when rounding puts the scaled uniform past the last threshold.
@@ -123,6 +129,7 @@ def _simulate_firms(
     ctr,
     pkeys,
     market,
+    regime,
     portfolio_size,
     path_start,
     weight_cdf,
@@ -147,6 +154,7 @@ def _simulate_firms(
     jump_mean,
     jump_vol,
     jump_compensator,
+    regime_scale,
     out_event,
     out_step,
     out_value,
@@ -157,13 +165,16 @@ def _simulate_firms(
     out_v0,
     out_quality,
     out_signal,
+    out_regime,
     out_chk,
     out_paths,
 ):
     """Simulate every firm of a chunk of portfolios until its event or the horizon.
 
     Shapes: ``ctr`` (n_purposes, >= n_steps) uint64; ``pkeys`` (n_port,) uint64; ``market``
-    (n_port, n_steps); stage tables (n_stages,); ``out_*`` (n_port * portfolio_size,) except
+    and ``regime`` (n_port, n_steps), the regime int8 (0 hot, 1 cold; all 0 without a cycle);
+    stage tables (n_stages,); ``regime_scale`` (n_regimes, 3); ``out_*`` (n_port *
+    portfolio_size,) except
     ``out_chk`` (n_firms, n_chk) and ``out_paths`` (n_paths, n_steps + 1), whose row
     ``path_start + i`` receives flat firm ``i`` when it exists. Written in place.
     """
@@ -177,6 +188,7 @@ def _simulate_firms(
     # Without a barrier (the default) the step loop skips the comparison: a branch on the
     # log value, which is known late in each step, holds the loop back.
     has_barrier = log_barrier > -math.inf
+    has_cycle = regime_scale.shape[0] > 1
     for i in prange(n_firms):
         p = i // portfolio_size
         fkey = _firm_key(pkeys[p], i - p * portfolio_size)
@@ -200,9 +212,10 @@ def _simulate_firms(
         if record:
             out_paths[row, 0] = out_v0[i]
         hazard_scale = math.exp(-quality_hazard * q)
+        cur = regime[p, 0] if has_cycle else 0
         mu_dt, sig_sqdt, p_event, t_event, total, t1, t2, t3, last = _stage_params(
             s, q, dt, drift, volatility, hd, hi, hm, ha, quality_drift, hazard_scale,
-            jump_compensator,
+            jump_compensator, regime_scale, cur,
         )  # fmt: skip
         dil = 1.0
         rounds = 0
@@ -232,6 +245,12 @@ def _simulate_firms(
                 event = EV_DEFAULT
                 step = k
                 break
+            if has_cycle and regime[p, j] != cur:
+                cur = regime[p, j]
+                mu_dt, sig_sqdt, p_event, t_event, total, t1, t2, t3, last = _stage_params(
+                    s, q, dt, drift, volatility, hd, hi, hm, ha, quality_drift, hazard_scale,
+                    jump_compensator, regime_scale, cur,
+                )  # fmt: skip
             bits = mix64(fkey ^ ctr[_P_EVENT, j])  # the event uniform is to_unit(bits)
             if (bits >> _S12) < t_event:
                 x = to_unit(bits) / p_event * total
@@ -253,7 +272,7 @@ def _simulate_firms(
                 rounds += 1
                 mu_dt, sig_sqdt, p_event, t_event, total, t1, t2, t3, last = _stage_params(
                     s, q, dt, drift, volatility, hd, hi, hm, ha, quality_drift, hazard_scale,
-                    jump_compensator,
+                    jump_compensator, regime_scale, cur,
                 )  # fmt: skip
             # Log values are stored as they come and exponentiated after the loop, which keeps
             # calls to exp out of it.
@@ -280,6 +299,7 @@ def _simulate_firms(
         out_stage[i] = s
         out_rounds[i] = rounds
         out_dilution[i] = dil
+        out_regime[i] = cur
 
 
 @pjit
@@ -291,6 +311,7 @@ def _evaluate_structure(
     quality,
     signal,
     dil,
+    regime,
     chk,
     portfolio_size,
     dt,
@@ -319,12 +340,18 @@ def _evaluate_structure(
     screening_cost,
     ipo_multiple,
     ma_multiple,
+    regime_multiple,
+    pool_fraction,
+    pool_cap,
+    steps_per_year,
     out_npv,
     out_principal,
     out_default,
     out_loss,
     out_upside,
     out_agg,
+    out_pool_claims,
+    out_pool_paid,
     out_cf,
     work,
 ):
@@ -333,11 +360,17 @@ def _evaluate_structure(
     Firm arrays are flat (n_port * portfolio_size,), ``chk`` is (n_firms, n_chk); writes
     ``out_npv`` (NaN where not accepted), ``out_principal``, ``out_default``, ``out_loss``
     (credit loss before risk sharing), ``out_upside`` (PV of warrant and equity proceeds),
-    ``out_agg`` (n_port, N_AGG) and ``out_cf`` (n_port, n_steps + 1): the portfolio's
-    undiscounted cash flows by step, for its IRR; ``work`` (n_port, n_steps + 2) is scratch.
-    Written in place.
+    ``out_agg`` (n_port, N_AGG), ``out_pool_claims`` and ``out_pool_paid`` (n_port, n_years):
+    the risk pool's claims and payments by year of the horizon, and ``out_cf`` (n_port,
+    n_steps + 1): the portfolio's undiscounted cash flows by step, for its IRR; ``work``
+    (n_port, n_steps + 2) is scratch. Written in place.
+
+    The pool pays each year's claims at the year's end, capped at ``pool_cap`` times the
+    principal the portfolio lent, and each firm's NPV gets its claim's share of the payment.
     """
     n_port = out_agg.shape[0]
+    n_steps = out_cf.shape[1] - 1
+    n_years = out_pool_claims.shape[1]
     km = maturity_step
     for p in prange(n_port):
         # The portfolio's sums, kept in registers and added up in firm order.
@@ -352,9 +385,13 @@ def _evaluate_structure(
         n_negative = 0.0
         exposure = 0.0
         upside_sum = 0.0
+        quality_sum = 0.0
         for c in range(out_cf.shape[1]):
             out_cf[p, c] = 0.0
             work[p, c] = 0.0
+        for y in range(n_years):
+            out_pool_claims[p, y] = 0.0
+            out_pool_paid[p, y] = 0.0
         for firm in range(p * portfolio_size, (p + 1) * portfolio_size):
             # An unsigned index spares each of the many array accesses below numba's fix-up
             # of negative indices (about 10% of this kernel's time).
@@ -374,6 +411,12 @@ def _evaluate_structure(
             ev = event[i]
             k = step[i]
             v = value[i]
+            if ev == EV_IPO:
+                multiple = ipo_multiple * regime_multiple[regime[i]]
+            elif ev == EV_MA:
+                multiple = ma_multiple * regime_multiple[regime[i]]
+            else:
+                multiple = 1.0
             entry = principal * (upfront_fee - 1.0) - cost - equity_fraction * v0[i]
             npv = entry
             out_cf[p, 0] += entry
@@ -389,7 +432,7 @@ def _evaluate_structure(
                     term = paid
                     defaulted = 1
                 else:
-                    exit_value = v * (ipo_multiple if ev == EV_IPO else ma_multiple)
+                    exit_value = v * multiple
                     paid = min(owed, exit_value)
                     loss = owed - paid
                     term = principal * (rate - premium) * dt * balance[k - 1] + paid
@@ -412,6 +455,8 @@ def _evaluate_structure(
             if loss > 0.0:  # an exit below the balance is a default too
                 defaulted = 1
                 term += covered_fraction * loss
+                if pool_fraction > 0.0:
+                    out_pool_claims[p, (k_term - 1) // steps_per_year] += pool_fraction * loss
             npv += principal * pv_flow_cum[k_full] + discount[k_term] * term
             # Scheduled flows run over steps 1..k_full: mark the principal in force there.
             work[p, 1] += principal
@@ -419,13 +464,7 @@ def _evaluate_structure(
             out_cf[p, k_term] += term
             upside = 0.0
             if ev != EV_DEFAULT:
-                if ev == EV_IPO:
-                    exit_value = v * ipo_multiple
-                elif ev == EV_MA:
-                    exit_value = v * ma_multiple
-                else:
-                    exit_value = v
-                equity_value = max(exit_value - settled, 0.0)
+                equity_value = max(v * multiple - settled, 0.0)
                 if k <= warrant_expiry_step:
                     gain = warrant_fraction * dil[i] * equity_value - warrant_strike * principal
                     upside += share_of_gain * max(gain, 0.0)
@@ -449,6 +488,33 @@ def _evaluate_structure(
             n_negative += 1.0 if npv < 0.0 else 0.0
             exposure += principal * balance_years_cum[min(k, km)]
             upside_sum += upside
+            quality_sum += quality[i]
+        claims_sum = 0.0
+        pool_paid = 0.0
+        if pool_fraction > 0.0:
+            for y in range(n_years):
+                claims = out_pool_claims[p, y]
+                if claims > 0.0:
+                    paid = min(claims, pool_cap * lent)
+                    k_pay = min((y + 1) * steps_per_year, n_steps)
+                    out_pool_paid[p, y] = paid
+                    out_cf[p, k_pay] += paid
+                    npv_sum += discount[k_pay] * paid
+                    claims_sum += claims
+                    pool_paid += paid
+            loss_net -= pool_paid
+            # Each claimant's NPV gets its claim's share of its year's payment.
+            for firm in range(p * portfolio_size, (p + 1) * portfolio_size):
+                i = np.uint64(firm)
+                if out_loss[i] > 0.0:
+                    k_term = step[i] if event[i] != EV_NONE and step[i] <= km else km
+                    y = (k_term - 1) // steps_per_year
+                    k_pay = min((y + 1) * steps_per_year, n_steps)
+                    share = out_pool_paid[p, y] / out_pool_claims[p, y]
+                    before = out_npv[i]
+                    out_npv[i] = before + discount[k_pay] * pool_fraction * out_loss[i] * share
+                    if before < 0.0 and out_npv[i] >= 0.0:
+                        n_negative -= 1.0
         out_agg[p, AGG_ACCEPTED] = n_accepted
         out_agg[p, AGG_PRINCIPAL] = lent
         out_agg[p, AGG_NPV] = npv_sum
@@ -460,6 +526,9 @@ def _evaluate_structure(
         out_agg[p, AGG_NEGATIVE] = n_negative
         out_agg[p, AGG_EXPOSURE] = exposure
         out_agg[p, AGG_UPSIDE] = upside_sum
+        out_agg[p, AGG_QUALITY] = quality_sum
+        out_agg[p, AGG_POOL_CLAIMS] = claims_sum
+        out_agg[p, AGG_POOL_PAID] = pool_paid
         in_force = 0.0
         for kk in range(1, out_cf.shape[1]):
             in_force += work[p, kk]

@@ -19,7 +19,15 @@ from scipy.special import ndtri
 
 from invlend.config import Linkage, Scenario, Structure
 
-__all__ = ["Dynamics", "Terms", "lower_dynamics", "lower_structure", "step_of"]
+__all__ = [
+    "Dynamics",
+    "Terms",
+    "lower_dynamics",
+    "lower_structure",
+    "regime_multiple",
+    "regime_scale",
+    "step_of",
+]
 
 
 class Dynamics(NamedTuple):
@@ -47,6 +55,7 @@ class Dynamics(NamedTuple):
     jump_mean: float
     jump_vol: float
     jump_compensator: float  # jump_rate * (E[exp(J)] - 1): keeps `drift` the total drift
+    regime_scale: np.ndarray  # (n_regimes, 3) default, exit, advance hazard multipliers
 
 
 class Terms(NamedTuple):
@@ -78,6 +87,10 @@ class Terms(NamedTuple):
     screening_cost: float
     ipo_multiple: float
     ma_multiple: float
+    regime_multiple: np.ndarray  # (n_regimes,) exit-multiple multiplier per funding regime
+    pool_fraction: float  # share of each credit loss claimed on the risk pool
+    pool_cap: float  # most the pool pays a portfolio per year, per unit of principal lent
+    steps_per_year: int
 
 
 def step_of(years: float, dt: float) -> int:
@@ -126,7 +139,22 @@ def lower_dynamics(
         jump_mean=m.jump_mean,
         jump_vol=m.jump_vol,
         jump_compensator=jump_comp,
+        regime_scale=regime_scale(scenario),
     )
+
+
+def regime_scale(scenario: Scenario) -> np.ndarray:
+    """Hazard multipliers (default, exit, advance) per regime: one row of ones without a cycle."""
+    c = scenario.cycle
+    if c is None:
+        return np.ones((1, 3))
+    return np.array([[r.default, r.exit, r.advance] for r in (c.hot, c.cold)])
+
+
+def regime_multiple(scenario: Scenario) -> np.ndarray:
+    """Exit-multiple multipliers per regime (``[1.0]`` without a cycle)."""
+    c = scenario.cycle
+    return np.ones(1) if c is None else np.array([c.hot.exit_multiple, c.cold.exit_multiple])
 
 
 def lower_structure(scenario: Scenario, structure: Structure, checkpoints: np.ndarray) -> Terms:
@@ -146,7 +174,11 @@ def lower_structure(scenario: Scenario, structure: Structure, checkpoints: np.nd
         amort = k[kio:km]
         balance[kio:km] = (km - amort) / (km - kio)
     rs = structure.risk_share
-    premium = rs.premium if rs is not None else 0.0
+    pool = structure.risk_pool
+    # The pool's contribution is paid like the risk-share premium: on the balance, each step.
+    premium = (rs.premium if rs is not None else 0.0) + (
+        pool.contribution if pool is not None else 0.0
+    )
     covered = rs.covered_fraction if rs is not None else 0.0
     flow = np.zeros(n + 1)
     prev = balance[:-1]
@@ -190,4 +222,8 @@ def lower_structure(scenario: Scenario, structure: Structure, checkpoints: np.nd
         screening_cost=sc.cost,
         ipo_multiple=scenario.ipo_multiple,
         ma_multiple=scenario.ma_multiple,
+        regime_multiple=regime_multiple(scenario),
+        pool_fraction=0.0 if pool is None else pool.covered_fraction,
+        pool_cap=0.0 if pool is None else pool.annual_cap,
+        steps_per_year=scenario.steps_per_year,
     )

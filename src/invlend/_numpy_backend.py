@@ -17,12 +17,12 @@ from invlend import _kernels as K
 from invlend.rng import Purpose, firm_keys, normal_array, uniform
 
 
-def _stage_params(s, q, dt, drift, volatility, hd, hi, hm, ha, qd, qh, jc):
+def _stage_params(s, r, q, dt, drift, volatility, hd, hi, hm, ha, qd, qh, jc, scale):
     sig = volatility[s]
     mu_dt = (drift[s] + qd * q - 0.5 * sig * sig - jc) * dt
     sig_sqdt = sig * np.sqrt(dt)
-    ld = hd[s] * np.exp(-qh * q)
-    li, lm, la = hi[s], hm[s], ha[s]
+    ld = hd[s] * np.exp(-qh * q) * scale[r, 0]
+    li, lm, la = hi[s] * scale[r, 1], hm[s] * scale[r, 1], ha[s] * scale[r, 2]
     total = ld + li + lm + la
     p_event = -np.expm1(-total * dt)
     last = np.where(
@@ -37,6 +37,7 @@ def simulate_firms(
     ctr,
     pkeys,
     market,
+    regime,
     portfolio_size,
     path_start,
     weight_cdf,
@@ -61,6 +62,7 @@ def simulate_firms(
     jump_mean,
     jump_vol,
     jump_compensator,
+    regime_scale,
     out_event,
     out_step,
     out_value,
@@ -71,6 +73,7 @@ def simulate_firms(
     out_v0,
     out_quality,
     out_signal,
+    out_regime,
     out_chk,
     out_paths,
 ):
@@ -95,8 +98,12 @@ def simulate_firms(
     rows = path_start + np.arange(n)
     rec = rows < n_paths
     out_paths[rows[rec], 0] = out_v0[rec]
-    tables = (drift, volatility, hd, hi, hm, ha, quality_drift, quality_hazard, jump_compensator)
-    mu_dt, sig_sqdt, p_event, total, t1, t2, t3, last = _stage_params(s, q, dt, *tables)
+    tables = (drift, volatility, hd, hi, hm, ha, quality_drift, quality_hazard, jump_compensator,
+              regime_scale)  # fmt: skip
+    has_cycle = regime_scale.shape[0] > 1
+    cur = regime[pidx, 0].astype(np.int64) if has_cycle else np.zeros(n, np.int64)
+    mu_dt, sig_sqdt, p_event, total, t1, t2, t3, last = _stage_params(s, cur, q, dt, *tables)
+    params = (mu_dt, sig_sqdt, p_event, total, t1, t2, t3, last)
     dil = np.ones(n)
     rounds = np.zeros(n, np.int64)
     event = np.zeros(n, np.int64)
@@ -135,6 +142,13 @@ def simulate_firms(
         event[a[hit]] = K.EV_DEFAULT
         step[a[hit]] = k
         a = a[~hit]
+        if has_cycle:
+            moved = a[regime[pidx[a], j] != cur[a]]
+            if moved.size:
+                cur[moved] = regime[pidx[moved], j]
+                new = _stage_params(s[moved], cur[moved], q[moved], dt, *tables)
+                for arr, val in zip(params, new, strict=True):
+                    arr[moved] = val
         u = uniform(fk[a], ctr[Purpose.EVENT, j])
         occurs = u < p_event[a]
         b = a[occurs]
@@ -151,10 +165,8 @@ def simulate_firms(
             dil[adv] *= dilution[s[adv]]
             s[adv] += 1
             rounds[adv] += 1
-            new = _stage_params(s[adv], q[adv], dt, *tables)
-            for arr, val in zip(
-                (mu_dt, sig_sqdt, p_event, total, t1, t2, t3, last), new, strict=True
-            ):
+            new = _stage_params(s[adv], cur[adv], q[adv], dt, *tables)
+            for arr, val in zip(params, new, strict=True):
                 arr[adv] = val
         still = np.ones(a.size, bool)
         still[np.flatnonzero(occurs)[ends]] = False
@@ -174,6 +186,7 @@ def simulate_firms(
     out_stage[:] = s
     out_rounds[:] = rounds
     out_dilution[:] = dil
+    out_regime[:] = cur
 
 
 def evaluate_structure(
@@ -184,6 +197,7 @@ def evaluate_structure(
     quality,
     signal,
     dil,
+    regime,
     chk,
     portfolio_size,
     dt,
@@ -212,12 +226,18 @@ def evaluate_structure(
     screening_cost,
     ipo_multiple,
     ma_multiple,
+    regime_multiple,
+    pool_fraction,
+    pool_cap,
+    steps_per_year,
     out_npv,
     out_principal,
     out_default,
     out_loss,
     out_upside,
     out_agg,
+    out_pool_claims,
+    out_pool_paid,
     out_cf,
     work,
 ):
@@ -234,7 +254,10 @@ def evaluate_structure(
         accepted = quality + signal_noise * signal > signal_threshold
     k = step.astype(np.int64)
     ev = event.astype(np.int64)
-    mult = np.where(ev == K.EV_IPO, ipo_multiple, np.where(ev == K.EV_MA, ma_multiple, 1.0))
+    scale = regime_multiple[regime.astype(np.int64)]
+    mult = np.where(
+        ev == K.EV_IPO, ipo_multiple * scale, np.where(ev == K.EV_MA, ma_multiple * scale, 1.0)
+    )
     early = (ev != K.EV_NONE) & (k <= km)
     k_full = np.where(early, k - 1, km - 1)
     k_term = np.where(early, k, km)
@@ -260,7 +283,31 @@ def evaluate_structure(
     upside = upside_cash * discount[k]
     npv = entry + (principal * pv_flow_cum[k_full] + discount[k_term] * term)
     npv = npv + upside
-    out_npv[:] = np.where(accepted, npv, np.nan)
+    # The risk pool: claims by portfolio and year, paid at the year's end up to the cap.
+    lent = np.bincount(port, weights=np.where(accepted, principal, 0.0), minlength=n_port)
+    n_years = out_pool_claims.shape[1]
+    n_steps = out_cf.shape[1] - 1
+    year = (k_term - 1) // steps_per_year
+    k_pay_of_year = np.minimum((np.arange(n_years) + 1) * steps_per_year, n_steps)
+    out_pool_claims[:] = 0.0
+    out_pool_paid[:] = 0.0
+    claim = accepted & (loss > 0.0) & (pool_fraction > 0.0)
+    if claim.any():
+        np.add.at(out_pool_claims, (port[claim], year[claim]), pool_fraction * loss[claim])
+        out_pool_paid[:] = np.minimum(out_pool_claims, pool_cap * lent[:, None])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share = np.where(out_pool_claims > 0.0, out_pool_paid / out_pool_claims, 0.0)
+        pool_pv = np.zeros(n)
+        pool_pv[claim] = (
+            discount[k_pay_of_year[year[claim]]]
+            * pool_fraction
+            * loss[claim]
+            * share[port[claim], year[claim]]
+        )
+        npv_pool = npv + pool_pv
+    else:
+        npv_pool = npv
+    out_npv[:] = np.where(accepted, npv_pool, np.nan)
     out_principal[:] = np.where(accepted, principal, 0.0)
     out_default[:] = accepted & defaulted
     out_loss[:] = np.where(accepted, loss, 0.0)
@@ -274,14 +321,20 @@ def evaluate_structure(
     out_agg[:, K.AGG_ACCEPTED] = per_port(acc)
     out_agg[:, K.AGG_PRINCIPAL] = per_port(principal * acc)
     out_agg[:, K.AGG_SCREEN_REJECTED] = per_port(cost * (1.0 - acc))
-    out_agg[:, K.AGG_NPV] = per_port(np.where(accepted, npv, -cost))
+    pool_paid = out_pool_paid.sum(axis=1)
+    out_agg[:, K.AGG_NPV] = per_port(np.where(accepted, npv, -cost)) + (
+        out_pool_paid * discount[k_pay_of_year][None, :]
+    ).sum(axis=1)
     out_agg[:, K.AGG_DEFAULTS] = per_port((accepted & defaulted).astype(float))
     out_agg[:, K.AGG_EAD] = per_port(np.where(accepted & defaulted, owed, 0.0))
     out_agg[:, K.AGG_LOSS] = per_port(loss * acc)
-    out_agg[:, K.AGG_LOSS_NET] = per_port((1.0 - covered_fraction) * loss * acc)
-    out_agg[:, K.AGG_NEGATIVE] = per_port((accepted & (npv < 0.0)).astype(float))
+    out_agg[:, K.AGG_LOSS_NET] = per_port((1.0 - covered_fraction) * loss * acc) - pool_paid
+    out_agg[:, K.AGG_NEGATIVE] = per_port((accepted & (npv_pool < 0.0)).astype(float))
     out_agg[:, K.AGG_EXPOSURE] = per_port(principal * balance_years_cum[np.minimum(k, km)] * acc)
     out_agg[:, K.AGG_UPSIDE] = per_port(upside * acc)
+    out_agg[:, K.AGG_QUALITY] = per_port(quality * acc)
+    out_agg[:, K.AGG_POOL_CLAIMS] = out_pool_claims.sum(axis=1)
+    out_agg[:, K.AGG_POOL_PAID] = pool_paid
     # Cash flows by step: scheduled flows while in force, then terminal and upside amounts.
     n_k = out_cf.shape[1]
     active = np.zeros((n_port, n_k + 1))
@@ -291,6 +344,8 @@ def evaluate_structure(
     out_cf[:, 0] = per_port(np.where(accepted, entry, -cost))
     np.add.at(out_cf, (port[accepted], k_term[accepted]), term[accepted])
     np.add.at(out_cf, (port[accepted], k[accepted]), upside_cash[accepted])
+    for y in range(n_years):
+        out_cf[:, k_pay_of_year[y]] += out_pool_paid[:, y]
 
 
 def portfolio_irr(cf, dt, out):

@@ -27,16 +27,19 @@ import math
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
     "Equity",
+    "FundingCycle",
     "Linkage",
     "Loan",
     "Market",
+    "Regime",
+    "RiskPool",
     "RiskShare",
     "Scenario",
     "Screening",
@@ -163,6 +166,94 @@ class Market(_Model):
     jump_vol: Annotated[float, Field(ge=0.0, le=5.0)] = 0.15
 
 
+class Regime(_Model):
+    """How one state of the funding market scales the firms' hazards and exit multiples.
+
+    Parameters
+    ----------
+    advance : float
+        Multiplier on every stage's ``advance_hazard`` (funding rounds).
+    exit : float
+        Multiplier on the IPO and M&A hazards.
+    default : float
+        Multiplier on the default hazard.
+    exit_multiple : float
+        Multiplier on ``ipo_multiple`` and ``ma_multiple`` for exits in this state.
+    """
+
+    advance: Annotated[float, Field(ge=0.0, le=100.0)] = 1.0
+    exit: Annotated[float, Field(ge=0.0, le=100.0)] = 1.0
+    default: Annotated[float, Field(ge=0.0, le=100.0)] = 1.0
+    exit_multiple: Annotated[float, Field(gt=0.0, le=100.0)] = 1.0
+
+
+# Defaults of FundingCycle: each multiplier has stationary mean 1 (1/3 of the time cold), so
+# the cycle moves hazards together without changing their long-run average.
+_HOT = Regime(advance=1.2, exit=1.15, default=0.5, exit_multiple=1.1)
+_COLD = Regime(advance=0.6, exit=0.7, default=2.0, exit_multiple=0.8)
+
+
+class FundingCycle(_Model):
+    """A systematic funding cycle: a two-state (hot, cold) Markov chain per portfolio.
+
+    Every firm of a portfolio lives in the same regime path; the regime switches in continuous
+    time with the annual intensities below (sampled exactly on the time grid) and, while it
+    lasts, scales every stage's hazards and the exit multiples by its :class:`Regime`.
+
+    Parameters
+    ----------
+    hot_to_cold, cold_to_hot : float
+        Annual switching intensities; mean spells are their reciprocals. Defaults 0.25 and
+        0.5: hot markets last 4 years and cold ones 2 on average (estimates; the 2021 peak to
+        the 2022-24 trough of domain.md §1.1 and §7).
+    start : {"stationary", "hot", "cold"}
+        Regime at time 0: drawn from the stationary distribution (the default) or fixed.
+    hot, cold : Regime
+        Multipliers in each state. Defaults: a cold market halves the advance hazard (Carta:
+        the median seed-to-A interval went from 420 days in Q4 2021 to 774 days in Q4 2024,
+        and A-to-B intervals were 97% longer, domain.md §1.1), multiplies the default hazard
+        by 4 against a hot one (venture-debt defaults of about 1% in good times and 5-8% in a
+        tough environment, Kruze Consulting, §2; 4x is an estimate at the low end), lowers the
+        exit hazards to 0.7/1.15 of a hot market's and exit multiples to 0.8/1.1 (both
+        estimates). Each default multiplier averages 1 over the stationary distribution
+        (1/3 cold): the cycle redistributes events in time without changing mean hazards.
+    """
+
+    hot_to_cold: Annotated[float, Field(ge=0.0, le=100.0)] = 0.25
+    cold_to_hot: Annotated[float, Field(ge=0.0, le=100.0)] = 0.5
+    start: Literal["stationary", "hot", "cold"] = "stationary"
+    hot: Regime = _HOT
+    cold: Regime = _COLD
+
+    @model_validator(mode="after")
+    def _stationary_defined(self) -> Self:
+        if self.start == "stationary" and self.hot_to_cold + self.cold_to_hot == 0.0:
+            raise ValueError(
+                "start: 'stationary' needs a switching intensity above 0 "
+                "(hot_to_cold or cold_to_hot); with no switching fix start='hot' or 'cold'"
+            )
+        return self
+
+    @property
+    def stationary_cold(self) -> float:
+        """Long-run share of time in the cold state, ``hot_to_cold / (sum of intensities)``."""
+        total = self.hot_to_cold + self.cold_to_hot
+        return self.hot_to_cold / total if total > 0.0 else float(self.start == "cold")
+
+    @property
+    def initial_cold(self) -> float:
+        """Probability that a portfolio starts cold."""
+        return {"hot": 0.0, "cold": 1.0}.get(self.start, self.stationary_cold)
+
+    def transition(self, dt: float) -> tuple[float, float]:
+        """Exact probabilities of switching hot->cold and cold->hot over ``dt`` years."""
+        total = self.hot_to_cold + self.cold_to_hot
+        if total == 0.0:
+            return 0.0, 0.0
+        move = -math.expm1(-total * dt)
+        return self.hot_to_cold / total * move, self.cold_to_hot / total * move
+
+
 class Scenario(_Model):
     """A population of applicant technology firms and the market they live in.
 
@@ -187,6 +278,9 @@ class Scenario(_Model):
         Length of the simulation; survivors are marked at firm value then.
     steps_per_year : int
         Time steps per year; ``horizon_years * steps_per_year`` must be a whole number.
+    cycle : FundingCycle or None
+        A hot/cold funding cycle shared by the firms of a portfolio (``None`` = off, the
+        default: hazards are constant in time).
 
     Notes
     -----
@@ -209,6 +303,7 @@ class Scenario(_Model):
     ma_multiple: Annotated[float, Field(gt=0.0, le=100.0)] = 0.9
     horizon_years: Annotated[float, Field(gt=0.0, le=100.0)] = 5.0
     steps_per_year: Annotated[int, Field(ge=1, le=3650)] = 12
+    cycle: FundingCycle | None = None
 
     @model_validator(mode="after")
     def _cross_field_rules(self) -> Self:
@@ -304,7 +399,7 @@ class Scenario(_Model):
 
     def to_toml(self, path: str | Path | None = None) -> str:
         """Write the scenario as TOML to ``path`` (if given) and return the text."""
-        text = tomli_w.dumps(self.model_dump(mode="json"))
+        text = tomli_w.dumps(self.model_dump(mode="json", exclude_none=True))
         if path is not None:
             Path(path).write_text(text, encoding="utf-8")
         return text
@@ -430,6 +525,8 @@ class Linkage(_Model):
     exit_hazard_multiplier : float
         Multiplies every stage's IPO and M&A hazards.
 
+    Notes
+    -----
     Defaults are 1 (no partner); :func:`invlend.vc_linked` uses 0.75 and 1.2 (§6.2).
     """
 
@@ -452,6 +549,8 @@ class Screening(_Model):
     cost : float
         Due-diligence cost per applicant screened, as a fraction of the would-be principal.
 
+    Notes
+    -----
     Defaults accept every applicant at no cost (no screening); the noise default 1.0 (a signal
     as noisy as the quality it measures) is an estimate used once ``acceptance_rate < 1``.
     """
@@ -471,12 +570,44 @@ class RiskShare(_Model):
     premium : float
         Annual premium on the outstanding balance paid by the bank each step.
 
+    Notes
+    -----
     Defaults (estimates; no published figures were found, domain.md §7): half of each loss
     covered for 1% a year.
     """
 
     covered_fraction: Fraction = 0.5
     premium: Annotated[float, Field(ge=0.0, le=1.0)] = 0.01
+
+
+class RiskPool(_Model):
+    """A government risk-compensation pool (风险补偿资金池) with an annual cap per portfolio.
+
+    The pool pays ``covered_fraction`` of each credit loss, but in each year of the horizon
+    it pays a portfolio at most ``annual_cap`` times the principal the portfolio lent; claims
+    above the cap are lost. Compensation for a year's claims arrives at the end of that year
+    (the horizon for the last, possibly short, year). Unlike :class:`RiskShare`, whose cover is
+    per loan and unlimited, the cap makes the pool worth least in the bad years when it is
+    needed most.
+
+    Parameters
+    ----------
+    covered_fraction : float
+        Share of each credit loss claimed on the pool. Default 0.5 (an estimate: pilot
+        guidance calls for risk sharing with government compensation funds, domain.md §3.1,
+        but no published share was found, §7).
+    annual_cap : float
+        Most the pool pays a portfolio in one year, as a fraction of the principal it lent.
+        Default 0.02 (an estimate: about the 1.5-3% annual default of a sci-tech loan book,
+        §3.5, times the covered share).
+    contribution : float
+        Annual fee the bank pays into the pool on the outstanding balance. Default 0 (an
+        estimate: pools are funded by local governments).
+    """
+
+    covered_fraction: Fraction = 0.5
+    annual_cap: Annotated[float, Field(ge=0.0, le=10.0)] = 0.02
+    contribution: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
 
 
 class Structure(_Model):
@@ -488,8 +619,9 @@ class Structure(_Model):
         Label used as the key of results (unique among the structures of a run).
     loan : Loan
         The loan; every structure has one.
-    warrant, equity, risk_share : optional
-        Components the structure carries (``None`` = absent).
+    warrant, equity, risk_share, risk_pool : optional
+        Components the structure carries (``None`` = absent). ``risk_share`` and
+        ``risk_pool`` together cannot cover more than the whole loss.
     linkage : Linkage
         Intensity multipliers from a VC partner (default: none).
     screening : Screening
@@ -503,11 +635,23 @@ class Structure(_Model):
     linkage: Linkage = Linkage()
     screening: Screening = Screening()
     risk_share: RiskShare | None = None
+    risk_pool: RiskPool | None = None
 
     @field_validator("name")
     @classmethod
     def _name_ok(cls, v: str) -> str:
         return _check_name(v, "structure name")
+
+    @model_validator(mode="after")
+    def _cover_at_most_loss(self) -> Self:
+        if self.risk_share is not None and self.risk_pool is not None:
+            total = self.risk_share.covered_fraction + self.risk_pool.covered_fraction
+            if total > 1.0 + 1e-12:
+                raise ValueError(
+                    f"risk_pool.covered_fraction: with risk_share the cover is {total:g} of "
+                    "each loss; together they can cover at most 1"
+                )
+        return self
 
     @classmethod
     def from_toml(cls, path: str | Path) -> list[Structure]:

@@ -33,7 +33,14 @@ from invlend import _numpy_backend as NB
 from invlend._lowering import Dynamics, Terms, linkage_key, lower_dynamics, lower_structure
 from invlend._version import __version__
 from invlend.config import Scenario, Structure, check_run
-from invlend.rng import STREAM_VERSION, counter_table, market_keys, market_shocks, portfolio_keys
+from invlend.rng import (
+    STREAM_VERSION,
+    counter_table,
+    market_keys,
+    market_shocks,
+    portfolio_keys,
+    regime_paths,
+)
 from invlend.rng import root_key as _root_key
 
 __all__ = ["BACKENDS", "resolve_seed", "simulate"]
@@ -60,6 +67,8 @@ class _Spec(NamedTuple):
     n_checkpoints: int
     sample_paths: int
     keep_firms: bool
+    n_years: int  # years of the horizon, counting a last short one: rows of the pool tables
+    regime: tuple[float, float, float] | None  # (P(start cold), P(hot->cold), P(cold->hot))
 
 
 def resolve_seed(seed: int | np.random.SeedSequence | None) -> tuple[int, Any, tuple]:
@@ -119,11 +128,11 @@ def _available_bytes() -> int | None:
 
 
 def result_bytes(n_portfolios: int, portfolio_size: int, n_groups: int, n_structures: int,
-                 n_checkpoints: int, firms: bool = True) -> int:  # fmt: skip
+                 n_checkpoints: int, firms: bool = True, n_years: int = 0) -> int:  # fmt: skip
     """Bytes of the per-firm (when ``firms``) and per-portfolio arrays a result holds."""
     per_group = sum(np.dtype(t).itemsize for t in _OUTCOME_FIELDS.values()) + 8 * n_checkpoints
     per_structure = sum(np.dtype(t).itemsize for t in _FIRM_FIELDS.values())
-    per_portfolio = n_structures * 8 * (K.N_AGG + 1)
+    per_portfolio = n_structures * 8 * (K.N_AGG + 1 + 2 * n_years) + 8
     firm_bytes = (
         n_portfolios * portfolio_size * (n_groups * per_group + n_structures * per_structure)
     )
@@ -131,8 +140,8 @@ def result_bytes(n_portfolios: int, portfolio_size: int, n_groups: int, n_struct
 
 
 def _check_memory(n_port: int, size: int, n_groups: int, n_struct: int, n_chk: int,
-                  firms: bool) -> None:  # fmt: skip
-    need = result_bytes(n_port, size, n_groups, n_struct, n_chk, firms)
+                  firms: bool, n_years: int) -> None:  # fmt: skip
+    need = result_bytes(n_port, size, n_groups, n_struct, n_chk, firms, n_years)
     have = _available_bytes()
     if have is not None and need > 0.8 * have:
         aggregates = result_bytes(n_port, size, n_groups, n_struct, n_chk, firms=False)
@@ -253,7 +262,7 @@ def simulate(
         raise ValueError(f"keep: unknown {keep!r}; choices are ['firms', 'aggregates']")
     _check_memory(n_portfolios, portfolio_size, len(set(linkage_key(s.linkage) for s in structs)),
                   len(structs), len({s.loan.maturity_years for s in structs}),
-                  keep == "firms")  # fmt: skip
+                  keep == "firms", _n_years(scenario))  # fmt: skip
     root, entropy, spawn_key = resolve_seed(seed)
 
     groups: dict[tuple[float, float], int] = {}
@@ -279,6 +288,10 @@ def simulate(
         n_checkpoints=len(checkpoints),
         sample_paths=sample_paths,
         keep_firms=keep == "firms",
+        n_years=_n_years(scenario),
+        regime=None
+        if scenario.cycle is None
+        else (scenario.cycle.initial_cold, *scenario.cycle.transition(dt)),
     )
     out = _allocate(spec, n_portfolios, firms=spec.keep_firms)
     chunk = max(1, chunk_firms // portfolio_size)
@@ -320,7 +333,14 @@ def simulate(
     )
 
 
-# Output layout: per dynamics group "g{i}.<name>", per structure "s{i}.<name>".
+def _n_years(scenario: Scenario) -> int:
+    """Years of the horizon, a last part-year counting as one."""
+    return -(-scenario.n_steps // scenario.steps_per_year)
+
+
+# Output layout: per dynamics group "g{i}.<name>", per structure "s{i}.<name>"; the funding
+# regime is the same for every group: "cold_share" is each portfolio's share of steps in the
+# cold state.
 _OUTCOME_FIELDS = {
     "event": np.int8,
     "step": np.int32,
@@ -332,6 +352,7 @@ _OUTCOME_FIELDS = {
     "v0": np.float64,
     "quality": np.float64,
     "signal": np.float64,
+    "regime": np.int8,
 }
 _FIRM_FIELDS = {
     "npv": np.float64,
@@ -340,6 +361,11 @@ _FIRM_FIELDS = {
     "loss": np.float64,
     "upside": np.float64,
 }
+
+
+# What keep="aggregates" keeps: arrays per portfolio (and the sample paths).
+_PORTFOLIO_SUFFIXES = (".agg", ".irr", ".pool_claims", ".pool_paid", ".paths")
+_PORTFOLIO_KEYS = ("cold_share",)
 
 
 def _allocate(spec: _Spec, n_port: int, firms: bool = True) -> dict[str, np.ndarray]:
@@ -358,6 +384,9 @@ def _allocate(spec: _Spec, n_port: int, firms: bool = True) -> dict[str, np.ndar
                 out[f"s{s}.{name}"] = np.empty((n_port, size), dtype)
         out[f"s{s}.agg"] = np.empty((n_port, K.N_AGG))
         out[f"s{s}.irr"] = np.empty(n_port)
+        out[f"s{s}.pool_claims"] = np.empty((n_port, spec.n_years))
+        out[f"s{s}.pool_paid"] = np.empty((n_port, spec.n_years))
+    out["cold_share"] = np.empty(n_port)
     return out
 
 
@@ -399,6 +428,11 @@ def _run_range_locked(
     pkeys = portfolio_keys(np.uint64(spec.seed_key), np.arange(p0, p1))
     ctr = counter_table(spec.n_steps)
     market = market_shocks(market_keys(pkeys), ctr, spec.n_steps)
+    if spec.regime is None:
+        regime = np.zeros((p1 - p0, spec.n_steps), np.int8)
+    else:
+        regime = regime_paths(pkeys, ctr, spec.n_steps, *spec.regime)
+    out["cold_share"][:] = regime.mean(axis=1)
     numpy_backend = spec.backend == "numpy"
     simulate_firms = NB.simulate_firms if numpy_backend else K._simulate_firms
     evaluate = NB.evaluate_structure if numpy_backend else K._evaluate_structure
@@ -407,9 +441,10 @@ def _run_range_locked(
         o = {name: out[f"g{g}.{name}"].reshape(n) for name in _OUTCOME_FIELDS}
         chk = out[f"g{g}.chk"].reshape(n, spec.n_checkpoints)
         simulate_firms(
-            ctr, pkeys, market, size, p0 * size, *dyn,
+            ctr, pkeys, market, regime, size, p0 * size, *dyn,
             o["event"], o["step"], o["value"], o["stage0"], o["stage"], o["rounds"],
-            o["dilution"], o["v0"], o["quality"], o["signal"], chk, out[f"g{g}.paths"],
+            o["dilution"], o["v0"], o["quality"], o["signal"], o["regime"], chk,
+            out[f"g{g}.paths"],
         )  # fmt: skip
         for s, terms in enumerate(spec.terms):
             if spec.group_of[s] != g:
@@ -419,9 +454,9 @@ def _run_range_locked(
             work = np.empty((p1 - p0, spec.n_steps + 2))
             evaluate(
                 o["event"], o["step"], o["value"], o["v0"], o["quality"], o["signal"],
-                o["dilution"], chk, size, *terms,
+                o["dilution"], o["regime"], chk, size, *terms,
                 f["npv"], f["principal"], f["default"], f["loss"], f["upside"],
-                out[f"s{s}.agg"], cf, work,
+                out[f"s{s}.agg"], out[f"s{s}.pool_claims"], out[f"s{s}.pool_paid"], cf, work,
             )  # fmt: skip
             irr(cf, spec.dt, out[f"s{s}.irr"])
             # Screening cost alone is not an investment: no loan, no IRR.
@@ -430,7 +465,7 @@ def _run_range_locked(
         return None
     if spec.keep_firms:
         return out
-    return {k: v for k, v in out.items() if k.endswith((".agg", ".irr", ".paths"))}
+    return {k: v for k, v in out.items() if k in _PORTFOLIO_KEYS or k.endswith(_PORTFOLIO_SUFFIXES)}
 
 
 class _Progress:

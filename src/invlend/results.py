@@ -71,6 +71,9 @@ class Outcomes:
         Firm value at entry, ``V0``.
     quality, signal_error : ndarray of float64
         Latent quality ``q`` and the noise ``e`` of lenders' quality signals.
+    regime : ndarray of int8
+        Funding regime (0 hot, 1 cold) in the step of the event, or the last step; all 0
+        without a funding cycle.
     checkpoint_values : ndarray of float64, (n_portfolios, portfolio_size, n_checkpoints)
         Firm value at each loan maturity step (``checkpoint_steps``); NaN after the event.
     paths : ndarray of float64, (n_sample_paths, n_steps + 1)
@@ -94,6 +97,7 @@ class Outcomes:
     checkpoint_steps: np.ndarray
     paths: np.ndarray
     dt: float
+    regime: np.ndarray | None = None
 
     @property
     def time(self) -> np.ndarray | None:
@@ -130,6 +134,9 @@ class StructureResult:
         back).
     aggregates : ndarray of float64, (n_portfolios, N_AGG)
         Per-portfolio totals behind the metrics (columns ``invlend._kernels.AGG_*``).
+    pool_claims, pool_paid : ndarray of float64, (n_portfolios, n_years)
+        Claims on the structure's risk pool and what it paid (after its annual cap), by
+        portfolio and year of the horizon, currency units; zeros without a pool.
     """
 
     structure: Structure
@@ -141,6 +148,8 @@ class StructureResult:
     upside: np.ndarray
     portfolio_irr: np.ndarray
     aggregates: np.ndarray
+    pool_claims: np.ndarray | None = None
+    pool_paid: np.ndarray | None = None
 
     @property
     def accepted(self) -> np.ndarray | None:
@@ -388,6 +397,7 @@ class SimulationResult(Mapping):
                 initial_value=a.get(f"g{g}.v0"),
                 quality=a.get(f"g{g}.quality"),
                 signal_error=a.get(f"g{g}.signal"),
+                regime=a.get(f"g{g}.regime"),
                 checkpoint_values=a.get(f"g{g}.chk"),
                 checkpoint_steps=_ro(chk_steps.astype(np.int64)),
                 paths=a[f"g{g}.paths"],
@@ -406,6 +416,8 @@ class SimulationResult(Mapping):
                 upside=a.get(f"s{i}.upside"),
                 portfolio_irr=a[f"s{i}.irr"],
                 aggregates=a[f"s{i}.agg"],
+                pool_claims=a.get(f"s{i}.pool_claims"),
+                pool_paid=a.get(f"s{i}.pool_paid"),
             )
         return cls(
             scenario=scenario,

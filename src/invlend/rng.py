@@ -80,6 +80,7 @@ _S12 = np.uint64(12)
 SEED_SALT = np.uint64(0x5EED1A7E0B1E5D01)
 FIRM_SALT = np.uint64(0xF1A3C0DE2468ACE1)
 MARKET_SALT = np.uint64(0x3A2B7E7C11D4F00D)
+REGIME_SALT = np.uint64(0xC7C1E5A1D00DFEED)
 _TWO_M52 = 2.0**-52
 _MASK8 = np.uint64(0xFF)
 
@@ -116,6 +117,7 @@ class Purpose(IntEnum):
     JUMP_COUNT = 6  #: uniform for the number of jumps, counter = step - 1
     JUMP_SIZE = 7  #: normal for the total log jump size, counter = step - 1
     MARKET = 8  #: normal market shock of the portfolio (market key), counter = step - 1
+    REGIME = 9  #: uniform moving the portfolio's funding regime (regime key), counter = step - 1
 
 
 N_PURPOSES = len(Purpose)
@@ -257,3 +259,25 @@ def market_shocks(mkeys: np.ndarray, ctr: np.ndarray, n_steps: int) -> np.ndarra
     """Market normals ``m[portfolio, step - 1]``, shape ``(len(mkeys), n_steps)``."""
     row = ctr[Purpose.MARKET, :n_steps]
     return np.ascontiguousarray(normal_array(mkeys[:, None], row[None, :]))
+
+
+def regime_paths(
+    pkeys: np.ndarray, ctr: np.ndarray, n_steps: int, p_cold0: float, p_hc: float, p_ch: float
+) -> np.ndarray:
+    """Funding regimes ``r[portfolio, step - 1]`` (0 hot, 1 cold) of the portfolios ``pkeys``.
+
+    A two-state Markov chain on the time grid: the regime of the first step is cold with
+    probability ``p_cold0``; each later step switches hot to cold with probability ``p_hc``
+    and cold to hot with ``p_ch``, deciding by the uniform at the step's counter.
+    """
+    keys = mix64(np.asarray(pkeys, dtype=np.uint64) ^ REGIME_SALT)
+    u = to_unit(mix64(keys[:, None] ^ ctr[Purpose.REGIME, :n_steps][None, :]))
+    out = np.empty((keys.shape[0], n_steps), np.int8)
+    if n_steps == 0:
+        return out
+    cold = u[:, 0] < p_cold0
+    out[:, 0] = cold
+    for j in range(1, n_steps):
+        cold = np.where(cold, ~(u[:, j] < p_ch), u[:, j] < p_hc)
+        out[:, j] = cold
+    return out
