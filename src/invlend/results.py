@@ -453,6 +453,15 @@ class SimulationResult(Mapping):
         )
 
     @property
+    def cold_share(self) -> np.ndarray:
+        """Each portfolio's share of time in the cold funding regime, (n_portfolios,).
+
+        All zeros without a funding cycle (``scenario.cycle`` is ``None``).
+        """
+        share = self._arrays.get("cold_share")
+        return _ro(np.zeros(self.n_portfolios)) if share is None else share
+
+    @property
     def meta(self) -> dict[str, Any]:
         """Run metadata: sizes, seed, backend, versions and the full inputs."""
         return {
