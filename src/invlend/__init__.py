@@ -16,7 +16,7 @@ Example
 
 from enum import IntEnum
 
-from invlend import plotting
+from invlend import capital, plotting
 from invlend._version import __version__
 from invlend.config import (
     Equity,
@@ -67,6 +67,7 @@ __all__ = [
     "Warrant",
     "__version__",
     "breakeven",
+    "capital",
     "default_structures",
     "load",
     "plotting",
