@@ -23,18 +23,31 @@ Metric definitions (all per unit of principal unless stated):
 ==================== =====================================================================
 ``npv_per_principal`` sum of NPV (incl. screening cost of rejected applicants) / principal
 ``npv_per_loan``      sum of NPV / number of loans, currency units
+``npv_per_applicant`` sum of NPV / number of applicants, currency units
 ``irr``               mean over portfolios of the annual IRR of the portfolio's cash flows
 ``acceptance_rate``   loans / applicants
+``accepted_quality``  mean latent quality ``q`` (in sd) of the accepted applicants; 0 when all
+                      are accepted, above 0 when screening selects better firms
 ``pd``                defaulted loans / loans (a default may lose nothing)
+``annual_pd``         ``1 - exp(-h)`` with ``h`` = balance at default / balance-years
+                      outstanding: the one-year PD the IRB formula takes
 ``lgd``               bank's credit loss after risk sharing / exposure at default
 ``expected_loss``     mean portfolio loss rate (credit loss after risk sharing / principal)
 ``loss_var_99``       99% quantile of the portfolio loss rate (``_999``: 99.9%)
 ``loss_es_99``        expected shortfall: mean of the loss-rate quantiles above 99%
 ``economic_capital``  ``loss_var_999 - expected_loss``
+``irb_capital``       Basel IRB capital ``K`` per unit of exposure (corporate formula with the
+                      SME adjustment, :func:`invlend.capital.irb_capital`) at ``annual_pd``,
+                      ``lgd`` and the loan's maturity
 ``raroc``             ``npv_per_principal / (economic_capital * exposure_years)``: annual
                       NPV per unit of capital, with ``exposure_years`` the principal-weighted
                       years the loans are outstanding
+``raroc_irb``         the same with ``irb_capital`` in place of economic capital
+``eva``               ``npv_per_principal / exposure_years - hurdle * economic_capital``:
+                      annual NPV per unit lent above the cost of the capital it ties up
+``eva_irb``           the same with ``irb_capital``
 ``prob_negative_npv`` loans with NPV < 0 / loans
+``pool_shortfall``    share of the claims on a risk pool its annual cap left unpaid
 ==================== =====================================================================
 """
 
@@ -46,6 +59,7 @@ from typing import NamedTuple
 import numpy as np
 
 from invlend import _kernels as K
+from invlend import capital as C
 
 __all__ = ["METRICS", "Estimate", "expected_shortfall", "value_at_risk"]
 
@@ -55,9 +69,12 @@ Z95 = 1.959963984540054
 METRICS = (
     "npv_per_principal",
     "npv_per_loan",
+    "npv_per_applicant",
     "irr",
     "acceptance_rate",
+    "accepted_quality",
     "pd",
+    "annual_pd",
     "lgd",
     "expected_loss",
     "loss_var_99",
@@ -65,16 +82,24 @@ METRICS = (
     "loss_es_99",
     "loss_es_999",
     "economic_capital",
+    "irb_capital",
     "raroc",
+    "raroc_irb",
+    "eva",
+    "eva_irb",
     "prob_negative_npv",
+    "pool_shortfall",
 )
 #: One line per metric, for tables and reports.
 DESCRIPTIONS = {
     "npv_per_principal": "NPV of all cash flows (screening costs included) per unit lent",
     "npv_per_loan": "NPV per accepted loan, currency units",
+    "npv_per_applicant": "NPV per applicant (screening cost of the rejected included), currency",
     "irr": "annual IRR of a portfolio's cash flows, averaged over portfolios",
     "acceptance_rate": "share of applicants that get a loan",
+    "accepted_quality": "mean latent quality of accepted applicants, in standard deviations",
     "pd": "share of loans that default (a default may lose nothing)",
+    "annual_pd": "one-year PD: defaulted balance per balance-year outstanding, as 1 - exp(-h)",
     "lgd": "bank's credit loss after risk sharing per unit of exposure at default",
     "expected_loss": "mean portfolio loss rate (credit loss after risk sharing / principal)",
     "loss_var_99": "99% quantile of the portfolio loss rate",
@@ -82,10 +107,27 @@ DESCRIPTIONS = {
     "loss_es_99": "mean portfolio loss rate beyond its 99% quantile",
     "loss_es_999": "mean portfolio loss rate beyond its 99.9% quantile",
     "economic_capital": "loss_var_999 minus expected_loss",
+    "irb_capital": "Basel IRB capital K per unit of exposure at annual_pd, lgd and maturity",
     "raroc": "NPV per principal / (economic capital x years the loans are outstanding)",
+    "raroc_irb": "NPV per principal / (IRB capital x years the loans are outstanding)",
+    "eva": "annual NPV per unit lent minus the hurdle rate x economic capital",
+    "eva_irb": "annual NPV per unit lent minus the hurdle rate x IRB capital",
     "prob_negative_npv": "share of loans whose NPV is below zero",
+    "pool_shortfall": "share of claims on the risk pool left unpaid by its annual cap",
 }
-_TAIL = ("loss_var_99", "loss_var_999", "loss_es_99", "loss_es_999", "economic_capital", "raroc")
+_TAIL = (
+    "loss_var_99",
+    "loss_var_999",
+    "loss_es_99",
+    "loss_es_999",
+    "economic_capital",
+    "raroc",
+    "eva",
+)
+
+#: Borrower annual sales in EUR millions for the IRB SME firm-size adjustment in summaries:
+#: 5, the floor of the adjustment (Basel II ¶273), for small technology firms (an estimate).
+IRB_SALES_EUR_M = 5.0
 
 
 class Estimate(NamedTuple):
@@ -138,25 +180,90 @@ def _ratio(y: np.ndarray, x: np.ndarray) -> tuple[float, np.ndarray]:
     return float(r), (y - r * x) / xbar
 
 
-def smooth_metrics(agg: np.ndarray, irr: np.ndarray, size: int) -> dict:
-    """Smooth metrics as ``{name: (estimate, influence values)}``."""
+def smooth_metrics(
+    agg: np.ndarray,
+    irr: np.ndarray,
+    size: int,
+    maturity_years: float = 2.5,
+    hurdle: float = C.DEFAULT_HURDLE,
+    sales_eur_m: float | None = IRB_SALES_EUR_M,
+) -> dict:
+    """Smooth metrics as ``{name: (estimate, influence values)}``.
+
+    The IRB metrics are smooth functions of ratios, so their influence values follow by the
+    chain rule: ``K`` is linear in LGD and differentiated numerically in PD.
+    """
     a = agg
     ones = np.ones(a.shape[0])
     finite = np.isfinite(irr)
     lr = loss_rate(a)
+    npv_pp = _ratio(a[:, K.AGG_NPV], a[:, K.AGG_PRINCIPAL])
+    lgd = _ratio(a[:, K.AGG_LOSS_NET], a[:, K.AGG_EAD])
+    h, u_h = _ratio(a[:, K.AGG_EAD], a[:, K.AGG_EXPOSURE])
+    annual_pd = (-math.expm1(-h), math.exp(-h) * u_h) if math.isfinite(h) else (h, u_h)
+    years = _ratio(a[:, K.AGG_EXPOSURE], a[:, K.AGG_PRINCIPAL])
+    irb = _irb(annual_pd, lgd, maturity_years, sales_eur_m)
     return {
-        "npv_per_principal": _ratio(a[:, K.AGG_NPV], a[:, K.AGG_PRINCIPAL]),
+        "npv_per_principal": npv_pp,
         "npv_per_loan": _ratio(a[:, K.AGG_NPV], a[:, K.AGG_ACCEPTED]),
+        "npv_per_applicant": _ratio(a[:, K.AGG_NPV], size * ones),
         "irr": _ratio(np.where(finite, irr, 0.0), finite.astype(float)),
         "acceptance_rate": _ratio(a[:, K.AGG_ACCEPTED], size * ones),
+        "accepted_quality": _ratio(a[:, K.AGG_QUALITY], a[:, K.AGG_ACCEPTED]),
         "pd": _ratio(a[:, K.AGG_DEFAULTS], a[:, K.AGG_ACCEPTED]),
-        "lgd": _ratio(a[:, K.AGG_LOSS_NET], a[:, K.AGG_EAD]),
+        "annual_pd": annual_pd,
+        "lgd": lgd,
         "expected_loss": _ratio(lr, ones),
+        "irb_capital": irb,
+        "raroc_irb": _quotient(npv_pp, _product(irb, years)),
+        "eva_irb": _difference(_quotient(npv_pp, years), _scaled(irb, hurdle)),
         "prob_negative_npv": _ratio(a[:, K.AGG_NEGATIVE], a[:, K.AGG_ACCEPTED]),
+        "pool_shortfall": _ratio(
+            a[:, K.AGG_POOL_CLAIMS] - a[:, K.AGG_POOL_PAID], a[:, K.AGG_POOL_CLAIMS]
+        ),
     }
 
 
-def tail_metrics(agg: np.ndarray, weights: np.ndarray) -> dict:
+# Estimates with influence values, combined by the chain rule (NaN propagates).
+Smooth = tuple[float, np.ndarray]
+
+
+def _quotient(x: Smooth, y: Smooth) -> Smooth:
+    (a, ua), (b, ub) = x, y
+    if not (math.isfinite(a) and math.isfinite(b)) or b == 0.0:
+        return math.nan, np.full(ua.shape, math.nan)
+    return a / b, ua / b - a * ub / (b * b)
+
+
+def _product(x: Smooth, y: Smooth) -> Smooth:
+    (a, ua), (b, ub) = x, y
+    return a * b, ua * b + a * ub
+
+
+def _difference(x: Smooth, y: Smooth) -> Smooth:
+    return x[0] - y[0], x[1] - y[1]
+
+
+def _scaled(x: Smooth, c: float) -> Smooth:
+    return c * x[0], c * x[1]
+
+
+def _irb(pd: Smooth, lgd: Smooth, maturity_years: float, sales_eur_m: float | None) -> Smooth:
+    """IRB capital ``K`` at the estimated PD and LGD, with its influence values."""
+    (p, u_p), (g, u_g) = pd, lgd
+    if not (math.isfinite(p) and math.isfinite(g)):
+        return math.nan, np.full(u_p.shape, math.nan)
+    g = min(max(g, 0.0), 1.0)
+
+    def k(pd_: float, lgd_: float) -> float:
+        return C.irb_capital(min(max(pd_, 0.0), 1.0), lgd_, maturity_years, sales_eur_m)
+
+    step = 1e-6 * max(p, 1e-4)
+    dk_dp = (k(p + step, g) - k(p - step, g)) / (2.0 * step)
+    return k(p, g), dk_dp * u_p + k(p, 1.0) * u_g  # K is linear in LGD
+
+
+def tail_metrics(agg: np.ndarray, weights: np.ndarray, hurdle: float = C.DEFAULT_HURDLE) -> dict:
     """Tail metrics for each row of resampling ``weights`` (shape (b, n_portfolios))."""
     lr = loss_rate(agg)
     order = np.argsort(lr, kind="stable")
@@ -172,6 +279,7 @@ def tail_metrics(agg: np.ndarray, weights: np.ndarray) -> dict:
         years = (weights @ agg[:, K.AGG_EXPOSURE]) / principal
         ec = var999 - el
         raroc = np.where(ec > 0, npv_pp / (ec * years), np.nan)
+        eva = npv_pp / years - hurdle * ec
     return {
         "loss_var_99": var99,
         "loss_var_999": var999,
@@ -179,6 +287,7 @@ def tail_metrics(agg: np.ndarray, weights: np.ndarray) -> dict:
         "loss_es_999": es999,
         "economic_capital": ec,
         "raroc": raroc,
+        "eva": eva,
     }
 
 

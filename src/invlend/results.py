@@ -35,12 +35,13 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from invlend import _kernels as K
+from invlend import capital as C
 from invlend import metrics as M
 from invlend.config import Scenario, Structure
 
 __all__ = ["Comparison", "Difference", "Outcomes", "SimulationResult", "StructureResult", "Summary"]
 
-_PERCENT = {m for m in M.METRICS if m != "npv_per_loan"}
+_PERCENT = set(M.METRICS) - {"npv_per_loan", "npv_per_applicant", "accepted_quality"}
 
 
 def _ro(a: np.ndarray) -> np.ndarray:
@@ -477,25 +478,40 @@ class SimulationResult(Mapping):
         }
 
     # ---------------------------------------------------------------- metrics
-    def _estimates(self, n_boot: int) -> tuple[dict, dict, list[str]]:
+    def _estimates(
+        self, n_boot: int, hurdle: float, sales_eur_m: float | None
+    ) -> tuple[dict, dict, list[str]]:
         """Per structure: smooth metrics with influence values, tail replicates (cached)."""
-        if n_boot not in self._cache:
-            self._cache[n_boot] = self._compute_estimates(n_boot)
-        return self._cache[n_boot]
+        key = (n_boot, hurdle, sales_eur_m)
+        if key not in self._cache:
+            self._cache[key] = self._compute_estimates(n_boot, hurdle, sales_eur_m)
+        return self._cache[key]
 
-    def _compute_estimates(self, n_boot: int) -> tuple[dict, dict, list[str]]:
+    def _compute_estimates(
+        self, n_boot: int, hurdle: float, sales_eur_m: float | None
+    ) -> tuple[dict, dict, list[str]]:
+        if not (isinstance(hurdle, int | float) and math.isfinite(hurdle)):
+            raise ValueError(f"hurdle: expected a finite rate, got {hurdle!r}")
+        if sales_eur_m is not None and not (
+            isinstance(sales_eur_m, int | float) and math.isfinite(sales_eur_m) and sales_eur_m >= 0
+        ):
+            raise ValueError(f"sales_eur_m: expected None or a number >= 0, got {sales_eur_m!r}")
         size = self.portfolio_size
-        smooth = {n: M.smooth_metrics(r.aggregates, r.portfolio_irr, size) for n, r in self.items()}
+        smooth = {
+            n: M.smooth_metrics(r.aggregates, r.portfolio_irr, size,
+                                r.structure.loan.maturity_years, hurdle, sales_eur_m)
+            for n, r in self.items()
+        }  # fmt: skip
         full = np.ones((1, self.n_portfolios))
         tail = {
-            n: {k: (v[0], []) for k, v in M.tail_metrics(r.aggregates, full).items()}
+            n: {k: (v[0], []) for k, v in M.tail_metrics(r.aggregates, full, hurdle).items()}
             for n, r in self.items()
         }
         if self.n_portfolios >= 2 and n_boot > 0:
             boot = M.bootstrap_weights(self.n_portfolios, n_boot, self.seed, self.seed_spawn_key)
             for w in boot:
                 for n, r in self.items():
-                    for k, v in M.tail_metrics(r.aggregates, w).items():
+                    for k, v in M.tail_metrics(r.aggregates, w, hurdle).items():
                         tail[n][k][1].append(v)
         tail = {
             n: {k: (e, np.concatenate(reps) if reps else np.zeros(0)) for k, (e, reps) in d.items()}
@@ -518,20 +534,33 @@ class SimulationResult(Mapping):
         if beyond < 10:
             notes.append(
                 f"{self.n_portfolios} portfolios leave {beyond:.1f} beyond the 99.9% loss "
-                "quantile: loss_var_999, loss_es_999, economic_capital and raroc are rough; "
+                "quantile: loss_var_999, loss_es_999, economic_capital, raroc and eva are rough; "
                 "use >= 10000 portfolios for them"
             )
         return smooth, tail, notes
 
-    def summary(self, n_boot: int = 400) -> Summary:
+    def summary(
+        self,
+        n_boot: int = 400,
+        *,
+        hurdle: float = C.DEFAULT_HURDLE,
+        sales_eur_m: float | None = M.IRB_SALES_EUR_M,
+    ) -> Summary:
         """Every metric with its clustered Monte Carlo standard error and 95% interval.
 
         Parameters
         ----------
         n_boot : int
-            Bootstrap replicates for the tail metrics (VaR, ES, economic capital, RAROC).
+            Bootstrap replicates for the tail metrics (VaR, ES, economic capital, RAROC, EVA).
+        hurdle : float
+            Annual hurdle rate (cost of equity) of ``eva`` and ``eva_irb``; default 12%
+            (domain.md §6.2, an estimate within the 10-15% of §5.3).
+        sales_eur_m : float or None
+            Borrowers' annual sales in EUR millions for the SME adjustment of ``irb_capital``
+            (default 5, the adjustment's floor: an estimate for small technology firms;
+            ``None`` for the plain corporate formula).
         """
-        smooth, tail, notes = self._estimates(n_boot)
+        smooth, tail, notes = self._estimates(n_boot, hurdle, sales_eur_m)
         data: dict[str, dict[str, M.Estimate]] = {}
         for n in self:
             row = {}
@@ -550,16 +579,24 @@ class SimulationResult(Mapping):
             data[n] = row
         return Summary(data, notes, self._table_meta(n_boot))
 
-    def compare(self, baseline: str = "pure_loan", n_boot: int = 400) -> Comparison:
+    def compare(
+        self,
+        baseline: str = "pure_loan",
+        n_boot: int = 400,
+        *,
+        hurdle: float = C.DEFAULT_HURDLE,
+        sales_eur_m: float | None = M.IRB_SALES_EUR_M,
+    ) -> Comparison:
         """Paired differences of every metric against ``baseline`` on common random numbers.
 
         The standard error of a difference uses the per-portfolio pairing (influence values or
         bootstrap replicates of both structures on the same resamples), so it is typically
-        much smaller than the two standard errors combined.
+        much smaller than the two standard errors combined. ``n_boot``, ``hurdle`` and
+        ``sales_eur_m`` are as in :meth:`summary`.
         """
         if baseline not in self._results:
             raise ValueError(f"baseline: no structure named {baseline!r}; have {list(self)}")
-        smooth, tail, notes = self._estimates(n_boot)
+        smooth, tail, notes = self._estimates(n_boot, hurdle, sales_eur_m)
         data: dict[str, dict[str, Difference]] = {}
         for n in self:
             if n == baseline:
