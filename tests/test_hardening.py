@@ -24,7 +24,7 @@ from invlend import cli, engine
 
 
 def _scenario_data() -> dict:
-    return il.Scenario.default().model_dump()
+    return il.Scenario.default().model_dump(exclude_none=True)
 
 
 def _structure_data() -> dict:

@@ -5,7 +5,8 @@ Overview
 A parameter is named by its dotted path:
 
 * scenario fields: ``"market.factor_loading"``, ``"stages.seed.default_hazard"`` (a stage by
-  name or index), ``"horizon_years"``;
+  name or index), ``"horizon_years"``, ``"cycle.cold.default"`` (a funding-cycle field on a
+  scenario without a cycle turns on :class:`~invlend.FundingCycle` with its defaults);
 * structure fields for every structure that has the component: ``"loan.rate"``,
   ``"warrant.coverage"``, ``"linkage.default_hazard_multiplier"``;
 * one structure's field: ``"warrant_loan.warrant.coverage"`` (a missing component is created
@@ -39,14 +40,23 @@ from pydantic import ValidationError
 from scipy.optimize import brentq
 
 from invlend import metrics as M
-from invlend.config import Equity, RiskShare, Scenario, Structure, Warrant
+from invlend.config import (
+    Equity,
+    FundingCycle,
+    RiskPool,
+    RiskShare,
+    Scenario,
+    Structure,
+    Warrant,
+)
 from invlend.engine import _as_structures, simulate
 from invlend.results import Summary, _pandas, write_csv
 
 __all__ = ["Breakeven", "SweepResult", "breakeven", "sensitivity", "set_param", "sweep"]
 
-_COMPONENTS = {"loan", "warrant", "equity", "linkage", "screening", "risk_share"}
-_NEW_COMPONENT = {"warrant": Warrant, "equity": Equity, "risk_share": RiskShare}
+_COMPONENTS = {"loan", "warrant", "equity", "linkage", "screening", "risk_share", "risk_pool"}
+_NEW_COMPONENT = {"warrant": Warrant, "equity": Equity, "risk_share": RiskShare,
+                  "risk_pool": RiskPool}  # fmt: skip
 _EXAMPLES = (
     "e.g. 'loan.rate', 'warrant.coverage', 'stages.seed.default_hazard', 'market.factor_loading'"
 )
@@ -82,6 +92,8 @@ def _set_scenario(scenario: Scenario, keys: list[str], value: Any, path: str) ->
             raise _bad_path(path, f"no stage {ref!r} (stages are {names})")
         _set_in(data["stages"][idx], [keys[2]], value, path)
     else:
+        if keys[0] == "cycle" and data["cycle"] is None:  # a cycle parameter turns one on
+            data["cycle"] = FundingCycle().model_dump()
         _set_in(data, keys, value, path)
     return Scenario.model_validate(data)
 
