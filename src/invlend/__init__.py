@@ -18,6 +18,7 @@ from enum import IntEnum
 
 from invlend import capital, plotting
 from invlend._version import __version__
+from invlend.cohort import Cohort, cohort
 from invlend.config import (
     Equity,
     FundingCycle,
@@ -51,6 +52,7 @@ class Event(IntEnum):
 
 __all__ = [
     "Breakeven",
+    "Cohort",
     "Comparison",
     "Equity",
     "Event",
@@ -74,6 +76,7 @@ __all__ = [
     "__version__",
     "breakeven",
     "capital",
+    "cohort",
     "default_structures",
     "load",
     "plotting",

@@ -384,12 +384,17 @@ _CHAIN = [
 _STATES = ["in stage 1", "in stage 2", "in stage 3", "defaulted", "IPO", "M&A"]
 
 
+def _chain_states(c: il.Cohort) -> list[float]:
+    """The law of ``_STATES`` at the cohort's horizon."""
+    return [*c.alive_in.values(), c.default, c.ipo, c.ma]
+
+
 def lifecycle(quick: bool, seed: int) -> list[Check]:
-    """Three stages against the continuous-time chain ``expm(Q T)``.
+    """Three stages against the continuous-time chain ``expm(Q T)`` (:func:`invlend.cohort`).
 
     The engine allows one event per step, so on a monthly grid its law at T is the step
-    matrix to the power n, not ``expm(Q T)``; the difference (computed exactly, O(dt)) is the
-    stated bias of each check.
+    matrix to the power n, not ``expm(Q T)``; the difference (computed exactly by
+    ``cohort(..., grid=True)``, O(dt)) is the stated bias of each check.
     """
     t, spy = 3.0, 12
     stages = [il.Stage(name=f"s{i}", weight=1.0 if i == 0 else 0.0, volatility=0.3, **h)
@@ -399,8 +404,8 @@ def lifecycle(quick: bool, seed: int) -> list[Check]:
     o = res["loan"].outcomes
     alive = o.event == il.Event.NONE
     state = np.where(alive, o.stage, len(_CHAIN) + o.event - 1)
-    ref = cf.stage_chain(_CHAIN, 0, t)
-    grid = cf.stage_chain_steps(_CHAIN, 0, 1.0 / spy, round(t * spy))
+    ref = _chain_states(il.cohort(sc, "s0", horizon_years=t))
+    grid = _chain_states(il.cohort(sc, "s0", horizon_years=t, grid=True))
     out = []
     for k, name in enumerate(_STATES):
         est, se = _binomial(state == k, ref[k])
