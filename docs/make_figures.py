@@ -16,7 +16,7 @@ IMG = Path(__file__).with_name("img")
 
 
 def main() -> None:
-    """Draw docs/img/risk_return.png and docs/img/sweep_rate.png."""
+    """Draw docs/img/risk_return.png, docs/img/sweep_rate.png and docs/img/cycle.png."""
     IMG.mkdir(exist_ok=True)
     res = il.simulate(il.Scenario.default(), n_portfolios=10_000, portfolio_size=100, seed=1)
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -31,6 +31,17 @@ def main() -> None:
     sw.plot("npv_per_principal", ax=ax)
     fig.tight_layout()
     fig.savefig(IMG / "sweep_rate.png", dpi=110)
+    plt.close(fig)
+    # docs/cycle.md: losses by funding regime and the risk pool's cap.
+    sc = il.Scenario.default().model_copy(update={"cycle": il.FundingCycle()})
+    pooled = il.pure_loan().model_copy(update={"name": "pooled", "risk_pool": il.RiskPool()})
+    res = il.simulate(sc, [*il.default_structures(), pooled], n_portfolios=3000,
+                      portfolio_size=100, seed=1)  # fmt: skip
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
+    res.plot_loss_by_regime(ax=axes[0], structures=["pure_loan", "vc_linked", "pooled"])
+    res.plot_pool(ax=axes[1])
+    fig.tight_layout()
+    fig.savefig(IMG / "cycle.png", dpi=90)
     plt.close(fig)
 
 

@@ -5,7 +5,8 @@ temporary folder); when a ```text block follows it, the printed output must equa
 Fragments that need context from the surrounding prose are fenced as ```py and are not run.
 
 ``python tests/docblocks.py --write`` reruns every example and rewrites its output block,
-after a deliberate change to the model or the random streams.
+after a deliberate change to the model or the random streams;
+``python tests/docblocks.py --write docs/cycle.md`` does it for the pages named.
 """
 
 from __future__ import annotations
@@ -40,9 +41,9 @@ def run(code: str) -> subprocess.CompletedProcess:
         )
 
 
-def write() -> None:
-    """Rewrite every output block with what its example prints now."""
-    for page in PAGES:
+def write(pages: list[Path] | None = None) -> None:
+    """Rewrite every output block of ``pages`` (default: all) with what its example prints now."""
+    for page in pages or PAGES:
         text = page.read_text(encoding="utf-8")
         out, last = [], 0
         for m in _BLOCK.finditer(text):
@@ -62,7 +63,7 @@ def write() -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["--write"]:
-        write()
+    if sys.argv[1:2] == ["--write"]:
+        write([Path(p).resolve() for p in sys.argv[2:]])
     else:
-        raise SystemExit("usage: python tests/docblocks.py --write")
+        raise SystemExit("usage: python tests/docblocks.py --write [page.md ...]")

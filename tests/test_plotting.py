@@ -127,3 +127,40 @@ def test_failed_report_leaves_nothing(res, tmp_path, monkeypatch):
     with pytest.raises(RuntimeError):
         write_report(res, out, n_boot=0)
     assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def cycle_res():
+    sc = il.Scenario.default().model_copy(update={"cycle": il.FundingCycle()})
+    pooled = il.pure_loan().model_copy(update={"name": "pooled", "risk_pool": il.RiskPool()})
+    return il.simulate(sc, [il.pure_loan(), pooled], n_portfolios=300, portfolio_size=40, seed=9)
+
+
+def test_loss_by_regime_draws_bin_means(cycle_res, ax):
+    P.plot_loss_by_regime(cycle_res, ax=ax, structures=["pure_loan"], bins=2)
+    line = ax.get_lines()[0]  # the means; the others draw the error bars
+    share = np.asarray(cycle_res.cold_share)
+    loss = cycle_res["pure_loan"].portfolio_loss_rate
+    low = share < 0.5
+    np.testing.assert_allclose(line.get_xdata(), [share[low].mean(), share[~low].mean()])
+    np.testing.assert_allclose(line.get_ydata(), [loss[low].mean(), loss[~low].mean()])
+    assert "cold" in ax.get_xlabel()
+
+
+def test_loss_by_regime_needs_a_cycle(res, ax):
+    with pytest.raises(ValueError, match=r"scenario\.cycle"):
+        P.plot_loss_by_regime(res, ax=ax)
+
+
+def test_pool_plot_shows_claims_paid_and_the_cap(cycle_res, ax):
+    cycle_res.plot_pool(ax=ax)
+    r = cycle_res["pooled"]
+    cap = r.structure.risk_pool.annual_cap
+    (points,) = ax.collections
+    xy = points.get_offsets()
+    assert np.all(xy[:, 1] <= cap + 1e-12) and np.all(xy[:, 1] <= xy[:, 0] + 1e-12)
+    assert any(ln.get_ydata()[0] == pytest.approx(cap) for ln in ax.get_lines())
+    unpaid = 1 - r.pool_paid.sum() / r.pool_claims.sum()
+    assert f"{unpaid:.1%} of claims unpaid" in ax.get_title()
+    with pytest.raises(ValueError, match="risk_pool"):
+        P.plot_pool(cycle_res, ax=ax, structure="pure_loan")

@@ -24,13 +24,16 @@ from typing import Any
 
 import numpy as np
 
+from invlend import _kernels as K
 from invlend import metrics as M
 from invlend.results import _need_firms
 
 __all__ = [
     "plot_cumulative_incidence",
+    "plot_loss_by_regime",
     "plot_loss_distribution",
     "plot_npv_distribution",
+    "plot_pool",
     "plot_risk_return",
     "plot_sweep",
     "plot_tornado",
@@ -267,6 +270,77 @@ def plot_sweep(
     ax.set_title(title + " (bands: 95% intervals)")
     if metric != "npv_per_loan":
         _percent(ax, "y")
+    ax.legend()
+    return ax
+
+
+def plot_loss_by_regime(result, *, ax=None, structures=None, bins: int = 5, **kw: Any):
+    """Mean portfolio loss rate against the portfolio's share of time in a cold market.
+
+    Portfolios are grouped into ``bins`` equal bins of their cold share (0 to 1); each point is
+    a bin's mean loss rate with a 95% interval, at the bin's mean cold share. Needs a scenario
+    with a funding cycle (``Scenario.cycle``).
+    """
+    if result.scenario.cycle is None:
+        raise ValueError("scenario.cycle: the result has no funding cycle to plot losses by")
+    ax = _axes(ax)
+    share = np.asarray(result.cold_share)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(share, edges[1:-1]), 0, bins - 1)
+    for n in _names(result, structures):
+        loss = result[n].portfolio_loss_rate
+        x, y, err = [], [], []
+        for b in range(bins):
+            sel = which == b
+            if sel.sum() < 2:
+                continue
+            x.append(share[sel].mean())
+            y.append(loss[sel].mean())
+            err.append(M.Z95 * loss[sel].std(ddof=1) / np.sqrt(sel.sum()))
+        ax.errorbar(np.array(x), np.array(y), yerr=np.array(err), marker="o", capsize=3,
+                    label=n, **kw)  # fmt: skip
+    ax.set_xlabel("share of the horizon in a cold funding market")
+    ax.set_ylabel("mean portfolio loss rate")
+    _percent(ax, "x")
+    _percent(ax, "y")
+    ax.set_title("Portfolio loss by funding regime (95% intervals)")
+    ax.legend()
+    return ax
+
+
+def plot_pool(result, *, ax=None, structure: str | None = None, **kw: Any):
+    """Claims on a risk pool against what it paid, per portfolio and year, per unit lent.
+
+    Points on the diagonal were paid in full; points on the horizontal line at the annual cap
+    are the bad years in which the cap bound. The title gives the share of portfolio-years in
+    which it did and the share of all claims left unpaid.
+    """
+    ax = _axes(ax)
+    name = structure or next((n for n in result if result[n].structure.risk_pool), None)
+    if name is None or result[name].structure.risk_pool is None:
+        raise ValueError("structure: give a structure with a risk_pool")
+    r = result[name]
+    lent = r.aggregates[:, K.AGG_PRINCIPAL][:, None]
+    ok = (lent[:, 0] > 0) & (r.pool_claims.sum(axis=1) > 0)
+    claims = (r.pool_claims[ok] / lent[ok]).ravel()
+    paid = (r.pool_paid[ok] / lent[ok]).ravel()
+    some = claims > 0
+    cap = r.structure.risk_pool.annual_cap
+    binds = float(np.mean(paid[some] < claims[some] * (1 - 1e-12))) if some.any() else 0.0
+    unpaid = 1.0 - r.pool_paid.sum() / max(r.pool_claims.sum(), 1e-300)
+    ax.scatter(claims[some], paid[some], s=6, alpha=0.4, label="portfolio-years", **kw)
+    top = float(claims.max()) if some.any() else cap
+    ax.plot([0, top], [0, top], color="0.5", linewidth=1, label="paid in full")
+    ax.axhline(cap, color="C3", linestyle="--", label=f"annual cap {cap:.1%} of principal")
+    ax.set_xlabel("claims on the pool in the year, per unit lent")
+    ax.set_ylabel("paid by the pool, per unit lent")
+    _percent(ax, "x")
+    _percent(ax, "y")
+    ax.set_title(
+        f"{name}: cap binds in {binds:.1%} of portfolio-years with claims; "
+        f"{unpaid:.1%} of claims unpaid",
+        fontsize="medium",
+    )
     ax.legend()
     return ax
 

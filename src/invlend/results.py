@@ -662,6 +662,18 @@ class SimulationResult(Mapping):
 
         return plot_value_fan(self, **kw)
 
+    def plot_loss_by_regime(self, **kw):
+        """See :func:`invlend.plotting.plot_loss_by_regime`."""
+        from invlend.plotting import plot_loss_by_regime
+
+        return plot_loss_by_regime(self, **kw)
+
+    def plot_pool(self, **kw):
+        """See :func:`invlend.plotting.plot_pool`."""
+        from invlend.plotting import plot_pool
+
+        return plot_pool(self, **kw)
+
     def plot_risk_return(self, **kw):
         """See :func:`invlend.plotting.plot_risk_return`."""
         from invlend.plotting import plot_risk_return
