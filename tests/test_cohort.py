@@ -335,3 +335,18 @@ def test_str_and_to_dict(default_scenario):
         c.probability("zombie")
     with pytest.raises(TypeError):
         c.reach["early"] = 0.5  # read-only mapping
+
+
+def test_batched_expm_matches_scipy():
+    from scipy.linalg import expm
+
+    rng = np.random.default_rng(3)
+    for scale in (0.0, 1e-3, 0.7, 5.0, 300.0, 1e6):
+        q = rng.random((20, 6, 6)) * scale
+        q[:, np.arange(6), np.arange(6)] = 0.0
+        q[:, np.arange(6), np.arange(6)] = -q.sum(axis=-1) - rng.random((20, 6)) * scale
+        big = np.zeros((20, 12, 12))
+        big[:, :6, :6], big[:, :6, 6:] = q, np.eye(6)
+        for a in (q, big):
+            ours, ref = cohort_module._expm_batched(a), expm(a)
+            assert np.max(np.abs(ours - ref)) <= 1e-13 * max(1.0, np.max(np.abs(ref))), scale

@@ -18,6 +18,14 @@ from enum import IntEnum
 
 from invlend import capital, plotting
 from invlend._version import __version__
+from invlend.calibrate import (
+    Calibration,
+    TargetSet,
+    calibrate,
+    calibration_report,
+    load_targets,
+    target_sets,
+)
 from invlend.cohort import Cohort, cohort
 from invlend.config import (
     Equity,
@@ -52,6 +60,7 @@ class Event(IntEnum):
 
 __all__ = [
     "Breakeven",
+    "Calibration",
     "Cohort",
     "Comparison",
     "Equity",
@@ -72,18 +81,23 @@ __all__ = [
     "StructureResult",
     "Summary",
     "SweepResult",
+    "TargetSet",
     "Warrant",
     "__version__",
     "breakeven",
+    "calibrate",
+    "calibration_report",
     "capital",
     "cohort",
     "default_structures",
     "load",
+    "load_targets",
     "plotting",
     "pure_loan",
     "sensitivity",
     "simulate",
     "sweep",
+    "target_sets",
     "vc_linked",
     "warrant_loan",
 ]
