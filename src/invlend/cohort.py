@@ -33,8 +33,12 @@ formulas with the one-step matrix ``P`` in place of ``expm(Q dt)``. This is what
 
 Everything is built from per-stage hazard arrays by :func:`_generator`; the chain solver
 (:func:`_chain_law`) works on any generator whose transient states carry a stage label, so a
-richer state space (for example a (stage, funding-regime) chain built with Kronecker products
-from per-regime ``_generator`` blocks) reuses it unchanged.
+richer state space reuses it unchanged. For a (stage, regime) chain with regime generator
+``G`` (r, r) and per-regime blocks ``(Q_k, R_k) = _generator(...)`` of the hazards times
+regime ``k``'s multipliers, index states as ``k * n + s`` and pass
+``K = blockdiag(Q_1, .., Q_r) + kron(G, I_n)``, ``R = vstack(R_1, .., R_r)``,
+``label = tile(arange(n), r)`` and ``p0 = kron(regime start, stage start)``: labels still
+stay or rise by one along every transition, which is all the solver assumes.
 
 Example
 -------
