@@ -47,7 +47,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from scipy.optimize import least_squares
 
-from invlend.cohort import _check_barrier, _check_cycle, _Hazards, _law_averaged, _start_weights
+from invlend.cohort import _check_barrier, _Hazards, _law_averaged, _start_weights
 from invlend.config import Linkage, Scenario, Stage
 
 __all__ = [
@@ -417,6 +417,7 @@ class _Evaluator:
              lk.exit_hazard_multiplier, 1.0]
         )[:, None]  # fmt: skip
         self.gamma = scenario.quality_hazard
+        self.cycle = scenario.cycle
         # Targets at one horizon share the matrix work: one row of start weights per start.
         self.starts: dict[float | None, list[str | None]] = {}
         self.p0: dict[float | None, list[np.ndarray]] = {}
@@ -444,7 +445,7 @@ class _Evaluator:
 
     def laws(self, hazards: np.ndarray, nodes: int | None) -> tuple[dict, int]:
         h = hazards * self.mult
-        hz = _Hazards(h[0], h[1], h[2], h[3], self.gamma)
+        hz = _Hazards(h[0], h[1], h[2], h[3], self.gamma, self.cycle)
         out, used = {}, 1
         for horizon, p0 in self.p0.items():
             out[horizon], n = _law_averaged(hz, np.array(p0), horizon, None, nodes)
@@ -498,7 +499,6 @@ def _check_scenario(scenario: Scenario, ignore_barrier: bool) -> None:
     if not isinstance(scenario, Scenario):
         raise TypeError(f"scenario: expected an invlend.Scenario, got {type(scenario).__name__}")
     _check_barrier(scenario, ignore_barrier)
-    _check_cycle(scenario)
 
 
 def calibration_report(

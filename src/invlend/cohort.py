@@ -32,13 +32,13 @@ formulas with the one-step matrix ``P`` in place of ``expm(Q dt)``. This is what
 :func:`invlend.simulate` draws, exactly, so simulations are tested against it with no bias.
 
 Everything is built from per-stage hazard arrays by :func:`_generator`; the chain solver
-(:func:`_chain_law`) works on any generator whose transient states carry a stage label, so a
-richer state space reuses it unchanged. For a (stage, regime) chain with regime generator
-``G`` (r, r) and per-regime blocks ``(Q_k, R_k) = _generator(...)`` of the hazards times
-regime ``k``'s multipliers, index states as ``k * n + s`` and pass
-``K = blockdiag(Q_1, .., Q_r) + kron(G, I_n)``, ``R = vstack(R_1, .., R_r)``,
-``label = tile(arange(n), r)`` and ``p0 = kron(regime start, stage start)``: labels still
-stay or rise by one along every transition, which is all the solver assumes.
+(:func:`_chain_law`) works on any generator whose transient states carry a stage label. A
+scenario with a funding cycle (``Scenario.cycle``) gives the joint (regime, stage) chain
+(:func:`_with_regimes`): states ``k * n + s``, ``K = blockdiag(Q_hot, Q_cold) + kron(G, I_n)``
+with ``G`` the regime generator and ``Q_k`` the stage chain under regime ``k``'s
+multipliers, ``R = vstack(R_hot, R_cold)``, ``label = tile(arange(n), 2)`` and
+``p0 = kron(regime start, stage start)``: labels still stay or rise by one along every
+transition, which is all the solver assumes. Exit multiples do not enter the chain.
 
 Example
 -------
@@ -60,7 +60,7 @@ import numpy as np
 from numpy.polynomial import hermite_e
 
 from invlend._lowering import lower_dynamics
-from invlend.config import Linkage, Scenario
+from invlend.config import FundingCycle, Linkage, Scenario
 
 __all__ = ["Cohort", "cohort"]
 
@@ -305,6 +305,57 @@ class _Hazards:
     ma: np.ndarray
     advance: np.ndarray
     quality_hazard: float
+    cycle: FundingCycle | None = None
+
+
+def _with_regimes(
+    hz: _Hazards, scale: np.ndarray, dt: float | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Transient rates, absorption rates, stage labels and the regime start law.
+
+    Without a cycle: the stage chain (on the grid: its one-step rates). With a cycle: the
+    joint (regime, stage) chain, state ``k * n + s`` for regime ``k`` (0 hot, 1 cold). In
+    continuous time ``K = blockdiag(Q_hot, Q_cold) + kron(G, I)`` with ``G`` the regime
+    generator. On the grid the engine holds a step's regime through the step and then moves
+    it with the exact two-state transition ``T``, so the one-step matrix is
+    ``P[(k, s), (k', s')] = P_k[s, s'] T[k, k']`` and a firm is absorbed by its regime's
+    ``P_k`` alone.
+    """
+    n = hz.default.size
+    if hz.cycle is None:
+        q_tt, r = _generator(hz.default * scale, hz.ipo, hz.ma, hz.advance)
+        r = np.broadcast_to(r, (*q_tt.shape[:-1], 3))
+        if dt is not None:
+            q_tt, r = _grid_generator(q_tt, r, dt)
+        return q_tt, r, np.arange(n), np.ones(1)
+    c = hz.cycle
+    blocks = []
+    for reg in (c.hot, c.cold):
+        q_k, r_k = _generator(hz.default * scale * reg.default, hz.ipo * reg.exit,
+                              hz.ma * reg.exit, hz.advance * reg.advance)  # fmt: skip
+        r_k = np.broadcast_to(r_k, (*q_k.shape[:-1], 3))
+        if dt is not None:
+            q_k, r_k = _grid_generator(q_k, r_k, dt)
+        blocks.append((q_k, r_k))
+    m = blocks[0][0].shape[0]
+    k_tt = np.zeros((m, 2 * n, 2 * n))
+    eye = np.eye(n)
+    if dt is None:
+        g = np.array([[-c.hot_to_cold, c.hot_to_cold], [c.cold_to_hot, -c.cold_to_hot]])
+        for a in range(2):
+            k_tt[:, a * n : (a + 1) * n, a * n : (a + 1) * n] = blocks[a][0]
+        k_tt += np.kron(g, eye)[None]
+    else:
+        p_hc, p_ch = c.transition(dt)
+        t = np.array([[1.0 - p_hc, p_hc], [p_ch, 1.0 - p_ch]])
+        for a in range(2):
+            step = eye + blocks[a][0] * dt  # the regime's one-step matrix P_a
+            for b in range(2):
+                k_tt[:, a * n : (a + 1) * n, b * n : (b + 1) * n] = step * t[a, b]
+        k_tt = (k_tt - np.eye(2 * n)) / dt
+    r = np.concatenate([blocks[0][1], blocks[1][1]], axis=-2)
+    start = np.array([1.0 - c.initial_cold, c.initial_cold])
+    return k_tt, np.ascontiguousarray(r), np.tile(np.arange(n), 2), start
 
 
 def _law_averaged(
@@ -320,18 +371,16 @@ def _law_averaged(
     start axis first.
     """
     n = hz.default.size
-    label = np.arange(n)
 
     def at(n_nodes: int) -> dict[str, Any]:
         x, w = _quality_rule(hz.quality_hazard, n_nodes)
         log_scale = np.clip(-hz.quality_hazard * x, -_LOG_SCALE_CAP, _LOG_SCALE_CAP)
         scale = np.exp(log_scale)[:, None]
-        q_tt, r = _generator(hz.default * scale, hz.ipo, hz.ma, hz.advance)
-        q_tt = np.ascontiguousarray(q_tt)
-        r = np.ascontiguousarray(np.broadcast_to(r, (x.size, n, 3)))
-        if dt is not None:
-            q_tt, r = _grid_generator(q_tt, r, dt)
-        law = _chain_law(q_tt, r, p0, label, n, horizon, dt)
+        k_tt, r, label, start = _with_regimes(hz, scale, dt)
+        k_tt = np.ascontiguousarray(k_tt)
+        r = np.ascontiguousarray(r)
+        p_states = np.kron(start[None, :], p0)  # (k, n_regimes * n): regime-major states
+        law = _chain_law(k_tt, r, p_states, label, n, horizon, dt)
         return {f: np.tensordot(w, getattr(law, f), axes=(0, 0)) for f in _Law._fields}
 
     if hz.quality_hazard == 0.0:
@@ -527,6 +576,7 @@ def _hazards(scenario: Scenario, linkage: Linkage | None) -> _Hazards:
         ma=np.array(dyn.ma_hazard, float),
         advance=np.array(dyn.advance_hazard, float),
         quality_hazard=float(dyn.quality_hazard),
+        cycle=scenario.cycle,
     )
 
 
@@ -537,15 +587,6 @@ def _check_barrier(scenario: Scenario, ignore_barrier: bool) -> None:
             f"({scenario.default_barrier:g} x V0), which depends on firm value and is outside "
             "the stage chain; the chain analytics exclude it. Pass ignore_barrier=True to get "
             "the hazard-only chain, or set default_barrier = 0"
-        )
-
-
-def _check_cycle(scenario: Scenario) -> None:
-    if getattr(scenario, "cycle", None) is not None:
-        raise ValueError(
-            "cycle: the scenario has a funding cycle; the chain analytics do not include it "
-            "yet (the joint (stage, regime) chain is planned). For the chain without it, pass "
-            "scenario.model_copy(update={'cycle': None})"
         )
 
 
@@ -626,7 +667,6 @@ def cohort(
     if nodes is not None and (not isinstance(nodes, int) or nodes < 1):
         raise ValueError(f"nodes: must be a positive integer, got {nodes!r}")
     _check_barrier(scenario, ignore_barrier)
-    _check_cycle(scenario)
     _check_horizon(horizon_years, grid, scenario)
     p0 = _start_weights(scenario, start_stage)
     hz = _hazards(scenario, linkage)

@@ -277,6 +277,18 @@ class _Table(Mapping):
     def __repr__(self) -> str:
         return self.__str__()
 
+    def _shown(self) -> list[str]:
+        """Metrics to print in the text table.
+
+        A row that is n/a for every structure (``pool_shortfall`` with no risk pool) is left
+        out; it stays in the data and in exports.
+        """
+        return [
+            m
+            for m in M.METRICS
+            if any(math.isfinite(row[m][0]) for row in self._data.values()) or not self._data
+        ]
+
     def _footer(self) -> str:
         return "".join(f"\nnote: {n}" for n in self.notes)
 
@@ -292,7 +304,7 @@ class Summary(_Table):
     def __str__(self) -> str:
         names = list(self._data)
         rows = []
-        for metric in M.METRICS:
+        for metric in self._shown():
             row = [metric]
             for n in names:
                 e = self._data[n][metric]
@@ -318,7 +330,7 @@ class Comparison(_Table):
         names = list(self._data)
         base = self.meta["baseline"]
         rows = []
-        for metric in M.METRICS:
+        for metric in self._shown():
             row = [metric]
             for n in names:
                 d = self._data[n][metric]
