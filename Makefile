@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO_OUT ?= invlend-report
 
-.PHONY: demo test lint format bench clean docs docs-serve
+.PHONY: demo test lint format bench clean docs docs-serve examples
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,11 @@ test: lint
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/bench_engine.py --out docs/performance.md
+
+# Re-execute every examples/*.ipynb top to bottom at full size and save the outputs in place
+# (the test extras have what the notebooks need: nbclient, ipykernel, pandas, dask).
+examples: $(VENV)/.installed-test
+	$(BIN)/python examples/execute.py --scale full --inplace
 
 # The documentation site (mkdocs.yml): `make docs` builds site/ in strict mode, any warning is
 # an error; `make docs-serve` serves it at http://127.0.0.1:8000 and rebuilds on edits.
