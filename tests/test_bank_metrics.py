@@ -116,3 +116,17 @@ def test_delta_method_se_agrees_with_a_bootstrap_of_the_same_estimator(res, summ
     print(f"{metric}: delta-method SE {delta:.4g}, bootstrap SE {boot:.4g}")
     # 300 replicates estimate an SE to about 4% (1/sqrt(2 * 300)); allow 20%.
     assert delta == pytest.approx(boot, rel=0.2)
+
+
+def test_an_equity_stake_adds_its_capital_to_irb_capital():
+    # The bank's investment arm takes 3% of each firm alongside a loan of 10% of its value:
+    # 8% x 400% (Basel III speculative unlisted equity) x 0.03 / 0.10 = 9.6% of principal.
+    eq = il.vc_linked().model_copy(update={"name": "eq", "equity": il.Equity()})
+    res = il.simulate(il.Scenario.default(), [il.vc_linked(), eq], n_portfolios=200,
+                      portfolio_size=50, seed=3)  # fmt: skip
+    s = res.summary(n_boot=0)
+    charge = 0.08 * C.equity_risk_weight("speculative_unlisted") * 0.03 / 0.10
+    assert charge == pytest.approx(0.096)
+    assert s["eq"]["irb_capital"].estimate - s["vc_linked"]["irb_capital"].estimate == (
+        pytest.approx(charge, rel=1e-12)
+    )

@@ -38,7 +38,8 @@ Metric definitions (all per unit of principal unless stated):
 ``economic_capital``  ``loss_var_999 - expected_loss``
 ``irb_capital``       Basel IRB capital ``K`` per unit of exposure (corporate formula with the
                       SME adjustment, :func:`invlend.capital.irb_capital`) at ``annual_pd``,
-                      ``lgd`` and the loan's maturity
+                      ``lgd`` and the loan's maturity, plus the capital of an equity stake
+                      (8% x 400%, Basel III speculative unlisted equity) per unit lent
 ``raroc``             ``npv_per_principal / (economic_capital * exposure_years)``: annual
                       NPV per unit of capital, with ``exposure_years`` the principal-weighted
                       years the loans are outstanding
@@ -187,11 +188,14 @@ def smooth_metrics(
     maturity_years: float = 2.5,
     hurdle: float = C.DEFAULT_HURDLE,
     sales_eur_m: float | None = IRB_SALES_EUR_M,
+    equity_charge: float = 0.0,
 ) -> dict:
     """Smooth metrics as ``{name: (estimate, influence values)}``.
 
     The IRB metrics are smooth functions of ratios, so their influence values follow by the
     chain rule: ``K`` is linear in LGD and differentiated numerically in PD.
+    ``equity_charge`` is the capital of an equity stake per unit of principal (see
+    :func:`equity_charge`), added to the loan's ``K`` in ``irb_capital``.
     """
     a = agg
     ones = np.ones(a.shape[0])
@@ -202,7 +206,8 @@ def smooth_metrics(
     h, u_h = _ratio(a[:, K.AGG_EAD], a[:, K.AGG_EXPOSURE])
     annual_pd = (-math.expm1(-h), math.exp(-h) * u_h) if math.isfinite(h) else (h, u_h)
     years = _ratio(a[:, K.AGG_EXPOSURE], a[:, K.AGG_PRINCIPAL])
-    irb = _irb(annual_pd, lgd, maturity_years, sales_eur_m)
+    k_loan, u_k = _irb(annual_pd, lgd, maturity_years, sales_eur_m)
+    irb = (k_loan + equity_charge, u_k)
     return {
         "npv_per_principal": npv_pp,
         "npv_per_loan": _ratio(a[:, K.AGG_NPV], a[:, K.AGG_ACCEPTED]),
@@ -222,6 +227,20 @@ def smooth_metrics(
             a[:, K.AGG_POOL_CLAIMS] - a[:, K.AGG_POOL_PAID], a[:, K.AGG_POOL_CLAIMS]
         ),
     }
+
+
+def equity_charge(equity_to_value: float, loan_to_value: float) -> float:
+    """Regulatory capital of an equity stake per unit of principal lent.
+
+    8% of the stake's risk-weighted amount, with the Basel III standardised weight for
+    speculative unlisted equity (venture capital; 400%, see
+    :func:`invlend.capital.equity_risk_weight`): ``0.08 * 4.0 * equity_to_value /
+    loan_to_value``, since the stake is ``equity_to_value * V0`` and the principal
+    ``loan_to_value * V0``.
+    """
+    if equity_to_value == 0.0:
+        return 0.0
+    return 0.08 * C.equity_risk_weight() * equity_to_value / loan_to_value
 
 
 # Estimates with influence values, combined by the chain rule (NaN propagates).

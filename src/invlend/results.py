@@ -195,6 +195,12 @@ def write_csv(path: str | Path, records: list[dict[str, Any]], fields: list[str]
         w.writerows(records)
 
 
+def _equity_charge(structure: Structure) -> float:
+    """Regulatory capital of the structure's equity stake per unit of principal."""
+    e = structure.equity
+    return 0.0 if e is None else M.equity_charge(e.equity_to_value, structure.loan.loan_to_value)
+
+
 def _need_firms(result) -> None:
     """Refuse per-firm work on a result that kept only aggregates."""
     if result.keep != "firms":
@@ -511,7 +517,8 @@ class SimulationResult(Mapping):
         size = self.portfolio_size
         smooth = {
             n: M.smooth_metrics(r.aggregates, r.portfolio_irr, size,
-                                r.structure.loan.maturity_years, hurdle, sales_eur_m)
+                                r.structure.loan.maturity_years, hurdle, sales_eur_m,
+                                _equity_charge(r.structure))
             for n, r in self.items()
         }  # fmt: skip
         full = np.ones((1, self.n_portfolios))
