@@ -164,3 +164,12 @@ def test_pool_plot_shows_claims_paid_and_the_cap(cycle_res, ax):
     assert f"{unpaid:.1%} of claims unpaid" in ax.get_title()
     with pytest.raises(ValueError, match="risk_pool"):
         P.plot_pool(cycle_res, ax=ax, structure="pure_loan")
+
+
+def test_axis_units_follow_the_metric(res, ax):
+    P.plot_risk_return(res, ax=ax, risk="irb_capital", ret="npv_per_applicant")
+    assert ax.get_xlabel() == "IRB capital (share of principal)"
+    assert ax.get_ylabel() == "NPV per applicant (currency units)"
+    # a rate axis is formatted as a percentage, a currency axis is not
+    assert ax.xaxis.get_major_formatter().__class__.__name__ == "PercentFormatter"
+    assert ax.yaxis.get_major_formatter().__class__.__name__ != "PercentFormatter"

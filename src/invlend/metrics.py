@@ -126,6 +126,33 @@ _TAIL = (
     "eva",
 )
 
+#: Metrics in currency units or in standard deviations of quality; all others are rates.
+_NOT_RATES = {
+    "npv_per_loan": "currency units",
+    "npv_per_applicant": "currency units",
+    "accepted_quality": "standard deviations",
+}
+
+
+def is_rate(metric: str) -> bool:
+    """Whether ``metric`` is a rate or a share (printed and plotted as a percentage)."""
+    return metric not in _NOT_RATES
+
+
+def axis_label(metric: str) -> str:
+    """A plot label for ``metric`` with its unit when it is not a percentage."""
+    special = {"pd": "PD", "lgd": "LGD", "irr": "IRR", "annual_pd": "annual PD",
+               "prob_negative_npv": "share of loans with NPV < 0"}  # fmt: skip
+    for kind in ("var", "es"):
+        for level, text in (("99", "99%"), ("999", "99.9%")):
+            special[f"loss_{kind}_{level}"] = f"loss {kind.upper().replace('VAR', 'VaR')} {text}"
+    name = metric.replace("_", " ").replace("npv", "NPV").replace("irb", "IRB")
+    name = name.replace("raroc", "RAROC").replace("eva", "EVA")
+    name = special.get(metric, name)
+    unit = _NOT_RATES.get(metric)
+    return f"{name} ({unit})" if unit else name
+
+
 #: Borrower annual sales in EUR millions for the IRB SME firm-size adjustment in summaries:
 #: 5, the floor of the adjustment (Basel II ¶273), for small technology firms (an estimate).
 IRB_SALES_EUR_M = 5.0

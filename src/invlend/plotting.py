@@ -218,11 +218,14 @@ def plot_risk_return(
                     yerr=1.96 * y.se if np.isfinite(y.se) else None, fmt="o", capsize=4,
                     color=f"C{i}", label=n, **kw)  # fmt: skip
         ax.annotate(n, (x.estimate, y.estimate), textcoords="offset points", xytext=(6, 6))
-    ax.set_xlabel(f"{risk.replace('_', ' ')} per unit of principal")
-    ax.set_ylabel(ret.replace("_", " "))
+    ax.margins(0.15)  # room for the names next to the points
+    ax.set_xlabel(M.axis_label(risk) + (" (share of principal)" if M.is_rate(risk) else ""))
+    ax.set_ylabel(M.axis_label(ret) + (" (share of principal)" if M.is_rate(ret) else ""))
     ax.set_title("Risk and return of each structure (bars: 95% intervals)")
-    _percent(ax, "x")
-    _percent(ax, "y")
+    if M.is_rate(risk):
+        _percent(ax, "x")
+    if M.is_rate(ret):
+        _percent(ax, "y")
     ax.legend()
     return ax
 
@@ -266,9 +269,9 @@ def plot_sweep(
             ax.fill_between(x, y - 1.96 * se, y + 1.96 * se, color=f"C{i}", alpha=0.2)
         title = f"{metric.replace('_', ' ')} by {sweep_result.params[0]}"
     ax.set_xlabel(sweep_result.params[0])
-    ax.set_ylabel(metric.replace("_", " "))
+    ax.set_ylabel(M.axis_label(metric))
     ax.set_title(title + " (bands: 95% intervals)")
-    if metric != "npv_per_loan":
+    if M.is_rate(metric):
         _percent(ax, "y")
     ax.legend()
     return ax
@@ -363,8 +366,8 @@ def plot_tornado(sens: dict[str, dict[str, float]], *, ax=None, metric: str = ""
     labels = [f"{p}\n({r['low_value']:.4g} / {r['high_value']:.4g})" for p, r in items]
     ax.set_yticks(range(len(items)), labels)
     ax.axvline(base, color="k", linewidth=1)
-    ax.set_xlabel(metric.replace("_", " ") or "metric")
-    if metric and metric != "npv_per_loan":
+    ax.set_xlabel(M.axis_label(metric) if metric else "metric")
+    if metric and M.is_rate(metric):
         _percent(ax, "x")
     ax.set_title("Sensitivity to each parameter")
     ax.legend(loc="lower right")

@@ -41,7 +41,7 @@ from invlend.config import Scenario, Structure
 
 __all__ = ["Comparison", "Difference", "Outcomes", "SimulationResult", "StructureResult", "Summary"]
 
-_PERCENT = set(M.METRICS) - {"npv_per_loan", "npv_per_applicant", "accepted_quality"}
+_PERCENT = {m for m in M.METRICS if M.is_rate(m)}
 
 
 def _ro(a: np.ndarray) -> np.ndarray:
