@@ -35,7 +35,6 @@ Example
 from __future__ import annotations
 
 import math
-import re
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -44,11 +43,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple, Self
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 from scipy.optimize import least_squares
 
 from invlend.cohort import _check_barrier, _Hazards, _law_averaged, _start_weights
-from invlend.config import Linkage, Scenario, Stage
+from invlend.config import Linkage, Scenario, Stage, _check_name, _Model
 
 __all__ = [
     "Calibration",
@@ -85,26 +84,10 @@ _LABEL = {
     "exit": "exit",
     "ended": "any event",
 }
-_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-]{0,63}$")
 
 #: Lower bound of a fitted hazard (per year): positive, so that log-hazards are finite. The
 #: upper bound is the Stage model's own (``le`` of the field).
 HAZARD_FLOOR = 1e-8
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(
-        frozen=True, extra="forbid", allow_inf_nan=False, validate_default=True
-    )
-
-
-def _ident(value: str, what: str) -> str:
-    if not _NAME.match(value):
-        raise ValueError(
-            f"{what} {value!r} must start with a letter and use only letters, digits, "
-            "'_', '.', '-' (at most 64 characters)"
-        )
-    return value
 
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
@@ -159,7 +142,7 @@ class Target(_Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
-        _ident(self.name, "name: target name")
+        _check_name(self.name, "name: target name")
         if self.outcome == "reach" and self.stage is None:
             raise ValueError("stage: a 'reach' target needs the stage it reaches")
         if self.outcome != "reach" and self.stage is not None:
@@ -229,7 +212,7 @@ class TargetSet(_Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
-        _ident(self.name, "name: target set name")
+        _check_name(self.name, "name: target set name")
         names = [t.name for t in self.targets]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
