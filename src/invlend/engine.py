@@ -20,7 +20,9 @@ Example
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata as md
+import importlib.util
 import sys
 import threading
 from collections.abc import Sequence
@@ -45,8 +47,13 @@ from invlend.rng import root_key as _root_key
 
 __all__ = ["BACKENDS", "resolve_seed", "simulate"]
 
-BACKENDS = ("cpu", "numpy", "cuda")
+BACKENDS = ("cpu", "numpy", "cuda", "auto")
 _DEFAULT_CHUNK_FIRMS = 1 << 18
+# A GPU wants millions of firms per launch; the device memory this takes, about 100 bytes per
+# firm for the outcomes of one linkage and one structure's per-firm results, is far below a
+# data-centre GPU's.
+_CUDA_CHUNK_FIRMS = 1 << 24
+_CUDA_INSTALL = 'pip install "invlend[cuda]"'
 # numba's workqueue threading layer (used where neither OpenMP nor TBB is installed) must not
 # run parallel kernels from two Python threads at once; each kernel uses every core anyway.
 _KERNEL_LOCK = threading.Lock()
@@ -96,7 +103,7 @@ def resolve_seed(seed: int | np.random.SeedSequence | None) -> tuple[int, Any, t
     return root, entropy, tuple(int(k) for k in ss.spawn_key)
 
 
-def _versions() -> dict[str, str]:
+def _versions(backend: str = "cpu") -> dict[str, str]:
     out = {"invlend": __version__, "python": sys.version.split()[0]}
     for pkg in ("numpy", "scipy", "numba", "pydantic"):
         try:
@@ -104,6 +111,14 @@ def _versions() -> dict[str, str]:
         except md.PackageNotFoundError:  # pragma: no cover - all are dependencies
             out[pkg] = "missing"
     out["stream"] = str(STREAM_VERSION)
+    if backend == "cuda":
+        from invlend import _cuda
+
+        try:
+            out["numba-cuda"] = md.version("numba-cuda")
+        except md.PackageNotFoundError:
+            out["numba-cuda"] = "missing (numba's built-in numba.cuda)"
+        out["cuda_device"] = _cuda.device_name()
     return out
 
 
@@ -156,21 +171,53 @@ def _check_memory(n_port: int, size: int, n_groups: int, n_struct: int, n_chk: i
         )
 
 
+@functools.cache
+def _cuda_problem() -> tuple[str | None, bool]:
+    """Why ``backend="cuda"`` cannot run here (None if it can), and whether it is simulated.
+
+    The second value says whether numba's CUDA simulator stands in for a GPU
+    (``NUMBA_ENABLE_CUDASIM=1``).
+
+    Imports ``numba.cuda`` (and starts the CUDA driver), so it is called only when the cuda or
+    the auto backend is asked for; the answer is kept for the process.
+    """
+    try:
+        from numba import config, cuda
+    except Exception as exc:  # pragma: no cover - numba without its cuda package
+        return f"numba.cuda cannot be imported ({exc})", False
+    if config.ENABLE_CUDASIM:
+        return None, True
+    if not cuda.is_available():
+        if importlib.util.find_spec("numba_cuda") is None:
+            return "no CUDA GPU was found, and the numba-cuda package is not installed", False
+        return "no CUDA GPU was found (numba.cuda.is_available() is False)", False
+    try:
+        from numba.cuda.cudadrv import nvvm
+
+        nvvm.NVVM()
+    except Exception as exc:
+        return f"a CUDA GPU is here but the NVVM compiler library is not ({exc})", False
+    return None, False
+
+
 def _check_backend(backend: str) -> str:
+    """The backend that runs: ``backend``, or for ``"auto"`` ``"cuda"`` or ``"cpu"``.
+
+    ``"auto"`` takes ``"cuda"`` where a CUDA GPU is ready (never numba's simulator).
+    """
     if backend not in BACKENDS:
         raise ValueError(f"backend: unknown backend {backend!r}; choices are {list(BACKENDS)}")
+    if backend == "auto":
+        problem, simulated = _cuda_problem()
+        return "cuda" if problem is None and not simulated else "cpu"
     if backend == "cuda":
-        try:
-            from numba import cuda
-
-            available = cuda.is_available()
-        except Exception:
-            available = False
-        raise ValueError(
-            "backend: 'cuda' is not implemented in this version"
-            + ("" if available else " and no CUDA GPU was found")
-            + "; choices that run here are ['cpu', 'numpy']"
-        )
+        problem, _ = _cuda_problem()
+        if problem is not None:
+            raise ValueError(
+                f"backend: 'cuda' cannot run here: {problem}; on a machine with an NVIDIA GPU, "
+                f"install the GPU extra with {_CUDA_INSTALL}; choices that run here are "
+                "['cpu', 'numpy']"
+            )
     return backend
 
 
@@ -199,7 +246,7 @@ def simulate(
     executor: Any = None,
     progress: bool = False,
     sample_paths: int = 0,
-    chunk_firms: int = _DEFAULT_CHUNK_FIRMS,
+    chunk_firms: int | None = None,
     keep: str = "firms",
 ):
     """Simulate portfolios of applicant firms and evaluate every structure on the same paths.
@@ -217,8 +264,11 @@ def simulate(
         Applicant firms per portfolio.
     seed : int, numpy.random.SeedSequence or None
         Root of every random stream; ``None`` draws fresh entropy, recorded on the result.
-    backend : {"cpu", "numpy", "cuda"}
-        ``"cpu"``: numba kernels on all cores; ``"numpy"``: the vectorised NumPy oracle.
+    backend : {"cpu", "numpy", "cuda", "auto"}
+        ``"cpu"``: numba kernels on all cores; ``"numpy"``: the vectorised NumPy oracle;
+        ``"cuda"``: the same kernels on an NVIDIA GPU (``pip install "invlend[cuda]"``; events
+        equal the ``cpu`` backend's, values agree to rounding); ``"auto"``: ``"cuda"`` where a
+        CUDA GPU is ready, else ``"cpu"``. The result records the backend that ran.
     executor : concurrent.futures.Executor or dask.distributed.Client, optional
         Runs ranges of portfolios as separate tasks; the merged result is identical.
     progress : bool
@@ -226,8 +276,9 @@ def simulate(
     sample_paths : int
         Record the value paths of the first ``sample_paths`` firms (flat order) for plotting;
         ``NaN`` after a firm's event.
-    chunk_firms : int
-        Firms per range of portfolios processed at once (memory of the temporaries).
+    chunk_firms : int, optional
+        Firms per range of portfolios processed at once (memory of the temporaries); by
+        default 262,144 (``cpu``, ``numpy``) or 16,777,216 (``cuda``: firms per GPU launch).
     keep : {"firms", "aggregates"}
         ``"firms"`` keeps every per-firm array; ``"aggregates"`` keeps only the per-portfolio
         totals and IRRs that ``summary()`` and ``compare()`` need, so memory grows with
@@ -245,8 +296,10 @@ def simulate(
     n_portfolios = _check_count("n_portfolios", n_portfolios)
     portfolio_size = _check_count("portfolio_size", portfolio_size)
     sample_paths = _check_count("sample_paths", sample_paths, low=0)
-    chunk_firms = _check_count("chunk_firms", chunk_firms)
     backend = _check_backend(backend)
+    if chunk_firms is None:
+        chunk_firms = _CUDA_CHUNK_FIRMS if backend == "cuda" else _DEFAULT_CHUNK_FIRMS
+    chunk_firms = _check_count("chunk_firms", chunk_firms)
     n_firms = n_portfolios * portfolio_size
     if n_firms > _MAX_FIRMS and keep == "firms":
         raise ValueError(
@@ -329,7 +382,7 @@ def simulate(
         seed_spawn_key=spawn_key,
         backend=backend,
         keep=keep,
-        versions=_versions(),
+        versions=_versions(backend),
     )
 
 
@@ -421,6 +474,11 @@ def _run_range_locked(
     ret = out is None
     if out is None:
         out = _views(_allocate(spec, p1 - p0, firms=spec.keep_firms), 0, p1 - p0)
+    if spec.backend == "cuda":  # per-firm arrays live on the device
+        from invlend import _cuda
+
+        _cuda.run_range(spec, p0, p1, out, _OUTCOME_FIELDS, _FIRM_FIELDS)
+        return out if ret else None
     if not spec.keep_firms:  # per-firm arrays live only while this range is computed
         out = {**_allocate(spec, p1 - p0), **out}
     size = spec.portfolio_size

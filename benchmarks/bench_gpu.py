@@ -1,0 +1,644 @@
+"""GPU benchmark of the ``cuda`` backend: live firm-steps per second, one command.
+
+Usage on a machine with an NVIDIA GPU and ``invlend[cuda]`` (or numba-cuda) installed::
+
+    python benchmarks/bench_gpu.py --out docs/performance_gpu.md   # about 3 minutes on an H200
+    python benchmarks/bench_gpu.py --quick                         # about 1 minute
+
+What it does, in order, on the built-in scenario (five stages, monthly, five years) with the
+three default structures, 100 firms per portfolio:
+
+1. **Check.** Runs ``invlend.simulate`` with ``backend="cuda"`` and ``backend="cpu"`` on a
+   sample (the default scenario, and one with jumps, a barrier, a funding cycle, a risk pool
+   and screening) and stops unless events, steps, stages and regimes are identical and every
+   value agrees to ``invlend._cuda.RTOL``: a benchmark never reports a wrong kernel's speed.
+2. **GPU, kernel only.** For 1M, 4M, 16M and 64M firm-paths: the firm-simulation kernel
+   alone on inputs already on the device (best of ``--repeat``), and the evaluation of the
+   three structures with their portfolio IRRs.
+3. **GPU, end to end.** ``invlend.simulate(..., backend="cuda", keep="aggregates")``: lowering,
+   drawing the market on the device, simulating both linkages, evaluating, copying back.
+4. **cpu on the same machine.** The same two measurements with the ``cpu`` backend (numba on
+   every core) at smaller sizes; rates are per second, so they compare across sizes.
+5. **Vectorised CuPy twin**, where CuPy is installed: the same model written as plain array
+   code over all firms each step (a mask marks the live ones), with the same counter-based
+   hash, ziggurat and event test, so its events are checked against the kernel's too.
+
+A *live firm-step* is one time step of a firm that has not yet had its event: every rate
+divides the same model's work by the time taken. Targets (issue 8, H100/H200): >= 30G live
+firm-steps/s for the kernel, and >= 2x the vectorised version.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata as md
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+try:
+    import invlend as il
+except ImportError:  # run from a checkout without installing
+    sys.path.insert(0, str(ROOT / "src"))
+    import invlend as il
+
+from invlend import _kernels as K  # noqa: E402
+from invlend import rng  # noqa: E402
+from invlend._lowering import lower_dynamics, lower_structure  # noqa: E402
+from invlend.engine import _FIRM_FIELDS, _OUTCOME_FIELDS, resolve_seed  # noqa: E402
+
+SIZE = 100  # firms per portfolio
+SEED = 1
+SIZES = (1 << 20, 1 << 22, 1 << 24, 1 << 26)  # 1M, 4M, 16M, 64M firm-paths
+QUICK_SIZES = (1 << 20, 1 << 22)
+TARGET_RATE = 30e9
+TARGET_VS_VECTORISED = 2.0
+
+
+def _fmt(n: float) -> str:
+    for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= div:
+            return f"{n / div:.2f}{unit}"
+    return f"{n:.0f}"
+
+
+def _firms(n: int) -> str:
+    return f"{n / 2**20:.0f}M" if n >= 2**20 else f"{n:,}"
+
+
+def _version(pkg: str) -> str:
+    try:
+        return md.version(pkg)
+    except md.PackageNotFoundError:
+        return "not installed"
+
+
+def machine_info(cuda) -> dict:
+    """GPU model, driver and CUDA versions, package versions."""
+    from invlend import _cuda
+
+    info = {
+        "gpu": _cuda.device_name(),
+        "numba": _version("numba"),
+        "numba-cuda": _version("numba-cuda"),
+        "numba.cuda": getattr(cuda, "implementation", "?"),
+        "numpy": _version("numpy"),
+        "cupy": _version("cupy") if _version("cupy") != "not installed" else "",
+        "python": platform.python_version(),
+        "cpu": f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical cores",
+    }
+    if not cuda.is_available() or info["gpu"] == "simulator":
+        return info
+    try:
+        drv = cuda.cudadrv.driver.driver.get_version()
+        info["driver CUDA version"] = ".".join(map(str, drv))
+        info["runtime CUDA version"] = ".".join(map(str, cuda.runtime.get_version()))
+    except Exception as exc:  # pragma: no cover - depends on the bindings
+        info["driver CUDA version"] = f"unknown ({exc})"
+    try:
+        smi = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=30, check=True,
+        )  # fmt: skip
+        info["nvidia-smi"] = smi.stdout.strip().splitlines()[0]
+    except (OSError, subprocess.SubprocessError, IndexError):
+        pass
+    return info
+
+
+# --- 1. the check ------------------------------------------------------------------------
+
+
+def _check_scenarios():
+    sc = il.Scenario.default()
+    data = sc.model_dump()
+    data["market"].update(jump_rate=1.0, jump_mean=-0.05, jump_vol=0.3)
+    busy = il.Scenario.model_validate(
+        {**data, "default_barrier": 0.4, "cycle": il.FundingCycle(hot_to_cold=1.0).model_dump()}
+    )
+    extra = il.Structure(
+        name="pooled_screened",
+        loan=il.Loan(loan_to_value=0.4, maturity_years=3.0),
+        risk_pool=il.RiskPool(covered_fraction=0.6, annual_cap=0.02),
+        screening=il.Screening(signal_noise=0.3, acceptance_rate=0.4, cost=0.01),
+    )
+    return [
+        ("default", sc, il.default_structures()),
+        ("jumps, barrier, cycle, pool, screening", busy, [*il.default_structures(), extra]),
+    ]
+
+
+def check(n_portfolios: int) -> list[str]:
+    """cuda against cpu on samples; raises SystemExit on any disagreement."""
+    from invlend._cuda import RTOL
+
+    lines = []
+    for name, sc, structures in _check_scenarios():
+        kw = dict(n_portfolios=n_portfolios, portfolio_size=SIZE, seed=SEED, sample_paths=50)
+        cpu = il.simulate(sc, structures, backend="cpu", **kw)
+        gpu = il.simulate(sc, structures, backend="cuda", **kw)
+        worst = 0.0
+        identical = 0
+        for key, want in cpu._arrays.items():
+            got = gpu._arrays[key]
+            if want.dtype.kind in "iub":
+                if not np.array_equal(got, want):
+                    bad = int((got != want).sum())
+                    raise SystemExit(f"check failed: {name}: {key} differs in {bad} places")
+            else:
+                if not np.array_equal(np.isnan(got), np.isnan(want)):
+                    raise SystemExit(f"check failed: {name}: {key} has NaN in other places")
+                scale = float(np.nanmax(np.abs(want), initial=0.0)) or 1.0
+                err = float(np.nanmax(np.abs(got - want), initial=0.0)) / scale
+                worst = max(worst, err)
+                if not np.allclose(got, want, rtol=RTOL, atol=RTOL * scale, equal_nan=True):
+                    raise SystemExit(f"check failed: {name}: {key} differs by {err:.2e} relative")
+            identical += np.array_equal(got, want, equal_nan=True)
+        n = n_portfolios * SIZE
+        lines.append(
+            f"- {name}: {n:,} firm-paths, {len(structures)} structures: events, steps, "
+            f"stages and regimes identical; {identical}/{len(cpu._arrays)} arrays bit-identical, "
+            f"largest difference {worst:.1e} of an array's scale (tolerance {RTOL:g})"
+        )
+        print(lines[-1], flush=True)
+    return lines
+
+
+# --- 2. kernels alone ----------------------------------------------------------------------
+
+
+class Inputs:
+    """Lowered inputs of ``n`` firms of the default scenario, as ``simulate(seed=SEED)`` has."""
+
+    def __init__(self, n: int):
+        self.sc = sc = il.Scenario.default()
+        self.structures = il.default_structures()
+        self.n_port = n // SIZE
+        self.n = self.n_port * SIZE
+        dt = sc.dt
+        maturities = [round(s.loan.maturity_years / dt) for s in self.structures]
+        self.chk = np.unique(maturities).astype(np.int64)
+        links = [il.Linkage(), self.structures[2].linkage]  # pure/warrant, then vc_linked
+        self.dyn = [lower_dynamics(sc, lk, self.chk) for lk in links]
+        self.group_of = [0, 0, 1]
+        self.terms = [lower_structure(sc, s, self.chk) for s in self.structures]
+        seed_key = rng.root_key(resolve_seed(SEED)[0])
+        self.pkeys = rng.portfolio_keys(seed_key, np.arange(self.n_port))
+        self.ctr = rng.counter_table(sc.n_steps)
+        self.n_years = -(-sc.n_steps // sc.steps_per_year)
+
+
+def _outcomes(n: int, n_chk: int, alloc):
+    arrays = [alloc(n, dtype) for dtype in _OUTCOME_FIELDS.values()]
+    return [*arrays, alloc((n, n_chk), np.float64)]
+
+
+class GpuKernels:
+    """The cuda kernels on device-resident inputs of one size."""
+
+    def __init__(self, inp: Inputs):
+        from numba import cuda
+
+        from invlend import _cuda as C
+
+        self.cuda, self.C, self.inp = cuda, C, inp
+        n, n_port, n_steps = inp.n, inp.n_port, inp.sc.n_steps
+        self.pkeys = cuda.to_device(inp.pkeys)
+        self.ctr = cuda.to_device(inp.ctr)
+        self.market = cuda.device_array((n_port, n_steps))
+        C._market_shocks[C._blocks(n_port * n_steps, C.THREADS_PORTFOLIOS),
+                         C.THREADS_PORTFOLIOS](self.pkeys, self.ctr, self.market)  # fmt: skip
+        self.regime = cuda.to_device(np.zeros((n_port, n_steps), np.int8))
+        self.paths = cuda.device_array((0, n_steps + 1))
+        self.dyn = [C._to_device(d) for d in inp.dyn]
+        self.terms = [C._to_device(t) for t in inp.terms]
+
+        def alloc(shape, dtype):
+            return cuda.device_array(shape, dtype)
+
+        self.out = [_outcomes(n, inp.chk.size, alloc) for _ in inp.dyn]
+        self.f = [alloc(n, dtype) for dtype in _FIRM_FIELDS.values()]
+        self.agg = alloc((n_port, K.N_AGG), np.float64)
+        self.pool = [alloc((n_port, inp.n_years), np.float64) for _ in range(2)]
+        self.cf = alloc((n_port, n_steps + 1), np.float64)
+        self.work = alloc((n_port, n_steps + 2), np.float64)
+        self.irr = alloc(n_port, np.float64)
+
+    def simulate(self, g: int = 0):
+        C, inp = self.C, self.inp
+        C.simulate_firms[C._blocks(inp.n, C.THREADS_FIRMS), C.THREADS_FIRMS](
+            self.ctr, self.pkeys, self.market, self.regime, SIZE, 0, *self.dyn[g],
+            *self.out[g][:11], self.out[g][11], self.paths,
+        )  # fmt: skip
+        self.cuda.synchronize()
+
+    def evaluate(self):
+        C, inp = self.C, self.inp
+        blocks = C._blocks(inp.n_port, C.THREADS_PORTFOLIOS)
+        y_lo, y_hi = math.exp(-8.0 * inp.sc.dt), math.exp(8.0 * inp.sc.dt)
+        for s, terms in enumerate(self.terms):
+            o = self.out[inp.group_of[s]]
+            C.evaluate_structure[blocks, C.THREADS_PORTFOLIOS](
+                o[0], o[1], o[2], o[7], o[8], o[9], o[6], o[10], o[11], SIZE, *terms,
+                *self.f, self.agg, *self.pool, self.cf, self.work,
+            )  # fmt: skip
+            C._portfolio_irr[blocks, C.THREADS_PORTFOLIOS](self.cf, inp.sc.dt, y_lo, y_hi, self.irr)
+        self.cuda.synchronize()
+
+    def host(self, g: int, field: str) -> np.ndarray:
+        return self.out[g][list(_OUTCOME_FIELDS).index(field)].copy_to_host()
+
+
+class CpuKernels:
+    """The cpu kernels on host inputs of one size (the same firms as :class:`GpuKernels`)."""
+
+    def __init__(self, inp: Inputs):
+        self.inp = inp
+        n, n_port, n_steps = inp.n, inp.n_port, inp.sc.n_steps
+        self.market = rng.market_shocks(rng.market_keys(inp.pkeys), inp.ctr, n_steps)
+        self.regime = np.zeros((n_port, n_steps), np.int8)
+        self.paths = np.empty((0, n_steps + 1))
+        self.out = [_outcomes(n, inp.chk.size, np.empty) for _ in inp.dyn]
+        self.f = [np.empty(n, dtype) for dtype in _FIRM_FIELDS.values()]
+        self.agg = np.empty((n_port, K.N_AGG))
+        self.pool = [np.empty((n_port, inp.n_years)) for _ in range(2)]
+        self.cf = np.empty((n_port, n_steps + 1))
+        self.work = np.empty((n_port, n_steps + 2))
+        self.irr = np.empty(n_port)
+
+    def simulate(self, g: int = 0):
+        inp = self.inp
+        K._simulate_firms(inp.ctr, inp.pkeys, self.market, self.regime, SIZE, 0, *inp.dyn[g],
+                          *self.out[g][:11], self.out[g][11], self.paths)  # fmt: skip
+
+    def evaluate(self):
+        inp = self.inp
+        for s, terms in enumerate(inp.terms):
+            o = self.out[inp.group_of[s]]
+            K._evaluate_structure(
+                o[0], o[1], o[2], o[7], o[8], o[9], o[6], o[10], o[11], SIZE, *terms,
+                *self.f, self.agg, *self.pool, self.cf, self.work,
+            )  # fmt: skip
+            K._portfolio_irr(self.cf, inp.sc.dt, self.irr)
+
+    def host(self, g: int, field: str) -> np.ndarray:
+        return self.out[g][list(_OUTCOME_FIELDS).index(field)]
+
+
+def _best(fn, repeat: int) -> float:
+    best = math.inf
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def kernels(engine_cls, n: int, repeat: int) -> dict:
+    """Best times of the simulation (default linkage) and of evaluating the 3 structures."""
+    inp = Inputs(n)
+    k = engine_cls(inp)
+    k.simulate(1)  # the VC partner's linkage: its outcomes for vc_linked, and its live steps
+    k.simulate(0)  # warm-up (compiles or loads the kernel at the first size)
+    t_sim = _best(k.simulate, repeat)
+    k.evaluate()
+    t_eval = _best(k.evaluate, repeat)
+    live = [int(k.host(g, "step").astype(np.int64).sum()) for g in (0, 1)]
+    events = k.host(0, "event")[: min(n, 1 << 20)].copy()
+    del k
+    return dict(firms=inp.n, live=live[0], live_both=sum(live), t_sim=t_sim, t_eval=t_eval,
+                rate=live[0] / t_sim, events=events)  # fmt: skip
+
+
+def end_to_end(backend: str, n: int, repeat: int, live_both: int) -> dict:
+    """``invlend.simulate`` with the default structures, per-portfolio results kept."""
+    kw = dict(n_portfolios=n // SIZE, portfolio_size=SIZE, seed=SEED, keep="aggregates")
+
+    def run():
+        il.simulate(il.Scenario.default(), backend=backend, **kw)
+
+    t = _best(run, repeat)
+    return dict(firms=n, t=t, paths_rate=n / t, rate=live_both / t)
+
+
+# --- 5. the vectorised twin ------------------------------------------------------------------
+
+
+def _mix64(xp, z):
+    z = (z ^ (z >> xp.uint64(30))) * xp.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> xp.uint64(27))) * xp.uint64(0x94D049BB133111EB)
+    return z ^ (z >> xp.uint64(31))
+
+
+def _to_unit(xp, b):
+    return ((b >> xp.uint64(12)).astype(xp.float64) + 0.5) * 2.0**-52
+
+
+def _normal_bits(xp, b, zx, zr, zf):
+    """``rng._normal_bits_array`` written for any array module ``xp`` (NumPy or CuPy)."""
+    gamma = xp.uint64(int(rng.GAMMA))
+    i = (b & xp.uint64(0xFF)).astype(xp.int64)
+    u = 2.0 * _to_unit(xp, b) - 1.0
+    out = u * zx[i]
+    slow = xp.flatnonzero(~(xp.abs(u) < zr[i]))
+    if slow.size == 0:
+        return out
+    bs = _mix64(xp, b[slow] + gamma)
+    tail = i[slow] == 0
+    t = slow[tail]
+    if t.size:
+        bt = bs[tail]
+        res = xp.empty(t.size)
+        pend = xp.arange(t.size)
+        while pend.size:
+            xx = -xp.log(_to_unit(xp, bt[pend])) / rng._ZIG_R
+            b2 = _mix64(xp, bt[pend] + gamma)
+            yy = -xp.log(_to_unit(xp, b2))
+            bt[pend] = _mix64(xp, b2 + gamma)
+            ok = 2.0 * yy >= xx * xx
+            acc = pend[ok]
+            res[acc] = xp.where(u[t[acc]] > 0.0, rng._ZIG_R + xx[ok], -(rng._ZIG_R + xx[ok]))
+            pend = pend[~ok]
+        out[t] = res
+    w = slow[~tail]
+    if w.size:
+        bw = bs[~tail]
+        iw = i[w]
+        xw = out[w]
+        ok = zf[iw + 1] + _to_unit(xp, bw) * (zf[iw] - zf[iw + 1]) < xp.exp(-0.5 * xw * xw)
+        rej = ~ok
+        if bool(rej.any()):
+            out[w[rej]] = _normal_bits(xp, _mix64(xp, bw[rej] + gamma), zx, zr, zf)
+    return out
+
+
+def vectorised_simulate(xp, inp: Inputs, market):
+    """The firm simulation of the default scenario as plain array code over all firms.
+
+    Each step draws for every firm and updates the live ones through masks; a firm's stage
+    constants are recomputed where it advanced. Same hash, ziggurat, event test and order of
+    operations as the kernel, so the events are the kernel's; it keeps what the kernel keeps
+    (stage, rounds, dilution, the values at the loan maturities). Only the features the
+    default scenario uses (no jumps, barrier or funding cycle). Returns (event, step, value).
+    """
+    d = inp.dyn[0]
+    if d.jump_rate > 0 or d.log_barrier > -math.inf or d.regime_scale.shape[0] > 1:
+        raise ValueError("the vectorised twin covers the default scenario only")
+    u8 = xp.uint64
+    zx, zr, zf = (xp.asarray(a) for a in (rng._ZX, rng._ZR, rng._ZF))
+    ctr = inp.ctr  # host words, passed as scalars
+    n, size = inp.n, SIZE
+    pk = xp.asarray(inp.pkeys)
+    salt = _mix64(xp, xp.arange(size, dtype=u8) * u8(int(rng.GAMMA)) + u8(int(rng.FIRM_SALT)))
+    fk = _mix64(xp, pk[:, None] ^ salt[None, :]).ravel()
+    pidx = xp.repeat(xp.arange(inp.n_port), size)
+
+    def normal(purpose, j):
+        return _normal_bits(xp, _mix64(xp, fk ^ u8(int(ctr[purpose, j]))), zx, zr, zf)
+
+    u_stage = _to_unit(xp, _mix64(xp, fk ^ u8(int(ctr[rng.Purpose.STAGE, 0]))))
+    s = xp.searchsorted(xp.asarray(d.weight_cdf[:-1]), u_stage, side="right")
+    z_value = normal(rng.Purpose.VALUE, 0)
+    q = normal(rng.Purpose.QUALITY, 0)
+    signal = normal(rng.Purpose.SIGNAL, 0)
+    logv = xp.asarray(d.log_value)[s] + d.value_dispersion * z_value
+    v0 = xp.exp(logv)
+    hazard_scale = xp.exp(-d.quality_hazard * q)
+    drift, vol, hd, hi, hm, ha, log_round, dilution = (
+        xp.asarray(a) for a in (d.drift, d.volatility, d.default_hazard, d.ipo_hazard,
+                                d.ma_hazard, d.advance_hazard, d.log_round, d.dilution)
+    )  # fmt: skip
+    sq_dt = math.sqrt(d.dt)
+
+    def stage_params(s):  # _kernels._stage_params, for arrays (one regime, scale 1.0)
+        sig = vol[s]
+        mu_dt = (drift[s] + d.quality_drift * q - 0.5 * sig * sig - d.jump_compensator) * d.dt
+        ld = hd[s] * hazard_scale * 1.0
+        li, lm, la = hi[s] * 1.0, hm[s] * 1.0, ha[s] * 1.0
+        total = ld + li + lm + la
+        last = xp.where(la > 0, 4, xp.where(lm > 0, 3, xp.where(li > 0, 2, 1)))
+        return mu_dt, sig * sq_dt, -xp.expm1(-total * d.dt), total, ld, ld + li, ld + li + lm, last
+
+    params = stage_params(s)
+    idio = math.sqrt(1.0 - d.factor_loading**2)
+    alive = xp.ones(n, bool)
+    event = xp.zeros(n, xp.int8)
+    step = xp.full(n, d.n_steps, xp.int32)
+    rounds = xp.zeros(n, xp.int16)
+    dil = xp.ones(n)
+    chk_steps = [int(c) for c in d.checkpoints]
+    chk = xp.full((n, len(chk_steps)), xp.nan)
+    for k in range(1, d.n_steps + 1):
+        j = k - 1
+        mu_dt, sig_sqdt, p_event, total, t1, t2, t3, last = params
+        z = normal(rng.Purpose.GROWTH, j)
+        growth = mu_dt + sig_sqdt * (d.factor_loading * market[pidx, j] + idio * z)
+        logv = xp.where(alive, logv + growth, logv)
+        u = _to_unit(xp, _mix64(xp, fk ^ u8(int(ctr[rng.Purpose.EVENT, j]))))
+        occurs = alive & (u < p_event)
+        x = u / xp.where(occurs, p_event, 1.0) * total
+        chosen = xp.where(x < t1, 1, xp.where(x < t2, 2, xp.where(x < t3, 3, last)))
+        ends = occurs & (chosen != 4)
+        event = xp.where(ends, chosen, event).astype(xp.int8)
+        step = xp.where(ends, k, step).astype(xp.int32)
+        alive &= ~ends
+        adv = occurs & (chosen == 4)
+        if bool(adv.any()):
+            logv = xp.where(adv, logv + log_round[s], logv)
+            dil = xp.where(adv, dil * dilution[s], dil)
+            s = xp.where(adv, s + 1, s)
+            rounds += adv
+            new = stage_params(xp.minimum(s, vol.size - 1))
+            params = tuple(xp.where(adv, a, b) for a, b in zip(new, params, strict=True))
+        if k in chk_steps:
+            c = chk_steps.index(k)
+            chk[:, c] = xp.where(alive, xp.exp(logv), chk[:, c])
+    del v0, signal, rounds, dil  # kept as the kernel keeps them; not compared here
+    return event, step, xp.exp(logv)
+
+
+def vectorised(xp, n: int, repeat: int, sync) -> dict:
+    inp = Inputs(n)
+    market = xp.asarray(rng.market_shocks(rng.market_keys(inp.pkeys), inp.ctr, inp.sc.n_steps))
+
+    def run():
+        out = vectorised_simulate(xp, inp, market)
+        sync()
+        return out
+
+    event, step, _ = run()  # warm-up: CuPy compiles its kernels on first use
+    t = _best(run, repeat)
+    step_h = step.get() if hasattr(step, "get") else step
+    event_h = event.get() if hasattr(event, "get") else event
+    live = int(step_h.astype(np.int64).sum())
+    return dict(firms=inp.n, live=live, t=t, rate=live / t, events=event_h[: min(n, 1 << 20)])
+
+
+def _cupy():
+    try:
+        import cupy
+
+        cupy.cuda.runtime.getDeviceCount()
+        return cupy
+    except Exception as exc:
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+# --- the report ------------------------------------------------------------------------------
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="1M and 4M firm-paths, ~1 minute")
+    ap.add_argument("--sizes", type=int, nargs="+", help="GPU firm-paths (default 1M..64M)")
+    ap.add_argument("--cpu-sizes", type=int, nargs="+", help="cpu firm-paths (default 1M, 4M)")
+    ap.add_argument("--vector-sizes", type=int, nargs="+", help="CuPy twin firm-paths")
+    ap.add_argument("--repeat", type=int, default=5, help="best of this many runs")
+    ap.add_argument("--check-portfolios", type=int, default=200, help="portfolios checked")
+    ap.add_argument("--out", type=Path, help="write the markdown here")
+    args = ap.parse_args(argv)
+    t_start = time.perf_counter()
+    sizes = args.sizes or (QUICK_SIZES if args.quick else SIZES)
+    cpu_sizes = args.cpu_sizes or (sizes[:1] if args.quick else [s for s in sizes if s <= 1 << 22])
+    vector_sizes = args.vector_sizes or sizes
+    repeat = 3 if args.quick else args.repeat
+    e2e_repeat = 2
+
+    try:
+        from numba import config, cuda
+    except Exception as exc:
+        raise SystemExit(f"numba.cuda cannot be imported: {exc}") from None
+    if not (cuda.is_available() or config.ENABLE_CUDASIM):
+        raise SystemExit('no CUDA GPU here (numba.cuda.is_available() is False); this '
+                         'benchmark needs one and pip install "invlend[cuda]"')  # fmt: skip
+    info = machine_info(cuda)
+    print("\n".join(f"{k}: {v}" for k, v in info.items() if v), flush=True)
+
+    print("\n1. check: cuda against cpu", flush=True)
+    check_lines = check(args.check_portfolios)
+
+    rows, gpu, cpu = [], {}, {}
+    print("\n2.-4. kernels and end to end", flush=True)
+    for backend, cls, these in (("cuda", GpuKernels, sizes), ("cpu", CpuKernels, cpu_sizes)):
+        for n in these:
+            r = kernels(cls, n, repeat)
+            e = end_to_end(backend, n, e2e_repeat, r["live_both"])
+            (gpu if backend == "cuda" else cpu)[n] = r
+            rows.append((backend, r, e))
+            print(f"{backend:5s} {_firms(n):>5s} firm-paths: kernel {_fmt(r['rate'])} live "
+                  f"firm-steps/s ({r['t_sim'] * 1e3:.1f} ms), evaluate 3 structures "
+                  f"{r['t_eval'] * 1e3:.1f} ms; end to end {e['t']:.3f} s = "
+                  f"{_fmt(e['paths_rate'])} firm-paths/s", flush=True)  # fmt: skip
+
+    print("\n5. vectorised CuPy twin", flush=True)
+    cp = _cupy()
+    vec = {}
+    if isinstance(cp, str):
+        vec_note = f"not measured: CuPy is not usable here ({cp})"
+        print(vec_note, flush=True)
+    else:
+        vec_note = ""
+        for n in vector_sizes:
+            v = vectorised(cp, n, max(2, repeat // 2), cp.cuda.Device().synchronize)
+            if n in gpu and not np.array_equal(v["events"], gpu[n]["events"]):
+                vec_note = "**its events differ from the kernel's: the comparison is void**"
+            if n in gpu and v["live"] != gpu[n]["live"]:
+                vec_note = "**its live firm-steps differ from the kernel's: comparison void**"
+            vec[n] = v
+            ratio = gpu[n]["rate"] / v["rate"] if n in gpu else float("nan")
+            print(f"cupy  {_firms(n):>5s} firm-paths: {_fmt(v['rate'])} live firm-steps/s "
+                  f"({v['t'] * 1e3:.1f} ms); kernel / vectorised = {ratio:.1f}x",
+                  flush=True)  # fmt: skip
+
+    page = report(info, check_lines, rows, gpu, cpu, vec, vec_note, args, t_start)
+    print("\n" + page)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(page)
+    return page
+
+
+def report(info, check_lines, rows, gpu, cpu, vec, vec_note, args, t_start) -> str:
+    top = max(gpu)
+    rate = gpu[top]["rate"]
+    common = [n for n in vec if n in gpu]
+    ratio = gpu[max(common)]["rate"] / vec[max(common)]["rate"] if common else None
+    best_cpu = max((r["rate"] for r in cpu.values()), default=float("nan"))
+    lines = [
+        "# GPU benchmark of the cuda backend",
+        "",
+        f"Written by `python benchmarks/bench_gpu.py{' --quick' if args.quick else ''}` on "
+        f"{time.strftime('%Y-%m-%d')} in {time.perf_counter() - t_start:.0f} s.",
+        "",
+        "| | |",
+        "|---|---|",
+        *[f"| {k} | {v} |" for k, v in info.items() if v],
+        "",
+        "## Check: cuda against cpu",
+        "",
+        *check_lines,
+        "",
+        "## Targets",
+        "",
+        "| target | measured | verdict |",
+        "|---|---|---|",
+        f"| firm simulation >= 30G live firm-steps/s (default scenario, {_firms(top)} "
+        f"firm-paths) | {_fmt(rate)}/s | {'**met**' if rate >= TARGET_RATE else '**missed**'} |",
+        "| firm simulation >= 2x the vectorised CuPy version | "
+        + (
+            f"{ratio:.1f}x at {_firms(max(common))} firm-paths | "
+            + ("**met**" if ratio >= TARGET_VS_VECTORISED and not vec_note else "**missed**")
+            if ratio is not None
+            else f"{vec_note} | not measured"
+        )
+        + " |",
+        "",
+        f"At {_firms(top)} firm-paths the cuda kernel runs {rate / best_cpu:.3g}x the cpu "
+        f"backend's best kernel rate on this machine ({_fmt(best_cpu)} live firm-steps/s).",
+        "",
+        "## Live firm-steps per second",
+        "",
+        "*Kernel*: the firm-simulation kernel alone, inputs on the device, best of "
+        f"{3 if args.quick else args.repeat}; *evaluate*: the three default structures' cash "
+        "flows, aggregates and IRRs on those outcomes. *End to end*: `invlend.simulate` with "
+        'the three default structures, `keep="aggregates"` (two linkages, so the firms are '
+        "simulated twice; its rate counts both simulations' live steps), best of 2.",
+        "",
+        "| backend | firm-paths | live firm-steps | kernel (ms) | kernel live firm-steps/s "
+        "| evaluate 3 structures (ms) | end to end (s) | end to end firm-paths/s "
+        "| end to end live firm-steps/s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for backend, r, e in rows:
+        lines.append(
+            f"| {backend} | {r['firms']:,} | {r['live']:,} | {r['t_sim'] * 1e3:.1f} | "
+            f"{_fmt(r['rate'])} | {r['t_eval'] * 1e3:.1f} | {e['t']:.3f} | "
+            f"{_fmt(e['paths_rate'])} | {_fmt(e['rate'])} |"
+        )
+    lines += ["", "## Vectorised CuPy twin", ""]
+    if vec:
+        lines += [
+            "The same model as array code over all firms each step (`vectorised_simulate` in "
+            "`benchmarks/bench_gpu.py`): same hash, ziggurat and event test, so its events and "
+            "live steps equal the kernel's" + (f" -- {vec_note}" if vec_note else "") + ".",
+            "",
+            "| firm-paths | time (ms) | live firm-steps/s | kernel / vectorised |",
+            "|---:|---:|---:|---:|",
+        ]
+        for n, v in vec.items():
+            ratio_n = f"{gpu[n]['rate'] / v['rate']:.1f}x" if n in gpu else ""
+            lines.append(f"| {n:,} | {v['t'] * 1e3:.1f} | {_fmt(v['rate'])} | {ratio_n} |")
+    else:
+        lines.append(vec_note + ".")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
