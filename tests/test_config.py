@@ -9,6 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 import invlend as il
+from invlend.engine import _cuda_problem
 
 STAGE = dict(name="s", weight=1.0, initial_value=10.0, drift=0.1, volatility=0.2)
 
@@ -381,6 +382,7 @@ def test_simulate_unknown_backend_lists_choices(scenario, backend):
         assert choice in msg
 
 
+@pytest.mark.skipif(_cuda_problem()[0] is None, reason="a CUDA GPU (or the simulator) is here")
 def test_simulate_cuda_without_gpu(scenario):
     with pytest.raises(ValueError, match="backend") as info:
         _sim(scenario, backend="cuda")

@@ -46,7 +46,7 @@ def _run_options(p: argparse.ArgumentParser, portfolios: int, bootstrap: bool = 
     p.add_argument("--portfolios", type=int, default=portfolios, help="number of portfolios")
     p.add_argument("--size", type=int, default=100, help="applicant firms per portfolio")
     p.add_argument("--seed", type=int, default=20260501, help="root seed (default: 20260501)")
-    p.add_argument("--backend", default="cpu", help="cpu or numpy (default: cpu)")
+    p.add_argument("--backend", default="cpu", help="cpu, numpy, cuda or auto (default: cpu)")
     if bootstrap:
         p.add_argument("--bootstrap", type=int, default=400, help="bootstrap replicates for tails")
 
