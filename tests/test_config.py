@@ -292,6 +292,8 @@ def test_presets_defaults_and_overrides():
     assert il.pure_loan().loan.interest_only_years is None  # bullet
     vc = il.vc_linked()
     assert vc.linkage.default_hazard_multiplier < 1.0 < vc.linkage.exit_hazard_multiplier
+    pooled = il.pure_loan(name="pooled", risk_pool=il.RiskPool(annual_cap=0.05))
+    assert pooled.name == "pooled" and pooled.risk_pool.annual_cap == 0.05
     custom = il.pure_loan(name="cheap", maturity_years=2.0, warrant=il.Warrant(coverage=0.2))
     assert custom.name == "cheap"
     assert custom.loan.maturity_years == 2.0

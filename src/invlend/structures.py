@@ -33,7 +33,7 @@ from invlend.config import Linkage, Loan, Screening, Structure, Warrant
 
 __all__ = ["default_structures", "pure_loan", "vc_linked", "warrant_loan"]
 
-_COMPONENTS = ("warrant", "equity", "linkage", "screening", "risk_share", "name")
+_COMPONENTS = ("warrant", "equity", "linkage", "screening", "risk_share", "risk_pool", "name")
 
 # The bank screening alone: a noisy signal of quality [E]; it accepts 60% of applicants [E]
 # and spends 1% of the would-be principal on due diligence per applicant [E].
