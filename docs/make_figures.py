@@ -33,8 +33,8 @@ def main() -> None:
     fig.savefig(IMG / "sweep_rate.png", dpi=110)
     plt.close(fig)
     # docs/cycle.md: losses by funding regime and the risk pool's cap.
-    sc = il.Scenario.default().model_copy(update={"cycle": il.FundingCycle()})
-    pooled = il.pure_loan().model_copy(update={"name": "pooled", "risk_pool": il.RiskPool()})
+    sc = il.Scenario.default().replace(cycle=il.FundingCycle())
+    pooled = il.pure_loan(name="pooled", risk_pool=il.RiskPool())
     res = il.simulate(sc, [*il.default_structures(), pooled], n_portfolios=3000,
                       portfolio_size=100, seed=1)  # fmt: skip
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))

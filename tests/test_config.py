@@ -413,3 +413,20 @@ def test_simulate_accepts_numpy_integers_and_seed_sequences(scenario):
     a = _sim(scenario, n_portfolios=np.int64(2), seed=np.random.SeedSequence(1))
     b = _sim(scenario, seed=1)
     assert np.array_equal(a["pure_loan"].npv, b["pure_loan"].npv, equal_nan=True)
+
+
+def test_replace_validates_like_the_constructor():
+    sc = il.Scenario.default()
+    cyc = sc.replace(cycle=il.FundingCycle(start="cold"))
+    assert cyc.cycle.start == "cold" and cyc.stages == sc.stages
+    assert sc.replace(cycle={"hot_to_cold": 0.5}).cycle.hot_to_cold == 0.5
+    with pytest.raises(ValueError, match="horizon_years"):
+        sc.replace(horizon_years=-1.0)
+    with pytest.raises(ValueError, match="weights must sum to 1"):
+        sc.replace(stages=[s.replace(weight=0.5) for s in sc.stages])
+    with pytest.raises(ValueError, match="colour"):
+        sc.replace(colour="red")
+    loan = il.pure_loan().replace(risk_pool=il.RiskPool())
+    assert loan.risk_pool == il.RiskPool()
+    with pytest.raises(ValueError, match=r"risk_pool\.covered_fraction"):
+        loan.replace(risk_share=il.RiskShare(covered_fraction=0.9))

@@ -63,6 +63,15 @@ class _Model(BaseModel):
         frozen=True, extra="forbid", allow_inf_nan=False, validate_default=True
     )
 
+    def replace(self, **changes: Any) -> Self:
+        """A copy with ``changes`` applied and validated again, cross-field rules included.
+
+        Unlike pydantic's ``model_copy(update=...)``, which skips validation, a bad value
+        raises here naming the field: ``sc.replace(horizon_years=-1)`` fails as the
+        constructor would. Values may be models or plain dicts of their fields.
+        """
+        return type(self).model_validate({**self.model_dump(), **changes})
+
 
 def _check_name(value: str, what: str) -> str:
     if not _NAME.match(value):
