@@ -85,7 +85,7 @@ def _page(result, summary, comparison, figures: dict[str, bytes]) -> str:
     names = list(summary)
     rows = [
         [m, *(f"{_fmt(m, summary[n][m].estimate)} ± {_fmt(m, summary[n][m].se)}" for n in names)]
-        for m in M.METRICS
+        for m in summary._shown()
     ]
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
@@ -116,7 +116,7 @@ def _page(result, summary, comparison, figures: dict[str, bytes]) -> str:
         base = comparison.meta["baseline"]
         cnames = list(comparison)
         crow = []
-        for m in M.METRICS:
+        for m in comparison._shown():
             row = [m]
             for n in cnames:
                 d = comparison[n][m]
