@@ -343,8 +343,32 @@ class Comparison(_Table):
                 z = f"z={d.z:+.1f}" if math.isfinite(d.z) else "z=n/a"
                 row.append(f"{_fmt(metric, d.estimate)} ± {_fmt(metric, d.se)} {z}")
             rows.append(row)
-        head = f"invlend paired comparison against {base!r} (difference ± standard error)\n"
-        return head + _table(["metric", *[f"{n} - {base}" for n in names]], rows) + self._footer()
+        if base == "other run":
+            head = "invlend paired comparison of two runs (this run - other run ± standard error)\n"
+            cols = [f"{n}: this - other" for n in names]
+        else:
+            head = f"invlend paired comparison against {base!r} (difference ± standard error)\n"
+            cols = [f"{n} - {base}" for n in names]
+        return head + _table(["metric", *cols], rows) + self._footer()
+
+
+def _differences(smooth_a: dict, tail_a: dict, smooth_b: dict, tail_b: dict) -> dict:
+    """Every metric of A minus B, with SEs from paired influence values or replicates."""
+    row = {}
+    for metric in M.METRICS:
+        if M.is_tail(metric):
+            (ea, ra), (eb, rb) = tail_a[metric], tail_b[metric]
+            d = ra - rb
+            ok = d.size > 1 and np.all(np.isfinite(d))
+            se = float(np.std(d, ddof=1)) if ok else math.nan
+        else:
+            (ea, ua), (eb, ub) = smooth_a[metric], smooth_b[metric]
+            se = M.influence_se(ua - ub)
+        diff = ea - eb
+        z = diff / se if se > 0 and math.isfinite(se) else math.nan
+        e = M.make_estimate(diff, se)
+        row[metric] = Difference(e.estimate, e.se, e.ci_low, e.ci_high, float(z))
+    return row
 
 
 @dataclass(frozen=True, eq=False)
@@ -616,29 +640,50 @@ class SimulationResult(Mapping):
         if baseline not in self._results:
             raise ValueError(f"baseline: no structure named {baseline!r}; have {list(self)}")
         smooth, tail, notes = self._estimates(n_boot, hurdle, sales_eur_m)
-        data: dict[str, dict[str, Difference]] = {}
-        for n in self:
-            if n == baseline:
-                continue
-            row = {}
-            for metric in M.METRICS:
-                if M.is_tail(metric):
-                    (ea, ra), (eb, rb) = tail[n][metric], tail[baseline][metric]
-                    d = ra - rb
-                    se = (
-                        float(np.std(d, ddof=1))
-                        if d.size > 1 and np.all(np.isfinite(d))
-                        else math.nan
-                    )
-                else:
-                    (ea, ua), (eb, ub) = smooth[n][metric], smooth[baseline][metric]
-                    se = M.influence_se(ua - ub)
-                diff = ea - eb
-                z = diff / se if se > 0 and math.isfinite(se) else math.nan
-                e = M.make_estimate(diff, se)
-                row[metric] = Difference(e.estimate, e.se, e.ci_low, e.ci_high, float(z))
-            data[n] = row
+        data = {
+            n: _differences(smooth[n], tail[n], smooth[baseline], tail[baseline])
+            for n in self
+            if n != baseline
+        }
         return Comparison(data, notes, {**self._table_meta(n_boot), "baseline": baseline})
+
+    def compare_runs(
+        self,
+        other: SimulationResult,
+        n_boot: int = 400,
+        *,
+        hurdle: float = C.DEFAULT_HURDLE,
+        sales_eur_m: float | None = M.IRB_SALES_EUR_M,
+    ) -> Comparison:
+        """Paired differences of each structure's metrics between two runs: this minus ``other``.
+
+        For a scenario change on the same applicants, e.g. a funding cycle against none:
+        ``simulate(sc_cycle, ..., seed=s).compare_runs(simulate(sc, ..., seed=s))``. Runs with
+        the same seed, ``n_portfolios`` and ``portfolio_size`` draw every firm's random numbers
+        from the same streams, so portfolio ``p`` of one run is paired with portfolio ``p`` of
+        the other: the standard errors use the per-portfolio differences (influence values, and
+        the same bootstrap resamples for the tail metrics). Structures are matched by name;
+        those in only one run are left out. ``n_boot``, ``hurdle`` and ``sales_eur_m`` are as
+        in :meth:`summary`.
+        """
+        if not isinstance(other, SimulationResult):
+            raise TypeError(f"other: expected a SimulationResult, got {type(other).__name__}")
+        for attr in ("seed", "seed_spawn_key", "n_portfolios", "portfolio_size"):
+            mine, theirs = getattr(self, attr), getattr(other, attr)
+            if mine != theirs:
+                raise ValueError(
+                    f"other: runs are paired only with the same {attr} ({mine!r} here, "
+                    f"{theirs!r} there); simulate both with the same seed and sizes"
+                )
+        common = [n for n in self if n in other]
+        if not common:
+            raise ValueError(f"other: no structure in common (here {list(self)}, there "
+                             f"{list(other)})")  # fmt: skip
+        smooth, tail, notes = self._estimates(n_boot, hurdle, sales_eur_m)
+        o_smooth, o_tail, o_notes = other._estimates(n_boot, hurdle, sales_eur_m)
+        data = {n: _differences(smooth[n], tail[n], o_smooth[n], o_tail[n]) for n in common}
+        meta = {**self._table_meta(n_boot), "baseline": "other run"}
+        return Comparison(data, [*notes, *(f"other run: {n}" for n in o_notes)], meta)
 
     def _table_meta(self, n_boot: int) -> dict[str, Any]:
         return {
