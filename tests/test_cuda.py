@@ -27,6 +27,7 @@ import pytest
 
 import invlend as il
 from invlend import _kernels as K
+from test_performance import _cash_flow_rows
 
 SEED = 20261201
 TESTS = Path(__file__).resolve().parent
@@ -182,22 +183,6 @@ def test_retarget_refuses_an_unreplaced_cpu_helper():
 
     with pytest.raises(TypeError, match="_stage_params"):
         _cuda._retarget(K._simulate_firms, prange=_cuda._grid_stride, _normal=_cuda._normal)
-
-
-def _cash_flow_rows(n=203, n_k=61, seed=5):
-    gen = np.random.default_rng(seed)
-    rows = np.zeros((n, n_k))
-    rows[:, 0] = -gen.uniform(50, 150, n)
-    last = gen.integers(1, n_k, n)  # rows end at different steps
-    for i in range(n):
-        rows[i, 1 : last[i] + 1] = gen.uniform(0, 8, last[i]) * (gen.uniform(size=last[i]) < 0.7)
-    rows[3] = 0.0  # nothing lent: NaN
-    rows[7, 1:] = 0.0  # nothing back: -1
-    rows[11, 1] = 1e6  # root beyond the bracket: NaN
-    rows[13] = 0.0
-    rows[13, 0], rows[13, 12] = -100.0, 100.0  # IRR exactly 0
-    rows[17, 5] = 300.0  # a root the Newton steps bisect towards
-    return rows
 
 
 def _engine_cash_flows(n_port=400, size=25):

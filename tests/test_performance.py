@@ -80,6 +80,7 @@ def _cash_flow_rows(n=203, n_k=61, seed=5):
     rows[11, 1] = 1e6  # root beyond the bracket: NaN
     rows[13] = 0.0
     rows[13, 0], rows[13, 12] = -100.0, 100.0  # IRR exactly 0
+    rows[17, 5] = 300.0  # a root the Newton steps bisect towards
     return rows
 
 
