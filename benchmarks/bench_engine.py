@@ -137,7 +137,7 @@ class Case:
         self.o = _outcome_arrays(n, dyn.checkpoints.size, scenario.n_steps)
         self.f = [np.empty(n), np.empty(n), np.empty(n, np.int8), np.empty(n), np.empty(n)]
         self.agg = np.empty((n_port, K.N_AGG))
-        n_years = -(-scenario.n_steps // scenario.steps_per_year)
+        n_years = scenario.n_years
         self.pool = [np.empty((n_port, n_years)), np.empty((n_port, n_years))]
         self.regime = np.zeros((n_port, scenario.n_steps), np.int8)
         self.cf = np.empty((n_port, scenario.n_steps + 1))

@@ -192,7 +192,7 @@ class Inputs:
         seed_key = rng.root_key(resolve_seed(SEED)[0])
         self.pkeys = rng.portfolio_keys(seed_key, np.arange(self.n_port))
         self.ctr = rng.counter_table(sc.n_steps)
-        self.n_years = -(-sc.n_steps // sc.steps_per_year)
+        self.n_years = sc.n_years
 
 
 def _outcomes(n: int, n_chk: int, alloc):

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import invlend as il
+from invlend.validation import _scenario as _validation_scenario
 
 #: (label, estimate, reference, se, z, k) of every Monte Carlo check made in this session.
 Z_RECORDS: list[tuple[str, float, float, float, float, float]] = []
@@ -57,21 +58,12 @@ def one_stage(**stage_fields) -> il.Stage:
 
 
 def plain_scenario(stages, **fields) -> il.Scenario:
-    """A scenario with no quality effects, no dispersion, no factor and no jumps by default."""
-    market = fields.pop("market", il.Market(discount_rate=0.0, factor_loading=0.0, jump_rate=0.0))
-    base = dict(
-        market=market,
-        default_barrier=0.0,
-        value_dispersion=0.0,
-        quality_drift=0.0,
-        quality_hazard=0.0,
-        ipo_multiple=1.0,
-        ma_multiple=1.0,
-        horizon_years=3.0,
-        steps_per_year=12,
-    )
-    base.update(fields)
-    return il.Scenario(stages=list(stages), **base)
+    """A scenario with no quality effects, no dispersion, no factor and no jumps by default.
+
+    The validation cases' own helper, with a 3-year monthly grid unless given.
+    """
+    return _validation_scenario(list(stages), **{"horizon_years": 3.0, "steps_per_year": 12,
+                                                 **fields})  # fmt: skip
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):

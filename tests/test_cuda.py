@@ -206,7 +206,7 @@ def _engine_cash_flows(n_port=400, size=25):
     K._simulate_firms(ctr, pkeys, market, regime, size, 0, *dyn, *o)
     for s in structures:
         cf = np.empty((n_port, sc.n_steps + 1))
-        n_years = sc.n_steps // sc.steps_per_year
+        n_years = sc.n_years
         K._evaluate_structure(
             o[0], o[1], o[2], o[7], o[8], o[9], o[6], o[10], o[11], size,
             *lower_structure(sc, s, chk), np.empty(n), np.empty(n), np.empty(n, np.int8),

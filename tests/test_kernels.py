@@ -70,7 +70,7 @@ def evaluate(backend, scenario, structure, firms, portfolio_size):
     dil = np.array([f.get("dil", 1.0) for f in firms], float)
     chk = np.array([[f.get("chk", np.nan)] for f in firms], float)
     regime = np.array([f.get("regime", 0) for f in firms], np.int8)
-    n_years = -(-scenario.n_steps // scenario.steps_per_year)
+    n_years = scenario.n_years
     out = dict(
         npv=np.full(n, -999.0),
         principal=np.full(n, -999.0),

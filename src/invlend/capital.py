@@ -43,6 +43,7 @@ from scipy.special import ndtr, ndtri
 __all__ = [
     "DEFAULT_HURDLE",
     "EQUITY_RISK_WEIGHTS",
+    "MIN_CAPITAL_RATIO",
     "EquityWeight",
     "equity_risk_weight",
     "eva",
@@ -53,6 +54,9 @@ __all__ = [
 
 # Basel II ¶272-273 and the BCBS Explanatory Note (2005), domain.md §5.2 [S]: the confidence
 # level of the one-factor model and the constants of the correlation and maturity functions.
+#: Minimum total capital ratio (Basel II ¶40 [R]): capital is 8% of risk-weighted assets, so a
+#: risk weight RW costs ``MIN_CAPITAL_RATIO * RW`` of capital per unit of exposure.
+MIN_CAPITAL_RATIO = 0.08
 _CONFIDENCE = 0.999
 _Z_CONFIDENCE = float(ndtri(_CONFIDENCE))
 _MATURITY_REFERENCE = 2.5  # years, the maturity the formula is calibrated at (¶272)
@@ -275,7 +279,7 @@ def irb_risk_weight(
     0.6279
     """
     k = irb_capital(pd, lgd, maturity_years, sales_eur_m, kind, pd_floor=pd_floor, scaling=scaling)
-    return 12.5 * k
+    return 12.5 * k  # 1 / MIN_CAPITAL_RATIO
 
 
 # --------------------------------------------------------------------------------------------

@@ -383,6 +383,11 @@ class Scenario(_Model):
         """Step length in years."""
         return 1.0 / self.steps_per_year
 
+    @property
+    def n_years(self) -> int:
+        """Years of the horizon, a last part-year counting as one (rows of the pool tables)."""
+        return -(-self.n_steps // self.steps_per_year)
+
     def stage_index(self, name: str) -> int:
         """Position of the stage called ``name``."""
         for i, s in enumerate(self.stages):

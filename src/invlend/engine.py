@@ -159,7 +159,7 @@ def _check_memory(n_port: int, size: int, n_groups: int, n_struct: int, n_chk: i
     need = result_bytes(n_port, size, n_groups, n_struct, n_chk, firms, n_years)
     have = _available_bytes()
     if have is not None and need > 0.8 * have:
-        aggregates = result_bytes(n_port, size, n_groups, n_struct, n_chk, firms=False)
+        aggregates = result_bytes(n_port, size, n_groups, n_struct, n_chk, False, n_years)
         hint = (
             f"; keep='aggregates' keeps only per-portfolio totals ({aggregates / 2**30:.2f} GiB)"
             if firms and aggregates <= 0.8 * have
@@ -315,7 +315,7 @@ def simulate(
         raise ValueError(f"keep: unknown {keep!r}; choices are ['firms', 'aggregates']")
     _check_memory(n_portfolios, portfolio_size, len(set(linkage_key(s.linkage) for s in structs)),
                   len(structs), len({s.loan.maturity_years for s in structs}),
-                  keep == "firms", _n_years(scenario))  # fmt: skip
+                  keep == "firms", scenario.n_years)  # fmt: skip
     root, entropy, spawn_key = resolve_seed(seed)
 
     groups: dict[tuple[float, float], int] = {}
@@ -341,7 +341,7 @@ def simulate(
         n_checkpoints=len(checkpoints),
         sample_paths=sample_paths,
         keep_firms=keep == "firms",
-        n_years=_n_years(scenario),
+        n_years=scenario.n_years,
         regime=None
         if scenario.cycle is None
         else (scenario.cycle.initial_cold, *scenario.cycle.transition(dt)),
@@ -384,11 +384,6 @@ def simulate(
         keep=keep,
         versions=_versions(backend),
     )
-
-
-def _n_years(scenario: Scenario) -> int:
-    """Years of the horizon, a last part-year counting as one."""
-    return -(-scenario.n_steps // scenario.steps_per_year)
 
 
 # Output layout: per dynamics group "g{i}.<name>", per structure "s{i}.<name>"; the funding

@@ -139,16 +139,25 @@ def is_rate(metric: str) -> bool:
     return metric not in _NOT_RATES
 
 
+_LABEL_WORDS = {
+    "npv": "NPV",
+    "irb": "IRB",
+    "raroc": "RAROC",
+    "eva": "EVA",
+    "pd": "PD",
+    "lgd": "LGD",
+    "irr": "IRR",
+    "var": "VaR",
+    "es": "ES",
+    "99": "99%",
+    "999": "99.9%",
+}
+_LABELS = {"prob_negative_npv": "share of loans with NPV < 0"}
+
+
 def axis_label(metric: str) -> str:
     """A plot label for ``metric`` with its unit when it is not a percentage."""
-    special = {"pd": "PD", "lgd": "LGD", "irr": "IRR", "annual_pd": "annual PD",
-               "prob_negative_npv": "share of loans with NPV < 0"}  # fmt: skip
-    for kind in ("var", "es"):
-        for level, text in (("99", "99%"), ("999", "99.9%")):
-            special[f"loss_{kind}_{level}"] = f"loss {kind.upper().replace('VAR', 'VaR')} {text}"
-    name = metric.replace("_", " ").replace("npv", "NPV").replace("irb", "IRB")
-    name = name.replace("raroc", "RAROC").replace("eva", "EVA")
-    name = special.get(metric, name)
+    name = _LABELS.get(metric) or " ".join(_LABEL_WORDS.get(w, w) for w in metric.split("_"))
     unit = _NOT_RATES.get(metric)
     return f"{name} ({unit})" if unit else name
 
@@ -267,7 +276,7 @@ def equity_charge(equity_to_value: float, loan_to_value: float) -> float:
     """
     if equity_to_value == 0.0:
         return 0.0
-    return 0.08 * C.equity_risk_weight() * equity_to_value / loan_to_value
+    return C.MIN_CAPITAL_RATIO * C.equity_risk_weight() * equity_to_value / loan_to_value
 
 
 # Estimates with influence values, combined by the chain rule (NaN propagates).

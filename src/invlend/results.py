@@ -343,7 +343,7 @@ class Comparison(_Table):
                 z = f"z={d.z:+.1f}" if math.isfinite(d.z) else "z=n/a"
                 row.append(f"{_fmt(metric, d.estimate)} ± {_fmt(metric, d.se)} {z}")
             rows.append(row)
-        if base == "other run":
+        if self.meta.get("runs"):
             head = "invlend paired comparison of two runs (this run - other run ± standard error)\n"
             cols = [f"{n}: this - other" for n in names]
         else:
@@ -682,7 +682,7 @@ class SimulationResult(Mapping):
         smooth, tail, notes = self._estimates(n_boot, hurdle, sales_eur_m)
         o_smooth, o_tail, o_notes = other._estimates(n_boot, hurdle, sales_eur_m)
         data = {n: _differences(smooth[n], tail[n], o_smooth[n], o_tail[n]) for n in common}
-        meta = {**self._table_meta(n_boot), "baseline": "other run"}
+        meta = {**self._table_meta(n_boot), "baseline": "other run", "runs": True}
         return Comparison(data, [*notes, *(f"other run: {n}" for n in o_notes)], meta)
 
     def _table_meta(self, n_boot: int) -> dict[str, Any]:
