@@ -1,8 +1,13 @@
 """Run the Python examples in README.md and docs/*.md and check their printed output.
 
 A fenced ```python block is run on its own in a fresh interpreter (working directory: a
-temporary folder); when a ```text block follows it, the printed output must equal that block.
-Fragments that need context from the surrounding prose are fenced as ```py and are not run.
+temporary folder); when a ```text block follows it, the printed output must equal that block
+(:func:`same_output`): the text exactly, integers exactly, and each decimal number to one unit
+in its last printed digit. That unit is the one tolerance: a simulation's last bits differ
+between CPUs (numpy's SIMD ``exp``/``log``, the maths library's FMA paths, BLAS kernels), so a
+figure that lies within rounding of a printed digit's boundary may round either way; no other
+change passes. Fragments that need context from the surrounding prose are fenced as ```py and
+are not run.
 
 ``python tests/docblocks.py --write`` reruns every example and rewrites its output block,
 after a deliberate change to the model or the random streams;
@@ -22,6 +27,36 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 _BLOCK = re.compile(
     r"```python\n(?P<code>.*?)```\n(?P<gap>\s*\n)?(?:```text\n(?P<out>.*?)```)?", re.S
 )
+
+
+#: A decimal number as printed: sign, digits, a point and digits, an optional exponent.
+_DECIMAL = re.compile(r"(?<![\w.])[-+]?\d+\.\d+(?:[eE][-+]?\d+)?")
+
+
+def _last_unit(token: str) -> float:
+    """The value of one unit in the last printed digit of a decimal ``token``."""
+    mantissa, _, exponent = token.lower().partition("e")
+    decimals = len(mantissa.split(".")[1])
+    return 10.0 ** (int(exponent or 0) - decimals)
+
+
+def same_output(actual: str, expected: str) -> bool:
+    """Whether ``actual`` prints what ``expected`` shows, up to one unit in a last digit.
+
+    Everything outside decimal numbers must be identical (integers, words, spacing); each
+    decimal number must have the same printed form (digits after the point, exponent) and
+    differ by at most one unit in its last digit.
+    """
+    if actual == expected:
+        return True
+    a_nums, e_nums = _DECIMAL.findall(actual), _DECIMAL.findall(expected)
+    if _DECIMAL.sub("#", actual) != _DECIMAL.sub("#", expected) or len(a_nums) != len(e_nums):
+        return False
+    for a, e in zip(a_nums, e_nums, strict=True):
+        unit = _last_unit(e)
+        if _last_unit(a) != unit or abs(float(a) - float(e)) > 1.0001 * unit:
+            return False
+    return True
 
 
 def examples():

@@ -371,7 +371,9 @@ def test_str_and_to_dict(default_scenario):
     for s in c.stages:
         assert s in text
     d = json.loads(json.dumps(c.to_dict()))
-    assert d["reach"]["early"] == 1.0 and d["horizon_years"] == 3.0
+    # reach is a sum of the chain's law: 1 to within rounding, not bit for bit on every CPU
+    np.testing.assert_array_max_ulp(d["reach"]["early"], 1.0, maxulp=8)
+    assert d["horizon_years"] == 3.0
     assert d["default"] == c.default and d["nodes"] == c.nodes
     with pytest.raises(ValueError, match="outcome"):
         c.probability("zombie")

@@ -36,12 +36,17 @@ def test_inlined_normal_is_rng_normal_bit_for_bit():
     ctr = rng.counter_table(2)[rng.Purpose.GROWTH, 1]
     got = _kernel_normals(keys, ctr)
     want = rng.normal_array(keys, ctr)
-    np.testing.assert_array_equal(got, want)
-    # The sample reaches the slow paths: wedge rejections and the tail beyond R.
     bits = rng.mix64(keys ^ ctr)
     layer = (bits & np.uint64(0xFF)).astype(np.intp)
     u = 2.0 * rng.to_unit(bits) - 1.0
     slow = ~(np.abs(u) < rng._ZR[layer])
+    # The fast path is exact arithmetic on the bits: equal bit for bit on every machine.
+    np.testing.assert_array_equal(got[~slow], want[~slow])
+    # The slow paths (wedge rejections and the tail beyond R) call exp and log, which numba
+    # (the C maths library) and numpy (its own SIMD code on some CPUs) may round differently
+    # in the last place; on this machine they usually agree exactly.
+    np.testing.assert_array_max_ulp(got[slow], want[slow], maxulp=4)
+    # The sample reaches the slow paths.
     assert slow.sum() > 100
     assert (slow & (layer == 0)).sum() > 5
 

@@ -272,7 +272,7 @@ def test_summary_exports(tmp_path, res, summary, comparison):
     with open(tmp_path / "s.csv", newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == len(res) * len(M.METRICS)
-    assert set(rows[0]) == {"structure", "metric", "estimate", "se", "ci_low", "ci_high"}
+    assert set(rows[0]) == {"structure", "metric", "estimate", "se", "ci_low", "ci_high", "note"}
     first = rows[0]
     assert float(first["estimate"]) == summary[first["structure"]][first["metric"]].estimate
     text = summary.to_json(tmp_path / "s.json")

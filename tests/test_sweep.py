@@ -85,7 +85,7 @@ def test_sweep_points_equal_direct_runs(scenario):
     recs = sw.records()
     assert len(recs) == 2 * 3 * len(il.metrics.METRICS)
     assert set(recs[0]) == {"loan.rate", "structure", "metric", "estimate", "se", "ci_low",
-                            "ci_high"}  # fmt: skip
+                            "ci_high", "note"}  # fmt: skip
 
 
 def test_sweep_is_paired_and_linear_in_the_rate(scenario):
@@ -122,7 +122,7 @@ def test_sweep_exports(scenario, tmp_path):
     sw = il.sweep(scenario, None, "market.factor_loading", [0.2, 0.4], n_boot=0, **KW)
     sw.to_csv(tmp_path / "s.csv")
     assert (tmp_path / "s.csv").read_text().startswith("market.factor_loading,structure,metric")
-    assert sw.to_frame().shape == (2 * 3 * len(il.metrics.METRICS), 7)
+    assert sw.to_frame().shape == (2 * 3 * len(il.metrics.METRICS), 8)
 
 
 # ------------------------------------------------------------------------------ breakeven

@@ -46,8 +46,9 @@ import numpy as np
 from pydantic import Field, ValidationError, model_validator
 from scipy.optimize import least_squares
 
+from invlend import _checks
 from invlend.cohort import _check_barrier, _Hazards, _law_averaged, _start_weights
-from invlend.config import Linkage, Scenario, Stage, _check_name, _Model
+from invlend.config import Linkage, Number, Scenario, Stage, _check_name, _Model
 
 __all__ = [
     "Calibration",
@@ -90,8 +91,8 @@ _LABEL = {
 HAZARD_FLOOR = 1e-8
 
 
-Probability = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
-Years = Annotated[float, Field(gt=0.0, le=1000.0)]
+Probability = Annotated[Number, Field(ge=0.0, le=1.0)]
+Years = Annotated[Number, Field(gt=0.0, le=1000.0)]
 
 
 class Target(_Model):
@@ -138,7 +139,7 @@ class Target(_Model):
     mark: Literal["S", "C", "E"]
     source: Annotated[str, Field(min_length=1)]
     note: str = ""
-    weight: Annotated[float, Field(gt=0.0, le=1000.0)] = 1.0
+    weight: Annotated[Number, Field(gt=0.0, le=1000.0)] = 1.0
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -706,8 +707,8 @@ def calibrate(
     unknown = [s for s in chosen if s not in names]
     if unknown:
         raise ValueError(f"stages: no stage named {unknown}; stages are {names}")
-    if not regularization >= 0 or not math.isfinite(regularization):
-        raise ValueError(f"regularization: must be >= 0, got {regularization!r}")
+    regularization = _checks.number("regularization", regularization, low=0.0)
+    max_nfev = _checks.count("max_nfev", max_nfev, low=1, high=1_000_000)
 
     base = _base_hazards(scenario)
     # Which hazards move: (field row, stage column) pairs, grouped into parameters.

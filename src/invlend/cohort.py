@@ -50,7 +50,6 @@ Example
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -59,6 +58,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.polynomial import hermite_e
 
+from invlend import _checks
 from invlend._lowering import lower_dynamics
 from invlend.config import FundingCycle, Linkage, Scenario
 
@@ -590,13 +590,11 @@ def _check_barrier(scenario: Scenario, ignore_barrier: bool) -> None:
         )
 
 
-def _check_horizon(horizon_years: float | None, grid: bool, scenario: Scenario) -> None:
+def _check_horizon(horizon_years: Any, grid: bool, scenario: Scenario) -> float | None:
+    """``horizon_years`` as a float (``None`` stays ``None``), checked against the grid."""
     if horizon_years is None:
-        return
-    if not (isinstance(horizon_years, int | float) and math.isfinite(horizon_years)):
-        raise ValueError(f"horizon_years: must be a finite number of years, got {horizon_years!r}")
-    if horizon_years < 0:
-        raise ValueError(f"horizon_years: must be >= 0, got {horizon_years:g}")
+        return None
+    horizon_years = _checks.number("horizon_years", horizon_years, low=0.0, high=1000.0)
     if grid:
         steps = horizon_years * scenario.steps_per_year
         if abs(steps - round(steps)) > 1e-9:
@@ -604,6 +602,7 @@ def _check_horizon(horizon_years: float | None, grid: bool, scenario: Scenario) 
                 f"horizon_years: {horizon_years:g} y is not a whole number of steps of the "
                 f"scenario's grid (steps_per_year={scenario.steps_per_year})"
             )
+    return horizon_years
 
 
 def cohort(
@@ -664,14 +663,17 @@ def cohort(
         raise TypeError(f"scenario: expected an invlend.Scenario, got {type(scenario).__name__}")
     if linkage is not None and not isinstance(linkage, Linkage):
         raise TypeError(f"linkage: expected an invlend.Linkage, got {type(linkage).__name__}")
-    if nodes is not None and (not isinstance(nodes, int) or nodes < 1):
-        raise ValueError(f"nodes: must be a positive integer, got {nodes!r}")
+    if nodes is not None:
+        # hermegauss overflows above about 350 nodes; the trapezoid rule's cost and memory
+        # grow with its nodes, and the automatic choice never needs more than its cap.
+        most = {"gauss-hermite": 300, "trapezoid": _NODES_MAX["trapezoid"]}
+        method = _quality_method(scenario.quality_hazard)
+        nodes = _checks.count(f"nodes ({method} rule)", nodes, low=1, high=most[method])
     _check_barrier(scenario, ignore_barrier)
-    _check_horizon(horizon_years, grid, scenario)
+    horizon = _check_horizon(horizon_years, grid, scenario)
     p0 = _start_weights(scenario, start_stage)
     hz = _hazards(scenario, linkage)
     dt = scenario.dt if grid else None
-    horizon = None if horizon_years is None else float(horizon_years)
     names = tuple(s.name for s in scenario.stages)
     try:
         rows, n_nodes = _law_averaged(hz, p0[None, :], horizon, dt, nodes)

@@ -29,8 +29,17 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
+import numpy as np
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 __all__ = [
     "Equity",
@@ -48,12 +57,51 @@ __all__ = [
     "Warrant",
 ]
 
-_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-]{0,63}$")
+# Matched in full (``fullmatch``): ``$`` alone would accept a name ending in a newline.
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]{0,63}")
 
-# Finite floats only: pydantic's allow_inf_nan=False turns NaN and +-inf into a clear error.
-Fraction = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
-NonNeg = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
-Hazard = Annotated[float, Field(ge=0.0, le=1000.0, allow_inf_nan=False)]
+
+def _number(value: Any) -> Any:
+    """A number where a number is meant: refuse bools and strings, take numpy scalars.
+
+    pydantic's lax mode reads ``"5"`` and ``True`` as numbers and its strict mode refuses
+    ``numpy.int64``; neither is what a model of a bank's book wants.
+    """
+    if isinstance(value, bool | np.bool_):
+        raise PydanticCustomError("float_type", "Input should be a valid number, not a bool")
+    if isinstance(value, np.integer | np.floating):
+        return value.item()
+    if not isinstance(value, int | float):
+        raise PydanticCustomError(
+            "float_type", "Input should be a valid number, not {kind}", {"kind": _kind(value)}
+        )
+    return value
+
+
+def _integer(value: Any) -> Any:
+    """An integer where a count is meant: refuse bools and strings, take numpy integers."""
+    if isinstance(value, bool | np.bool_):
+        raise PydanticCustomError("int_type", "Input should be a valid integer, not a bool")
+    if isinstance(value, np.integer | np.floating):
+        return value.item()
+    if not isinstance(value, int | float):
+        raise PydanticCustomError(
+            "int_type", "Input should be a valid integer, not {kind}", {"kind": _kind(value)}
+        )
+    return value
+
+
+def _kind(value: Any) -> str:
+    return "a string" if isinstance(value, str) else f"{type(value).__name__}"
+
+
+#: A finite float given as a number (never a bool or a string); numpy scalars are accepted.
+Number = Annotated[float, BeforeValidator(_number), Field(allow_inf_nan=False)]
+#: An integer given as a number (never a bool or a string); numpy integers are accepted.
+Count = Annotated[int, BeforeValidator(_integer)]
+Fraction = Annotated[Number, Field(ge=0.0, le=1.0)]
+NonNeg = Annotated[Number, Field(ge=0.0)]
+Hazard = Annotated[Number, Field(ge=0.0, le=1000.0)]
 
 
 class _Model(BaseModel):
@@ -74,7 +122,7 @@ class _Model(BaseModel):
 
 
 def _check_name(value: str, what: str) -> str:
-    if not _NAME.match(value):
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
         raise ValueError(
             f"{what} {value!r} must start with a letter and use only letters, digits, "
             "'_', '.', '-' (at most 64 characters)"
@@ -130,14 +178,14 @@ class Stage(_Model):
 
     name: str
     weight: Fraction = 1.0
-    initial_value: Annotated[float, Field(gt=0.0, le=1e12)] = 100.0
-    drift: Annotated[float, Field(ge=-2.0, le=2.0)] = 0.0
-    volatility: Annotated[float, Field(ge=0.0, le=5.0)] = 0.0
+    initial_value: Annotated[Number, Field(ge=1e-6, le=1e12)] = 100.0
+    drift: Annotated[Number, Field(ge=-2.0, le=2.0)] = 0.0
+    volatility: Annotated[Number, Field(ge=0.0, le=5.0)] = 0.0
     default_hazard: Hazard = 0.0
     ipo_hazard: Hazard = 0.0
     ma_hazard: Hazard = 0.0
     advance_hazard: Hazard = 0.0
-    round_size: Annotated[float, Field(ge=0.0, le=100.0)] = 0.0
+    round_size: Annotated[Number, Field(ge=0.0, le=100.0)] = 0.0
 
     @field_validator("name")
     @classmethod
@@ -168,11 +216,11 @@ class Market(_Model):
         the arithmetic drift of firm value.
     """
 
-    discount_rate: Annotated[float, Field(ge=-0.1, le=1.0)] = 0.02
+    discount_rate: Annotated[Number, Field(ge=-0.1, le=1.0)] = 0.02
     factor_loading: Fraction = 0.35
     jump_rate: Hazard = 0.0
-    jump_mean: Annotated[float, Field(ge=-5.0, le=5.0)] = -0.10
-    jump_vol: Annotated[float, Field(ge=0.0, le=5.0)] = 0.15
+    jump_mean: Annotated[Number, Field(ge=-5.0, le=5.0)] = -0.10
+    jump_vol: Annotated[Number, Field(ge=0.0, le=5.0)] = 0.15
 
 
 class Regime(_Model):
@@ -190,10 +238,10 @@ class Regime(_Model):
         Multiplier on ``ipo_multiple`` and ``ma_multiple`` for exits in this state.
     """
 
-    advance: Annotated[float, Field(ge=0.0, le=100.0)] = 1.0
-    exit: Annotated[float, Field(ge=0.0, le=100.0)] = 1.0
-    default: Annotated[float, Field(ge=0.0, le=100.0)] = 1.0
-    exit_multiple: Annotated[float, Field(gt=0.0, le=100.0)] = 1.0
+    advance: Annotated[Number, Field(ge=0.0, le=100.0)] = 1.0
+    exit: Annotated[Number, Field(ge=0.0, le=100.0)] = 1.0
+    default: Annotated[Number, Field(ge=0.0, le=100.0)] = 1.0
+    exit_multiple: Annotated[Number, Field(gt=0.0, le=100.0)] = 1.0
 
 
 # Defaults of FundingCycle: each multiplier has stationary mean 1 (1/3 of the time cold), so
@@ -228,8 +276,8 @@ class FundingCycle(_Model):
         (1/3 cold): the cycle redistributes events in time without changing mean hazards.
     """
 
-    hot_to_cold: Annotated[float, Field(ge=0.0, le=100.0)] = 0.25
-    cold_to_hot: Annotated[float, Field(ge=0.0, le=100.0)] = 0.5
+    hot_to_cold: Annotated[Number, Field(ge=0.0, le=100.0)] = 0.25
+    cold_to_hot: Annotated[Number, Field(ge=0.0, le=100.0)] = 0.5
     start: Literal["stationary", "hot", "cold"] = "stationary"
     hot: Regime = _HOT
     cold: Regime = _COLD
@@ -304,14 +352,14 @@ class Scenario(_Model):
 
     stages: list[Stage] = Field(min_length=1, max_length=64)
     market: Market = Market()
-    default_barrier: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
-    value_dispersion: Annotated[float, Field(ge=0.0, le=5.0)] = 0.5
-    quality_drift: Annotated[float, Field(ge=-1.0, le=1.0)] = 0.05
-    quality_hazard: Annotated[float, Field(ge=-5.0, le=5.0)] = 0.3
-    ipo_multiple: Annotated[float, Field(gt=0.0, le=100.0)] = 1.5
-    ma_multiple: Annotated[float, Field(gt=0.0, le=100.0)] = 0.9
-    horizon_years: Annotated[float, Field(gt=0.0, le=100.0)] = 5.0
-    steps_per_year: Annotated[int, Field(ge=1, le=3650)] = 12
+    default_barrier: Annotated[Number, Field(ge=0.0, lt=1.0)] = 0.0
+    value_dispersion: Annotated[Number, Field(ge=0.0, le=5.0)] = 0.5
+    quality_drift: Annotated[Number, Field(ge=-1.0, le=1.0)] = 0.05
+    quality_hazard: Annotated[Number, Field(ge=-5.0, le=5.0)] = 0.3
+    ipo_multiple: Annotated[Number, Field(gt=0.0, le=100.0)] = 1.5
+    ma_multiple: Annotated[Number, Field(gt=0.0, le=100.0)] = 0.9
+    horizon_years: Annotated[Number, Field(gt=0.0, le=100.0)] = 5.0
+    steps_per_year: Annotated[Count, Field(ge=1, le=3650)] = 12
     cycle: FundingCycle | None = None
 
     @model_validator(mode="after")
@@ -334,6 +382,11 @@ class Scenario(_Model):
             raise ValueError(
                 f"horizon_years: horizon_years * steps_per_year = {n_steps:g} must be a whole "
                 "number of steps"
+            )
+        if round(n_steps) < 1:
+            raise ValueError(
+                f"horizon_years: {self.horizon_years:g} y is less than one step of "
+                f"{1 / self.steps_per_year:g} y (steps_per_year={self.steps_per_year})"
             )
         per_step = self.market.jump_rate / self.steps_per_year
         if per_step > 50.0:
@@ -419,16 +472,42 @@ class Scenario(_Model):
         return text
 
 
+#: Largest TOML input read: a scenario or a structure list is a few kilobytes; anything near
+#: this is not an input file (and parsing 100 MB would take minutes and gigabytes).
+MAX_TOML_BYTES = 1 << 20
+#: Deepest nesting of tables and arrays accepted in TOML input (the models need 4).
+MAX_TOML_DEPTH = 32
+
+
 def _read_toml(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     try:
-        raw = p.read_bytes()
+        with open(p, "rb") as fh:
+            raw = fh.read(MAX_TOML_BYTES + 1)
     except OSError as exc:
         raise ValueError(f"cannot read {p}: {exc.strerror}") from None
+    if len(raw) > MAX_TOML_BYTES:
+        raise ValueError(
+            f"{p}: larger than {MAX_TOML_BYTES // 1024} KiB; an invlend TOML file is a few "
+            "kilobytes"
+        )
     try:
-        return tomllib.loads(raw.decode("utf-8"))
+        data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{p} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ValueError(f"{p}: nested deeper than Python can parse") from None
+    if _depth(data) > MAX_TOML_DEPTH:
+        raise ValueError(f"{p}: tables or arrays nested deeper than {MAX_TOML_DEPTH} levels")
+    return data
+
+
+def _depth(node: Any, limit: int = MAX_TOML_DEPTH + 1) -> int:
+    """Nesting depth of dicts and lists, counted up to ``limit`` (so never deep recursion)."""
+    if limit <= 0 or not isinstance(node, dict | list):
+        return 0
+    children = node.values() if isinstance(node, dict) else node
+    return 1 + max((_depth(c, limit - 1) for c in children), default=0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -465,13 +544,13 @@ class Loan(_Model):
         Default 0.
     """
 
-    loan_to_value: Annotated[float, Field(gt=0.0, le=10.0)] = 0.20
-    rate: Annotated[float, Field(ge=0.0, le=1.0)] = 0.045
-    maturity_years: Annotated[float, Field(gt=0.0, le=100.0)] = 3.0
-    interest_only_years: Annotated[float | None, Field(ge=0.0, le=100.0)] = None
+    loan_to_value: Annotated[Number, Field(gt=0.0, le=10.0)] = 0.20
+    rate: Annotated[Number, Field(ge=0.0, le=1.0)] = 0.045
+    maturity_years: Annotated[Number, Field(gt=0.0, le=100.0)] = 3.0
+    interest_only_years: Annotated[Number | None, Field(ge=0.0, le=100.0)] = None
     upfront_fee: Fraction = 0.0
     recovery_rate: Fraction = 0.057
-    collateral: Annotated[float, Field(ge=0.0, le=10.0)] = 0.0
+    collateral: Annotated[Number, Field(ge=0.0, le=10.0)] = 0.0
 
     @model_validator(mode="after")
     def _io_within_maturity(self) -> Self:
@@ -510,9 +589,9 @@ class Warrant(_Model):
     the bank keeps the whole gain, 5-year life.
     """
 
-    coverage: Annotated[float, Field(ge=0.0, le=10.0)] = 0.10
+    coverage: Annotated[Number, Field(ge=0.0, le=10.0)] = 0.10
     share_of_gain: Fraction = 1.0
-    expiry_years: Annotated[float, Field(gt=0.0, le=100.0)] = 5.0
+    expiry_years: Annotated[Number, Field(gt=0.0, le=100.0)] = 5.0
 
 
 class Equity(_Model):
@@ -526,7 +605,7 @@ class Equity(_Model):
         Default 0.03: the middle of the 1-5% stake of §6.2.
     """
 
-    equity_to_value: Annotated[float, Field(ge=0.0, le=1.0)] = 0.03
+    equity_to_value: Annotated[Number, Field(ge=0.0, le=1.0)] = 0.03
 
 
 class Linkage(_Model):
@@ -544,8 +623,8 @@ class Linkage(_Model):
     Defaults are 1 (no partner); :func:`invlend.vc_linked` uses 0.75 and 1.2 (§6.2).
     """
 
-    default_hazard_multiplier: Annotated[float, Field(ge=0.0, le=100.0)] = 1.0
-    exit_hazard_multiplier: Annotated[float, Field(ge=0.0, le=100.0)] = 1.0
+    default_hazard_multiplier: Annotated[Number, Field(ge=0.0, le=100.0)] = 1.0
+    exit_hazard_multiplier: Annotated[Number, Field(ge=0.0, le=100.0)] = 1.0
 
 
 class Screening(_Model):
@@ -569,8 +648,8 @@ class Screening(_Model):
     as noisy as the quality it measures) is an estimate used once ``acceptance_rate < 1``.
     """
 
-    signal_noise: Annotated[float, Field(ge=0.0, le=100.0)] = 1.0
-    acceptance_rate: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
+    signal_noise: Annotated[Number, Field(ge=0.0, le=100.0)] = 1.0
+    acceptance_rate: Annotated[Number, Field(gt=0.0, le=1.0)] = 1.0
     cost: Fraction = 0.0
 
 
@@ -591,7 +670,7 @@ class RiskShare(_Model):
     """
 
     covered_fraction: Fraction = 0.5
-    premium: Annotated[float, Field(ge=0.0, le=1.0)] = 0.01
+    premium: Annotated[Number, Field(ge=0.0, le=1.0)] = 0.01
 
 
 class RiskPool(_Model):
@@ -620,8 +699,8 @@ class RiskPool(_Model):
     """
 
     covered_fraction: Fraction = 0.5
-    annual_cap: Annotated[float, Field(ge=0.0, le=10.0)] = 0.02
-    contribution: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
+    annual_cap: Annotated[Number, Field(ge=0.0, le=10.0)] = 0.02
+    contribution: Annotated[Number, Field(ge=0.0, le=1.0)] = 0.0
 
 
 class Structure(_Model):
@@ -699,8 +778,28 @@ def check_run(scenario: Scenario, structures: list[Structure]) -> None:
                     f"{s.name}.{field}: {years:g} y is not a whole number of steps of "
                     f"{dt:g} y (steps_per_year={scenario.steps_per_year})"
                 )
+        # A duration that rounds to zero steps would end before the first step: a loan
+        # repaid at once (PD 100% on the grid) or a warrant that never pays.
+        durations = [("loan.maturity_years", s.loan.maturity_years)]
+        if s.warrant is not None:
+            durations.append(("warrant.expiry_years", s.warrant.expiry_years))
+        for field, years in durations:
+            if years / dt < 1.0 - 1e-9:
+                raise ValueError(
+                    f"{s.name}.{field}: {years:g} y is shorter than one step of {dt:g} y "
+                    f"(steps_per_year={scenario.steps_per_year})"
+                )
         if s.loan.maturity_years > scenario.horizon_years + 1e-12:
             raise ValueError(
                 f"{s.name}.loan.maturity_years: the loan ({s.loan.maturity_years:g} y) cannot "
                 f"be longer than the scenario horizon_years ({scenario.horizon_years:g} y)"
+            )
+        if s.warrant is not None and s.warrant.expiry_years > scenario.horizon_years + 1e-12:
+            # The simulation ends at the horizon, so a longer warrant would be cut there and
+            # valued as if it expired then; refuse it until it is settled at fair value.
+            raise ValueError(
+                f"{s.name}.warrant.expiry_years: the warrant ({s.warrant.expiry_years:g} y) "
+                f"cannot outlive the scenario horizon_years ({scenario.horizon_years:g} y): "
+                "the simulation would cut it at the horizon; shorten expiry_years or lengthen "
+                "horizon_years"
             )

@@ -20,12 +20,13 @@ Example
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.metadata as md
 import importlib.util
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -270,7 +271,8 @@ def simulate(
         equal the ``cpu`` backend's, values agree to rounding); ``"auto"``: ``"cuda"`` where a
         CUDA GPU is ready, else ``"cpu"``. The result records the backend that ran.
     executor : concurrent.futures.Executor or dask.distributed.Client, optional
-        Runs ranges of portfolios as separate tasks; the merged result is identical.
+        Runs ranges of portfolios as separate tasks; the merged result is identical. Every
+        part it returns is checked (keys, dtypes, shapes) before it is merged.
     progress : bool
         Print a progress bar on standard error.
     sample_paths : int
@@ -313,6 +315,7 @@ def simulate(
         )
     if keep not in ("firms", "aggregates"):
         raise ValueError(f"keep: unknown {keep!r}; choices are ['firms', 'aggregates']")
+    _check_executor(executor)
     _check_memory(n_portfolios, portfolio_size, len(set(linkage_key(s.linkage) for s in structs)),
                   len(structs), len({s.loan.maturity_years for s in structs}),
                   keep == "firms", scenario.n_years)  # fmt: skip
@@ -356,16 +359,17 @@ def simulate(
             if bar:
                 bar.update()
     else:
-        futures = [(p0, p1, executor.submit(_run_range, spec, p0, p1)) for p0, p1 in ranges]
-        for p0, p1, fut in futures:
-            try:
-                part = fut.result()
-            except Exception as exc:
-                exc.add_note(f"invlend: raised while simulating portfolios [{p0}, {p1})")
-                raise
-            _merge(out, part, p0, p1, portfolio_size)
-            if bar:
-                bar.update()
+        futures = []
+        try:
+            for p0, p1 in ranges:
+                futures.append((p0, p1, _submit(executor, spec, p0, p1)))
+            for p0, p1, fut in futures:
+                _merge(out, _result(fut, p0, p1), p0, p1, portfolio_size)
+                if bar:
+                    bar.update()
+        except BaseException:
+            _cancel(fut for _, _, fut in futures)  # no work left running for a failed call
+            raise
     if bar:
         bar.close()
 
@@ -442,9 +446,105 @@ def _views(out: dict[str, np.ndarray], p0: int, p1: int) -> dict[str, np.ndarray
     return {k: (v if k.endswith(".paths") else v[p0:p1]) for k, v in out.items()}
 
 
-def _merge(
-    out: dict[str, np.ndarray], part: dict[str, np.ndarray], p0: int, p1: int, size: int
-) -> None:
+def _check_executor(executor: Any) -> None:
+    """Refuse, before any work, an ``executor`` that has no ``submit`` to call."""
+    submit = getattr(executor, "submit", None)
+    if executor is None or (callable(submit) and not isinstance(executor, type)):
+        return
+    if isinstance(executor, type):
+        got = f"the class {executor.__name__}"
+        if callable(submit):
+            got += f"; pass an instance, e.g. {executor.__name__}()"
+    elif isinstance(executor, str):
+        got = (
+            f"the string {executor!r}; for threads pass e.g. "
+            "concurrent.futures.ThreadPoolExecutor()"
+        )
+    elif not hasattr(executor, "submit"):
+        got = f"{type(executor).__name__}, which has no submit method"
+    else:
+        got = f"{type(executor).__name__}, whose submit is not callable"
+    raise ValueError(
+        f"executor: expected a concurrent.futures.Executor or a dask.distributed.Client, got {got}"
+    )
+
+
+def _submit(executor: Any, spec: _Spec, p0: int, p1: int) -> Any:
+    """``executor.submit`` of the range ``[p0, p1)``; a failure or a non-future is refused."""
+    try:
+        fut = executor.submit(_run_range, spec, p0, p1)
+    except Exception as exc:
+        raise RuntimeError(
+            f"executor: submit failed for portfolios [{p0}, {p1}): {type(exc).__name__}: {exc}"
+        ) from exc
+    if not callable(getattr(fut, "result", None)):
+        raise RuntimeError(
+            f"executor: submit returned {_described(fut)} for portfolios [{p0}, {p1}), "
+            "expected a future with a result() method"
+        )
+    return fut
+
+
+def _result(fut: Any, p0: int, p1: int) -> Any:
+    """The future's value; an exception of the task keeps its type and gets the range noted."""
+    try:
+        return fut.result()
+    except Exception as exc:
+        exc.add_note(f"invlend: raised while simulating portfolios [{p0}, {p1})")
+        raise
+
+
+def _cancel(futures: Iterable[Any]) -> None:
+    for fut in futures:
+        with contextlib.suppress(Exception):  # the error being raised matters more
+            fut.cancel()
+
+
+def _described(value: Any) -> str:
+    if value is None:
+        return "None"
+    name = type(value).__name__
+    return f"{'an' if name[0] in 'aeiouAEIOU' else 'a'} {name}"
+
+
+def _listed(keys: list[str], most: int = 6) -> str:
+    shown = ", ".join(repr(k) for k in keys[:most])
+    return f"[{shown}, ... {len(keys)} in all]" if len(keys) > most else f"[{shown}]"
+
+
+def _check_part(out: dict[str, np.ndarray], part: Any, p0: int, p1: int) -> None:
+    """Refuse a part that would not write every element of ``out`` for portfolios [p0, p1).
+
+    The output buffers are uninitialised, so the part must hold exactly the keys of ``out``
+    (those :func:`_run_range` returns for this spec), each an array of the buffer's dtype, with
+    ``p1 - p0`` rows (``.paths``: the buffer's whole shape).
+    """
+    if not isinstance(part, dict):
+        raise ValueError(
+            f"executor: the future for portfolios [{p0}, {p1}) returned {_described(part)}, "
+            "expected a dict of arrays"
+        )
+    where = f"executor: the part for portfolios [{p0}, {p1})"
+    missing = sorted(set(out) - set(part))
+    if missing:
+        raise ValueError(f"{where} is missing keys {_listed(missing)}")
+    unexpected = sorted(set(part) - set(out), key=str)
+    if unexpected:
+        raise ValueError(f"{where} has unexpected keys {_listed(unexpected)}")
+    for k, buffer in out.items():
+        v = part[k]
+        if not isinstance(v, np.ndarray):
+            raise ValueError(f"{where} has {k} of type {type(v).__name__}, expected a numpy array")
+        if v.dtype != buffer.dtype:
+            raise ValueError(f"{where} has {k} of dtype {v.dtype}, expected {buffer.dtype}")
+        shape = buffer.shape if k.endswith(".paths") else (p1 - p0, *buffer.shape[1:])
+        if v.shape != shape:
+            raise ValueError(f"{where} has {k} of shape {v.shape}, expected {shape}")
+
+
+def _merge(out: dict[str, np.ndarray], part: Any, p0: int, p1: int, size: int) -> None:
+    """Copy a part returned by an executor into ``out``, after :func:`_check_part`."""
+    _check_part(out, part, p0, p1)
     for k, v in part.items():
         if k.endswith(".paths"):
             # Rows of firms outside the part's range were never written there.

@@ -168,12 +168,18 @@ IRB_SALES_EUR_M = 5.0
 
 
 class Estimate(NamedTuple):
-    """A metric's estimate with its Monte Carlo standard error and 95% interval."""
+    """A metric's estimate with its Monte Carlo standard error and 95% interval.
+
+    ``note`` says why the estimate or its standard error is NaN (``""`` when both are
+    defined): for example ``"nobody was accepted"`` or ``"n_boot=0: no bootstrap
+    replicates"``.
+    """
 
     estimate: float
     se: float
     ci_low: float
     ci_high: float
+    note: str = ""
 
 
 def loss_rate(agg: np.ndarray) -> np.ndarray:
@@ -371,9 +377,72 @@ def bootstrap_weights(n: int, n_boot: int, seed_entropy, spawn_key=(), batch: in
         done += b
 
 
-def make_estimate(value: float, se: float) -> Estimate:
-    """Pack an estimate with its normal 95% interval."""
-    return Estimate(float(value), float(se), float(value - Z95 * se), float(value + Z95 * se))
+def make_estimate(value: float, se: float, note: str = "") -> Estimate:
+    """Pack an estimate with its normal 95% interval and the reason for any NaN."""
+    lo, hi = float(value - Z95 * se), float(value + Z95 * se)
+    return Estimate(float(value), float(se), lo, hi, note)
+
+
+#: The reason of a NaN that means "does not apply" (a table leaves out a row of only these).
+NOT_APPLICABLE = "no risk pool"
+
+
+def nan_notes(
+    metric: str,
+    estimate: float,
+    se: float,
+    agg: np.ndarray,
+    *,
+    has_pool: bool,
+    n_boot: int,
+    replicates: np.ndarray | None = None,
+    lgd: float = 0.0,
+    economic_capital: float = 0.0,
+    irb_capital: float = 0.0,
+) -> str:
+    """Why ``metric``'s estimate or standard error is NaN, in words (``""`` if neither is).
+
+    ``agg`` holds the per-portfolio totals the metric was computed from; ``replicates`` are
+    the bootstrap values of a tail metric; ``lgd``, ``economic_capital`` and ``irb_capital``
+    are the estimates the capital ratios divide by.
+    """
+    if math.isfinite(estimate):
+        if math.isfinite(se):
+            return ""
+        return _se_note(metric, agg.shape[0], n_boot, replicates)
+    total = agg.sum(axis=0)
+    if metric == "pool_shortfall":
+        return NOT_APPLICABLE if not has_pool else "no claims on the risk pool"
+    if total[K.AGG_ACCEPTED] == 0 and metric != "acceptance_rate":
+        return "nobody was accepted"
+    if total[K.AGG_PRINCIPAL] == 0:
+        return "the principal lent is 0"
+    if metric == "lgd" or (metric in ("irb_capital", "raroc_irb", "eva_irb") and
+                           not math.isfinite(lgd)):  # fmt: skip
+        return "no loan defaulted, so LGD is undefined"
+    if metric == "irr":
+        return "no rate prices the cash flows in any portfolio"
+    if metric == "raroc" and not economic_capital > 0:
+        return "economic capital is 0: no loss beyond the expected at 99.9%"
+    if metric == "raroc_irb" and irb_capital == 0:
+        return "IRB capital is 0"
+    return "undefined for this run"
+
+
+def _se_note(metric: str, n: int, n_boot: int, replicates: np.ndarray | None) -> str:
+    if n < 2:
+        return "standard error needs at least 2 portfolios"
+    if is_tail(metric):
+        if n_boot < 2:
+            return f"n_boot={n_boot}: a standard error needs at least 2 bootstrap replicates"
+        if replicates is not None:
+            bad = int(np.sum(~np.isfinite(replicates)))
+            why = " (economic capital 0 there)" if metric == "raroc" else ""
+            return (
+                f"standard error undefined: NaN in {bad} of {replicates.size} bootstrap "
+                f"replicates{why}"
+            )
+    return "standard error undefined for this run"
 
 
 def is_tail(metric: str) -> bool:

@@ -78,14 +78,24 @@ def plot_npv_distribution(result, *, ax=None, structures=None, clip: float = 0.9
     _need_firms(result)
     ax = _axes(ax)
     pooled = []
-    for n in _names(result, structures):
+    for i, n in enumerate(_names(result, structures)):
         r = result[n]
         ok = r.accepted & (r.principal > 0)
+        if not ok.any():  # nothing to draw; the legend says why
+            ax.plot([], [], color=f"C{i}", label=f"{n} (nobody accepted)")
+            continue
         x = np.sort(r.npv[ok] / r.principal[ok])
         y = np.arange(1, x.size + 1) / x.size
-        (line,) = ax.step(x, y, where="post", label=f"{n} (mean {x.mean():+.1%})", **kw)
+        style = {"color": f"C{i}"} | kw
+        (line,) = ax.step(x, y, where="post", label=f"{n} (mean {x.mean():+.1%})", **style)
         ax.axvline(x.mean(), color=line.get_color(), linestyle="--", linewidth=1)
         pooled.append(x)
+    if not pooled:
+        ax.text(0.5, 0.5, "no loans: nobody was accepted", ha="center", va="center",
+                transform=ax.transAxes)  # fmt: skip
+        ax.set_title("Distribution of each loan's NPV")
+        ax.legend(loc="upper left")
+        return ax
     allx = np.concatenate(pooled)
     lo, hi = min(allx.min(), -0.05), max(np.quantile(allx, clip), 0.05)
     ax.set_xscale("symlog", linthresh=0.05, linscale=0.5)

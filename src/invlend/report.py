@@ -80,13 +80,11 @@ def _structures_json(result) -> str:
 
 
 def _page(result, summary, comparison, figures: dict[str, bytes]) -> str:
-    from invlend.results import _fmt
+    from invlend.results import Footnotes
 
     names = list(summary)
-    rows = [
-        [m, *(f"{_fmt(m, summary[n][m].estimate)} ± {_fmt(m, summary[n][m].se)}" for n in names)]
-        for m in summary._shown()
-    ]
+    marks = Footnotes()
+    rows = summary._rows(names, marks)
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         "<title>invlend report</title><style>",
@@ -104,6 +102,7 @@ def _page(result, summary, comparison, figures: dict[str, bytes]) -> str:
         "<h2>Summary</h2>",
         _html_table(rows, ["metric", *names]),
     ]
+    parts += [f"<p class='note'>{html.escape(line)}</p>" for line in marks.lines()]
     parts += [f"<p class='note'>Note: {html.escape(n)}</p>" for n in summary.notes]
     parts.append(
         "<details><summary>What each metric means</summary><dl>"
@@ -115,20 +114,15 @@ def _page(result, summary, comparison, figures: dict[str, bytes]) -> str:
     if comparison is not None and len(comparison):
         base = comparison.meta["baseline"]
         cnames = list(comparison)
-        crow = []
-        for m in comparison._shown():
-            row = [m]
-            for n in cnames:
-                d = comparison[n][m]
-                z = f" (z = {d.z:+.1f})" if d.z == d.z else ""
-                row.append(f"{_fmt(m, d.estimate)} ± {_fmt(m, d.se)}{z}")
-            crow.append(row)
+        cmarks = Footnotes()
+        crow = comparison._rows(cnames, cmarks)
         parts += [
             f"<h2>Paired differences against {html.escape(base)}</h2>",
             "<p>Both structures are evaluated on the same simulated firms, so the standard "
             "error of a difference is much smaller than those of the two estimates.</p>",
             _html_table(crow, ["metric", *(f"{n} − {base}" for n in cnames)]),
         ]
+        parts += [f"<p class='note'>{html.escape(line)}</p>" for line in cmarks.lines()]
     parts.append("<h2>Figures</h2>")
     for name, caption in _FIGURES.items():
         if name in figures:

@@ -34,6 +34,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from invlend import _checks
 from invlend import _kernels as K
 from invlend import capital as C
 from invlend import metrics as M
@@ -42,6 +43,8 @@ from invlend.config import Scenario, Structure
 __all__ = ["Comparison", "Difference", "Outcomes", "SimulationResult", "StructureResult", "Summary"]
 
 _PERCENT = {m for m in M.METRICS if M.is_rate(m)}
+#: Most bootstrap replicates a summary takes (each costs a pass over the portfolios).
+MAX_BOOT = 100_000
 
 
 def _ro(a: np.ndarray) -> np.ndarray:
@@ -176,6 +179,7 @@ class Difference(NamedTuple):
     ci_low: float
     ci_high: float
     z: float
+    note: str = ""
 
 
 def _pandas():
@@ -214,6 +218,35 @@ def _fmt(metric: str, x: float) -> str:
     if not math.isfinite(x):
         return "n/a"
     return f"{100 * x:.3f}%" if metric in _PERCENT else f"{x:.4g}"
+
+
+class Footnotes:
+    """Numbered reasons for the NaNs of a table: ``cell()`` marks them, ``lines()`` lists them.
+
+    Every ``n/a`` a table prints carries a marker such as ``[1]``, and the footer says what it
+    means (``[1] nobody was accepted``); the same reason shares one number.
+    """
+
+    def __init__(self) -> None:
+        self._numbers: dict[str, int] = {}
+
+    def mark(self, note: str) -> str:
+        """The marker of ``note`` (``""`` for no note)."""
+        if not note:
+            return ""
+        k = self._numbers.setdefault(note, len(self._numbers) + 1)
+        return f" [{k}]"
+
+    def cell(self, metric: str, est) -> str:
+        """``estimate ± se`` of an Estimate or Difference, marked where either is NaN."""
+        text = f"{_fmt(metric, est.estimate)} ± {_fmt(metric, est.se)}"
+        if isinstance(est, Difference):
+            text += f" z={est.z:+.1f}" if math.isfinite(est.z) else " z=n/a"
+        return text + self.mark(est.note)
+
+    def lines(self) -> list[str]:
+        """``[k] reason`` for every reason marked, in order."""
+        return [f"[{k}] {note}" for note, k in self._numbers.items()]
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -292,11 +325,16 @@ class _Table(Mapping):
         return [
             m
             for m in M.METRICS
-            if any(math.isfinite(row[m][0]) for row in self._data.values()) or not self._data
+            if any(row[m].note != M.NOT_APPLICABLE for row in self._data.values()) or not self._data
         ]
 
-    def _footer(self) -> str:
-        return "".join(f"\nnote: {n}" for n in self.notes)
+    def _rows(self, names: list[str], marks: Footnotes) -> list[list[str]]:
+        return [[m, *(marks.cell(m, self._data[n][m]) for n in names)] for m in self._shown()]
+
+    def _footer(self, marks: Footnotes) -> str:
+        return "".join(f"\n{line}" for line in marks.lines()) + "".join(
+            f"\nnote: {n}" for n in self.notes
+        )
 
 
 class Summary(_Table):
@@ -309,19 +347,14 @@ class Summary(_Table):
 
     def __str__(self) -> str:
         names = list(self._data)
-        rows = []
-        for metric in self._shown():
-            row = [metric]
-            for n in names:
-                e = self._data[n][metric]
-                row.append(f"{_fmt(metric, e.estimate)} ± {_fmt(metric, e.se)}")
-            rows.append(row)
+        marks = Footnotes()
+        rows = self._rows(names, marks)
         head = (
             f"invlend summary: {self.meta['n_portfolios']} portfolios x "
             f"{self.meta['portfolio_size']} firms, seed {self.meta['seed']} "
             "(estimate ± standard error clustered by portfolio)\n"
         )
-        return head + _table(["metric", *names], rows) + self._footer()
+        return head + _table(["metric", *names], rows) + self._footer(marks)
 
 
 class Comparison(_Table):
@@ -335,25 +368,25 @@ class Comparison(_Table):
     def __str__(self) -> str:
         names = list(self._data)
         base = self.meta["baseline"]
-        rows = []
-        for metric in self._shown():
-            row = [metric]
-            for n in names:
-                d = self._data[n][metric]
-                z = f"z={d.z:+.1f}" if math.isfinite(d.z) else "z=n/a"
-                row.append(f"{_fmt(metric, d.estimate)} ± {_fmt(metric, d.se)} {z}")
-            rows.append(row)
+        marks = Footnotes()
+        rows = self._rows(names, marks)
         if self.meta.get("runs"):
             head = "invlend paired comparison of two runs (this run - other run ± standard error)\n"
             cols = [f"{n}: this - other" for n in names]
         else:
             head = f"invlend paired comparison against {base!r} (difference ± standard error)\n"
             cols = [f"{n} - {base}" for n in names]
-        return head + _table(["metric", *cols], rows) + self._footer()
+        return head + _table(["metric", *cols], rows) + self._footer(marks)
 
 
-def _differences(smooth_a: dict, tail_a: dict, smooth_b: dict, tail_b: dict) -> dict:
-    """Every metric of A minus B, with SEs from paired influence values or replicates."""
+def _differences(
+    smooth_a: dict, tail_a: dict, smooth_b: dict, tail_b: dict, notes: tuple[dict, dict, str, str]
+) -> dict:
+    """Every metric of A minus B, with SEs from paired influence values or replicates.
+
+    ``notes`` holds the NaN reasons of A's and B's estimates and the two names to say whose.
+    """
+    notes_a, notes_b, name_a, name_b = notes
     row = {}
     for metric in M.METRICS:
         if M.is_tail(metric):
@@ -366,8 +399,17 @@ def _differences(smooth_a: dict, tail_a: dict, smooth_b: dict, tail_b: dict) -> 
             se = M.influence_se(ua - ub)
         diff = ea - eb
         z = diff / se if se > 0 and math.isfinite(se) else math.nan
+        note = ""
+        if not (math.isfinite(diff) and math.isfinite(se)):
+            sides = ((name_a, notes_a), (name_b, notes_b))
+            whose = [f"{name}: {n[metric]}" for name, n in sides if n[metric]]
+            note = "; ".join(whose) or (
+                "standard error undefined for this run" if math.isfinite(diff) else "undefined"
+            )
+            if all(n[metric] == M.NOT_APPLICABLE for n in (notes_a, notes_b)):
+                note = M.NOT_APPLICABLE
         e = M.make_estimate(diff, se)
-        row[metric] = Difference(e.estimate, e.se, e.ci_low, e.ci_high, float(z))
+        row[metric] = Difference(e.estimate, e.se, e.ci_low, e.ci_high, float(z), note)
     return row
 
 
@@ -524,6 +566,10 @@ class SimulationResult(Mapping):
         self, n_boot: int, hurdle: float, sales_eur_m: float | None
     ) -> tuple[dict, dict, list[str]]:
         """Per structure: smooth metrics with influence values, tail replicates (cached)."""
+        n_boot = _checks.count("n_boot", n_boot, low=0, high=MAX_BOOT)
+        hurdle = _checks.number("hurdle", hurdle, low=-1.0, high=10.0)
+        if sales_eur_m is not None:
+            sales_eur_m = _checks.number("sales_eur_m", sales_eur_m, low=0.0)
         key = (n_boot, hurdle, sales_eur_m)
         if key not in self._cache:
             self._cache[key] = self._compute_estimates(n_boot, hurdle, sales_eur_m)
@@ -532,12 +578,6 @@ class SimulationResult(Mapping):
     def _compute_estimates(
         self, n_boot: int, hurdle: float, sales_eur_m: float | None
     ) -> tuple[dict, dict, list[str]]:
-        if not (isinstance(hurdle, int | float) and math.isfinite(hurdle)):
-            raise ValueError(f"hurdle: expected a finite rate, got {hurdle!r}")
-        if sales_eur_m is not None and not (
-            isinstance(sales_eur_m, int | float) and math.isfinite(sales_eur_m) and sales_eur_m >= 0
-        ):
-            raise ValueError(f"sales_eur_m: expected None or a number >= 0, got {sales_eur_m!r}")
         size = self.portfolio_size
         smooth = {
             n: M.smooth_metrics(r.aggregates, r.portfolio_irr, size,
@@ -564,6 +604,14 @@ class SimulationResult(Mapping):
         if self.n_portfolios < 2:
             notes.append("standard errors need at least 2 portfolios")
         for n, r in self.items():
+            if r.aggregates[:, K.AGG_ACCEPTED].sum() == 0:
+                rate = r.structure.screening.acceptance_rate
+                notes.append(
+                    f"{n}: nobody was accepted in any portfolio (screening acceptance_rate "
+                    f"{rate:g} of {self.portfolio_size} applicants each): its loan metrics are "
+                    "undefined"
+                )
+                continue
             bad = int(np.sum(~np.isfinite(r.portfolio_irr)))
             if bad:
                 notes.append(
@@ -571,8 +619,6 @@ class SimulationResult(Mapping):
                     "lent, or no rate in [-99.97%, +298000%] prices the cash flows); irr "
                     "averages the others"
                 )
-            if r.aggregates[:, K.AGG_EAD].sum() == 0:
-                notes.append(f"{n}: no loan defaulted, so lgd is undefined")
         beyond = self.n_portfolios * (1.0 - 0.999)
         if beyond < 10:
             notes.append(
@@ -604,23 +650,36 @@ class SimulationResult(Mapping):
             ``None`` for the plain corporate formula).
         """
         smooth, tail, notes = self._estimates(n_boot, hurdle, sales_eur_m)
-        data: dict[str, dict[str, M.Estimate]] = {}
-        for n in self:
-            row = {}
-            for metric in M.METRICS:
-                if M.is_tail(metric):
-                    est, reps = tail[n][metric]
-                    se = (
-                        float(np.std(reps, ddof=1))
-                        if reps.size > 1 and np.all(np.isfinite(reps))
-                        else math.nan
-                    )
-                else:
-                    est, u = smooth[n][metric]
-                    se = M.influence_se(u)
-                row[metric] = M.make_estimate(est, se)
-            data[n] = row
+        data = {n: self._row(n, smooth[n], tail[n], n_boot) for n in self}
         return Summary(data, notes, self._table_meta(n_boot))
+
+    def _row(self, name: str, smooth: dict, tail: dict, n_boot: int) -> dict[str, M.Estimate]:
+        """Every metric of structure ``name`` as an Estimate, with the reason of any NaN."""
+        r = self._results[name]
+        row = {}
+        for metric in M.METRICS:
+            reps = None
+            if M.is_tail(metric):
+                est, reps = tail[metric]
+                ok = reps.size > 1 and np.all(np.isfinite(reps))
+                se = float(np.std(reps, ddof=1)) if ok else math.nan
+            else:
+                est, u = smooth[metric]
+                se = M.influence_se(u)
+            note = M.nan_notes(
+                metric, est, se, r.aggregates, has_pool=r.structure.risk_pool is not None,
+                n_boot=n_boot, replicates=reps, lgd=smooth["lgd"][0],
+                economic_capital=tail["economic_capital"][0], irb_capital=smooth["irb_capital"][0],
+            )  # fmt: skip
+            row[metric] = M.make_estimate(est, se, note)
+        return row
+
+    def _notes(self, smooth: dict, tail: dict, n_boot: int) -> dict[str, dict[str, str]]:
+        """The NaN reason of every structure's every metric."""
+        return {
+            n: {m: e.note for m, e in self._row(n, smooth[n], tail[n], n_boot).items()}
+            for n in self
+        }
 
     def compare(
         self,
@@ -640,8 +699,15 @@ class SimulationResult(Mapping):
         if baseline not in self._results:
             raise ValueError(f"baseline: no structure named {baseline!r}; have {list(self)}")
         smooth, tail, notes = self._estimates(n_boot, hurdle, sales_eur_m)
+        why = self._notes(smooth, tail, n_boot)
         data = {
-            n: _differences(smooth[n], tail[n], smooth[baseline], tail[baseline])
+            n: _differences(
+                smooth[n],
+                tail[n],
+                smooth[baseline],
+                tail[baseline],
+                (why[n], why[baseline], n, baseline),
+            )
             for n in self
             if n != baseline
         }
@@ -681,7 +747,17 @@ class SimulationResult(Mapping):
                              f"{list(other)})")  # fmt: skip
         smooth, tail, notes = self._estimates(n_boot, hurdle, sales_eur_m)
         o_smooth, o_tail, o_notes = other._estimates(n_boot, hurdle, sales_eur_m)
-        data = {n: _differences(smooth[n], tail[n], o_smooth[n], o_tail[n]) for n in common}
+        why, o_why = self._notes(smooth, tail, n_boot), other._notes(o_smooth, o_tail, n_boot)
+        data = {
+            n: _differences(
+                smooth[n],
+                tail[n],
+                o_smooth[n],
+                o_tail[n],
+                (why[n], o_why[n], "this run", "other run"),
+            )
+            for n in common
+        }
         meta = {**self._table_meta(n_boot), "baseline": "other run", "runs": True}
         return Comparison(data, [*notes, *(f"other run: {n}" for n in o_notes)], meta)
 

@@ -39,6 +39,7 @@ import numpy as np
 from pydantic import ValidationError
 from scipy.optimize import brentq
 
+from invlend import _checks
 from invlend import metrics as M
 from invlend.config import (
     Equity,
@@ -215,17 +216,17 @@ class SweepResult:
         """A text table of one metric: a row per point, a column per structure."""
         if metric not in M.METRICS:
             raise ValueError(f"metric: unknown {metric!r}; choose from {list(M.METRICS)}")
-        from invlend.results import _fmt, _table
+        from invlend.results import Footnotes, _table
 
+        marks = Footnotes()
         rows = []
         for point, summ in zip(self.points, self.summaries, strict=True):
             row = [", ".join(f"{v:.6g}" for v in point)]
-            for n in self.structures:
-                e = summ[n][metric]
-                row.append(f"{_fmt(metric, e.estimate)} ± {_fmt(metric, e.se)}")
+            row += [marks.cell(metric, summ[n][metric]) for n in self.structures]
             rows.append(row)
-        return f"{metric} by {', '.join(self.params)}\n" + _table(
-            [", ".join(self.params), *self.structures], rows
+        table = _table([", ".join(self.params), *self.structures], rows)
+        return f"{metric} by {', '.join(self.params)}\n{table}" + "".join(
+            f"\n{line}" for line in marks.lines()
         )
 
     def __str__(self) -> str:
@@ -238,13 +239,13 @@ class SweepResult:
         return plot_sweep(self, metric=metric, **kw)
 
 
-def _as_values(values) -> list[float]:
-    out = [float(v) for v in np.atleast_1d(np.asarray(values, dtype=float))]
-    if not out:
-        raise ValueError("values: give at least one value")
-    if not all(math.isfinite(v) for v in out):
-        raise ValueError(f"values: must be finite numbers, got {out}")
-    return out
+#: Most values of one swept parameter, and most points of a sweep (each point is a run).
+MAX_VALUES = 1000
+MAX_POINTS = 10_000
+
+
+def _as_values(values, name: str = "values") -> list[float]:
+    return _checks.numbers_list(name, values, most=MAX_VALUES)
 
 
 def sweep(
@@ -280,9 +281,18 @@ def sweep(
     params = (param,) if isinstance(param, str) else tuple(param)
     if not 1 <= len(params) <= 2:
         raise ValueError(f"param: give one or two parameter paths, got {len(params)}")
-    grids = [_as_values(values)] if len(params) == 1 else [_as_values(v) for v in values]
-    if len(grids) != len(params):
-        raise ValueError(f"values: give one list of values per parameter ({len(params)})")
+    if len(params) == 1:
+        grids = [_as_values(values)]
+    else:
+        if isinstance(values, str | bytes) or len(values) != len(params):
+            raise ValueError(f"values: give one list of values per parameter ({len(params)})")
+        grids = [_as_values(v, f"values[{i}]") for i, v in enumerate(values)]
+    if math.prod(len(g) for g in grids) > MAX_POINTS:
+        raise ValueError(
+            f"values: {' x '.join(str(len(g)) for g in grids)} points exceed the limit of "
+            f"{MAX_POINTS} runs in one sweep"
+        )
+    n_boot = _checks.count("n_boot", n_boot, low=0)
     if simulate_kw.get("seed") is None:
         raise ValueError("seed: a sweep needs a fixed seed so that its points are paired")
     for p, grid in zip(params, grids, strict=True):  # check every path and value up front
@@ -371,13 +381,21 @@ def breakeven(
         raise TypeError(f"structure: expected an invlend.Structure, got {type(structure)!r}")
     if (target is None) == (against is None):
         raise ValueError("target: give exactly one of target (a number) or against (a structure)")
+    if target is not None:
+        target = _checks.number("target", target)
+    if against is not None and not isinstance(against, Structure):
+        raise TypeError(f"against: expected an invlend.Structure, got {type(against)!r}")
     if metric not in M.METRICS:
         raise ValueError(f"metric: unknown {metric!r}; choose from {list(M.METRICS)}")
     if M.is_tail(metric):
         raise ValueError(f"metric: {metric!r} is a tail metric; break-even needs a smooth one")
-    lo, hi = (float(x) for x in bracket)
-    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-        raise ValueError(f"bracket: need two finite numbers lo < hi, got {bracket}")
+    if isinstance(bracket, str | bytes) or not hasattr(bracket, "__len__") or len(bracket) != 2:
+        raise ValueError(f"bracket: give two numbers (lo, hi), got {bracket!r}")
+    lo, hi = (_checks.number(f"bracket[{i}]", x) for i, x in enumerate(bracket))
+    if not lo < hi:
+        raise ValueError(f"bracket: need lo < hi, got {bracket}")
+    if xtol is not None:
+        xtol = _checks.number("xtol", xtol, low=0.0, low_open=True)
     if simulate_kw.get("seed") is None:
         raise ValueError("seed: break-even needs a fixed seed so that evaluations are paired")
     structs = [structure] if against is None else [structure, against]
@@ -445,8 +463,11 @@ def sensitivity(
     "high_value": x_hi}}`` on common random numbers; parameters are scaled from their base
     value, so a parameter at 0 does not move.
     """
-    if not 0 < rel_change < 1:
+    rel_change = _checks.number("rel_change", rel_change, low=0.0, low_open=True)
+    if not rel_change < 1:
         raise ValueError(f"rel_change: must be in (0, 1), got {rel_change}")
+    if isinstance(params, str):
+        params = [params]
     if metric not in M.METRICS:
         raise ValueError(f"metric: unknown {metric!r}; choose from {list(M.METRICS)}")
     if simulate_kw.get("seed") is None:

@@ -1,0 +1,86 @@
+"""Checks of the plain arguments of the public functions, each error naming the argument.
+
+The models in :mod:`invlend.config` validate their fields with pydantic; the functions that take
+plain numbers (``summary(n_boot=..., hurdle=...)``, ``cohort(horizon_years=...)``,
+``sweep(values=...)``) check them here, with the same rules: a number is an ``int``, a
+``float`` or a numpy scalar, never a ``bool`` or a string, and it is finite.
+
+Example
+-------
+>>> from invlend import _checks
+>>> _checks.count("n_boot", 400, low=0)
+400
+>>> _checks.number("hurdle", True)
+Traceback (most recent call last):
+...
+TypeError: hurdle: expected a number, got bool True
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import numpy as np
+
+__all__ = ["count", "number", "numbers_list"]
+
+
+def _kind(value: Any) -> str:
+    return f"{type(value).__name__} {value!r}"[:80]
+
+
+def number(
+    name: str,
+    value: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+) -> float:
+    """``value`` as a finite float in ``[low, high]`` (``(low, high]`` with ``low_open``).
+
+    Raises ``TypeError`` for a value that is not a real number (a bool and a string are not)
+    and ``ValueError`` for NaN, an infinity or a number out of range; both name ``name``.
+    """
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected a number, got {_kind(value)}")
+    x = float(value)
+    if not math.isfinite(x):
+        raise ValueError(f"{name}: must be a finite number, got {x}")
+    if low is not None and (x <= low if low_open else x < low):
+        raise ValueError(f"{name}: must be {'>' if low_open else '>='} {low:g}, got {x:g}")
+    if high is not None and x > high:
+        raise ValueError(f"{name}: must be <= {high:g}, got {x:g}")
+    return x
+
+
+def count(name: str, value: Any, *, low: int = 1, high: int | None = None) -> int:
+    """``value`` as an int in ``[low, high]``; ``TypeError`` unless it is an integer (not bool)."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}: expected an integer >= {low}, got {_kind(value)}")
+    n = int(value)
+    if n < low:
+        raise ValueError(f"{name}: must be >= {low}, got {n}")
+    if high is not None and n > high:
+        raise ValueError(f"{name}: must be <= {high}, got {n}")
+    return n
+
+
+def numbers_list(name: str, values: Any, *, most: int) -> list[float]:
+    """A non-empty sequence (or one number) of finite numbers, at most ``most`` of them."""
+    if isinstance(values, str | bytes):
+        raise TypeError(f"{name}: expected a sequence of numbers, got {_kind(values)}")
+    items = list(np.ravel(values)) if isinstance(values, np.ndarray) else values
+    if isinstance(items, numbers.Real) and not isinstance(items, bool | np.bool_):
+        items = [items]
+    try:
+        items = list(items)
+    except TypeError:
+        raise TypeError(f"{name}: expected a sequence of numbers, got {_kind(values)}") from None
+    if not items:
+        raise ValueError(f"{name}: give at least one value")
+    if len(items) > most:
+        raise ValueError(f"{name}: at most {most} values, got {len(items)}")
+    return [number(f"{name}[{i}]", v) for i, v in enumerate(items)]
