@@ -44,7 +44,7 @@ from invlend.config import (
 )
 from invlend.engine import simulate
 from invlend.results import Comparison, Outcomes, SimulationResult, StructureResult, Summary
-from invlend.store import load
+from invlend.store import ResultFileError, load
 from invlend.structures import default_structures, pure_loan, vc_linked, warrant_loan
 from invlend.sweep import Breakeven, SweepResult, breakeven, sensitivity, sweep
 
@@ -71,6 +71,7 @@ __all__ = [
     "Market",
     "Outcomes",
     "Regime",
+    "ResultFileError",
     "RiskPool",
     "RiskShare",
     "Scenario",
