@@ -420,26 +420,49 @@ _PORTFOLIO_SUFFIXES = (".agg", ".irr", ".pool_claims", ".pool_paid", ".paths")
 _PORTFOLIO_KEYS = ("cold_share",)
 
 
-def _allocate(spec: _Spec, n_port: int, firms: bool = True) -> dict[str, np.ndarray]:
-    """Output arrays for ``n_port`` portfolios; per-firm ones only when ``firms``."""
-    size = spec.portfolio_size
-    out: dict[str, np.ndarray] = {}
-    for g in range(len(spec.dynamics)):
+class Layout(NamedTuple):
+    """The sizes that fix a result's arrays (see :func:`layout`)."""
+
+    n_groups: int
+    n_structures: int
+    portfolio_size: int
+    n_checkpoints: int
+    n_steps: int
+    n_years: int
+    sample_paths: int | None  # None: not known (a saved file does not record it)
+
+
+def layout(sizes: Layout, n_port: int, firms: bool = True) -> dict[str, tuple[tuple, np.dtype]]:
+    """Name -> (shape, dtype) of every output array for ``n_port`` portfolios.
+
+    Per-firm arrays only when ``firms``. The one description of a result's arrays: the engine
+    allocates from it and :func:`invlend.store.load` checks a saved file against it.
+    """
+    size, f8 = sizes.portfolio_size, np.dtype(np.float64)
+    out: dict[str, tuple[tuple, np.dtype]] = {}
+    for g in range(sizes.n_groups):
         if firms:
             for name, dtype in _OUTCOME_FIELDS.items():
-                out[f"g{g}.{name}"] = np.empty((n_port, size), dtype)
-            out[f"g{g}.chk"] = np.empty((n_port, size, spec.n_checkpoints))
-        out[f"g{g}.paths"] = np.empty((spec.sample_paths, spec.n_steps + 1))
-    for s in range(len(spec.terms)):
+                out[f"g{g}.{name}"] = ((n_port, size), np.dtype(dtype))
+            out[f"g{g}.chk"] = ((n_port, size, sizes.n_checkpoints), f8)
+        out[f"g{g}.paths"] = ((sizes.sample_paths, sizes.n_steps + 1), f8)
+    for s in range(sizes.n_structures):
         if firms:
             for name, dtype in _FIRM_FIELDS.items():
-                out[f"s{s}.{name}"] = np.empty((n_port, size), dtype)
-        out[f"s{s}.agg"] = np.empty((n_port, K.N_AGG))
-        out[f"s{s}.irr"] = np.empty(n_port)
-        out[f"s{s}.pool_claims"] = np.empty((n_port, spec.n_years))
-        out[f"s{s}.pool_paid"] = np.empty((n_port, spec.n_years))
-    out["cold_share"] = np.empty(n_port)
+                out[f"s{s}.{name}"] = ((n_port, size), np.dtype(dtype))
+        out[f"s{s}.agg"] = ((n_port, K.N_AGG), f8)
+        out[f"s{s}.irr"] = ((n_port,), f8)
+        out[f"s{s}.pool_claims"] = ((n_port, sizes.n_years), f8)
+        out[f"s{s}.pool_paid"] = ((n_port, sizes.n_years), f8)
+    out["cold_share"] = ((n_port,), f8)
     return out
+
+
+def _allocate(spec: _Spec, n_port: int, firms: bool = True) -> dict[str, np.ndarray]:
+    """Output arrays for ``n_port`` portfolios; per-firm ones only when ``firms``."""
+    sizes = Layout(len(spec.dynamics), len(spec.terms), spec.portfolio_size, spec.n_checkpoints,
+                   spec.n_steps, spec.n_years, spec.sample_paths)  # fmt: skip
+    return {k: np.empty(shape, dtype) for k, (shape, dtype) in layout(sizes, n_port, firms).items()}
 
 
 def _views(out: dict[str, np.ndarray], p0: int, p1: int) -> dict[str, np.ndarray]:

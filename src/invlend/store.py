@@ -41,7 +41,6 @@ from typing import Any
 import numpy as np
 from numpy.lib import format as npy
 
-from invlend import _kernels as K
 from invlend import engine
 from invlend._lowering import linkage_key
 from invlend.config import Scenario, Structure, check_run
@@ -496,28 +495,11 @@ def _parse_meta(path: Path, text: str) -> tuple[dict[str, Any], Scenario, list[S
 
 
 def _layout(meta: dict[str, Any], scenario: Scenario, structures: list[Structure]) -> dict:
-    """Array name -> (shape, dtype) of the recorded run, as :func:`engine._allocate` makes them.
+    """Array name -> (shape, dtype) of the recorded run, as :func:`engine.layout` gives them.
 
     The number of sample paths is not recorded: it is ``None`` in the ``.paths`` shapes.
     """
-    n_port, size = meta["n_portfolios"], meta["portfolio_size"]
-    firms = meta["keep"] == "firms"
-    f8 = np.dtype(np.float64)
     n_chk = len({round(s.loan.maturity_years / scenario.dt) for s in structures})
-    out: dict[str, tuple[tuple[int | None, ...], np.dtype]] = {}
-    for g in range(max(meta["group_of"]) + 1):
-        if firms:
-            for name, dtype in engine._OUTCOME_FIELDS.items():
-                out[f"g{g}.{name}"] = ((n_port, size), np.dtype(dtype))
-            out[f"g{g}.chk"] = ((n_port, size, n_chk), f8)
-        out[f"g{g}.paths"] = ((None, scenario.n_steps + 1), f8)
-    for s in range(len(structures)):
-        if firms:
-            for name, dtype in engine._FIRM_FIELDS.items():
-                out[f"s{s}.{name}"] = ((n_port, size), np.dtype(dtype))
-        out[f"s{s}.agg"] = ((n_port, K.N_AGG), f8)
-        out[f"s{s}.irr"] = ((n_port,), f8)
-        out[f"s{s}.pool_claims"] = ((n_port, scenario.n_years), f8)
-        out[f"s{s}.pool_paid"] = ((n_port, scenario.n_years), f8)
-    out["cold_share"] = ((n_port,), f8)
-    return out
+    sizes = engine.Layout(max(meta["group_of"]) + 1, len(structures), meta["portfolio_size"],
+                          n_chk, scenario.n_steps, scenario.n_years, None)  # fmt: skip
+    return engine.layout(sizes, meta["n_portfolios"], meta["keep"] == "firms")
