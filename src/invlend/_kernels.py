@@ -23,9 +23,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import prange
 
-from invlend._numba import jit, pjit
+from invlend._numba import jit, pjit, prange
 from invlend.rng import _MASK8, _S12, _ZR, _ZX, Purpose, _normal_bits, mix64, to_unit
 from invlend.rng import firm_key as _firm_key
 from invlend.rng import uniform as _uniform

@@ -1,7 +1,8 @@
 """Command line: ``invlend compare|sweep|breakeven|validate|scenario``.
 
 Every error in the input (a malformed or invalid TOML file, a bad option) is reported as one
-line on standard error with exit code 2, and nothing is written.
+line on standard error with exit code 2, and nothing is written; :func:`main` lists the exit
+statuses.
 
 Example
 -------
@@ -9,17 +10,22 @@ Example
 
     $ invlend compare --portfolios 2000 --size 100 --seed 1 --out report
     $ invlend scenario show > my.toml && invlend compare my.toml
-    $ invlend sweep warrant.coverage 0.05,0.1,0.2 --out coverage
+    $ invlend sweep warrant.coverage 0.05,0.1,0.2 --out sweep-coverage
     $ invlend breakeven loan.rate 0 0.3 --structure pure_loan --against warrant_loan
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import keyword
+import os
 import sys
 from pathlib import Path
 
 from pydantic import ValidationError
+
+from invlend.sweep import MAX_POINTS, MAX_VALUES
 
 __all__ = ["main"]
 
@@ -126,6 +132,8 @@ def _inputs(args: argparse.Namespace):
     structures = (
         il.Structure.from_toml(args.structures) if args.structures else il.default_structures()
     )
+    if not structures:
+        raise ValueError(f"--structures: {args.structures} has no [[structure]] tables")
     if args.seed < 0:
         raise ValueError(f"--seed: must be a non-negative integer, got {args.seed}")
     if getattr(args, "bootstrap", 0) < 0:
@@ -188,17 +196,56 @@ def _values(text: str, what: str) -> list[float]:
     try:
         if ":" in text:
             start, stop, num = text.split(":")
-            import numpy as np
-
             n = int(num)
             if n < 1:
                 raise ValueError
-            return [float(v) for v in np.linspace(float(start), float(stop), n)]
-        return [float(v) for v in text.split(",") if v.strip()]
+            items = None
+        else:
+            items = [v for v in text.split(",") if v.strip()]
+            n = len(items)
     except ValueError:
         raise ValueError(
             f"{what}: expected comma-separated numbers or START:STOP:NUM, got {text!r}"
         ) from None
+    if n > MAX_VALUES:
+        raise ValueError(f"{what}: at most {MAX_VALUES} values, got {n}")
+    try:
+        if items is None:
+            import numpy as np
+
+            return [float(v) for v in np.linspace(float(start), float(stop), n)]
+        return [float(v) for v in items]
+    except ValueError:
+        raise ValueError(
+            f"{what}: expected comma-separated numbers or START:STOP:NUM, got {text!r}"
+        ) from None
+
+
+def _warn_importable(out: Path) -> None:
+    """Warn when Python started next to ``out`` would import it as a package.
+
+    A folder without ``__init__.py`` whose name is an identifier is what ``import NAME``
+    finds when no module NAME is installed (an installed one takes precedence): numba, which
+    imports ``coverage`` when it is installed, fails in any folder that holds ``coverage/``.
+    Which names libraries try cannot be known, so every identifier that no installed module
+    takes gets the warning.
+    """
+    name = out.name
+    if not name.isidentifier() or keyword.iskeyword(name):
+        return
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is not None and spec.origin is not None:
+        return  # an installed module of that name wins over the folder
+    where = out.parent if str(out.parent) != "." else Path.cwd()
+    _say(
+        f"invlend: warning: --out {out}: a Python started in {where} would import this folder "
+        f"as the module {name!r}, which breaks libraries that use {name!r} only when it is "
+        "installed (numba does so with coverage); prefer a name with a hyphen, which cannot "
+        "be imported"
+    )
 
 
 def _sweep(args: argparse.Namespace) -> int:
@@ -213,6 +260,11 @@ def _sweep(args: argparse.Namespace) -> int:
     if args.grid:
         params.append(args.grid[0])
         values.append(_values(args.grid[1], "--grid values"))
+        if len(values[0]) * len(values[1]) > MAX_POINTS:
+            raise ValueError(
+                f"--grid: at most {MAX_POINTS} points on a grid, got "
+                f"{len(values[0])} x {len(values[1])} = {len(values[0]) * len(values[1])}"
+            )
     out = Path(args.out) if args.out else None
     _check_out(out)
     sw = il.sweep(
@@ -226,6 +278,7 @@ def _sweep(args: argparse.Namespace) -> int:
     )
     print(sw.table(args.metric))
     if out is not None:
+        _warn_importable(out)
         written = _write_sweep(sw, out, args.metric)
         print(f"\nwrote {out}/: " + ", ".join(written))
     return 0
@@ -310,36 +363,99 @@ def _validate(args: argparse.Namespace) -> int:
     return 0 if report.passed else 1
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``invlend`` command; returns the exit code."""
-    args = _parser().parse_args(argv)
+_COMMANDS = {
+    "compare": _compare,
+    "validate": _validate,
+    "sweep": _sweep,
+    "breakeven": _breakeven,
+    "scenario": _scenario,
+}
+
+
+def _say(line: str) -> None:
+    """Write one line to standard error; a closed standard error is not worth a traceback."""
     try:
-        if args.command == "compare":
-            return _compare(args)
-        if args.command == "validate":
-            return _validate(args)
-        if args.command == "sweep":
-            return _sweep(args)
-        if args.command == "breakeven":
-            return _breakeven(args)
-        return _scenario(args)
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
+def _silence_closed_pipes() -> None:
+    """Point a stream whose reader has gone at os.devnull, so that the flush at exit passes.
+
+    Python flushes ``sys.stdout`` and ``sys.stderr`` once more at shutdown; text still
+    buffered for a closed pipe would fail there with "Exception ignored ... BrokenPipeError"
+    and status 120 (the recipe of the Python documentation's note on SIGPIPE).
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except OSError:
+                try:
+                    os.dup2(devnull, stream.fileno())
+                except (OSError, ValueError):  # not a file descriptor (captured, closed)
+                    pass
+    finally:
+        os.close(devnull)
+
+
+def _run(argv: list[str] | None) -> int:
+    try:
+        try:
+            args = _parser().parse_args(argv)
+        except SystemExit as exc:  # --help (0), or a usage error already reported (2)
+            status = exc.code if isinstance(exc.code, int) else 2
+        else:
+            status = _COMMANDS[args.command](args)
+        sys.stdout.flush()  # a closed pipe fails here, not at exit
+        return status
+    except BrokenPipeError:  # before OSError, of which it is a subclass
+        _silence_closed_pipes()
+        return 141
     except ValidationError as exc:
-        sys.stderr.write(f"invlend: error: {_one_line(exc)}\n")
+        _say(f"invlend: error: {_one_line(exc)}")
     except (ValueError, TypeError, KeyError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        sys.stderr.write(f"invlend: error: {msg}\n")
+        _say(f"invlend: error: {msg}")
     except OSError as exc:
-        sys.stderr.write(f"invlend: error: {exc.filename or ''}: {exc.strerror or exc}\n")
-    except KeyboardInterrupt:
-        sys.stderr.write("invlend: interrupted\n")
-        return 130
-    except BrokenPipeError:
-        # The reader (e.g. `head`) closed the pipe: stop quietly, as other tools do.
-        import os
-
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+        reason = exc.strerror or exc
+        _say(
+            f"invlend: error: {exc.filename}: {reason}"
+            if exc.filename
+            else f"invlend: error: {reason}"
+        )
+    except RecursionError:
+        # config._read_toml refuses deep input files; this is the net under anything else
+        _say("invlend: error: input nested too deeply (maximum recursion depth exceeded)")
+    except MemoryError as exc:
+        detail = f": {exc}" if str(exc) else ""
+        _say(f"invlend: error: out of memory{detail}; fewer --portfolios or a smaller --size")
     return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``invlend`` command; returns the exit status.
+
+    ===  =====================================================================================
+    0    success
+    1    ``invlend validate``: a check failed
+    2    bad input: one line ``invlend: error: ...`` on standard error, nothing written
+    130  interrupted (Ctrl-C): ``invlend: interrupted`` on standard error, nothing written
+    141  the reader of standard output went away (``invlend compare | head -1``): no
+         message, as a Unix tool stopped by SIGPIPE (128 + 13); nothing more is written
+    ===  =====================================================================================
+
+    The console script goes through :mod:`invlend_cli`, which catches a Ctrl-C during the
+    import of the package as well.
+    """
+    try:
+        return _run(argv)
+    except KeyboardInterrupt:
+        _say("invlend: interrupted")
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -61,44 +61,34 @@ __all__ = [
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]{0,63}")
 
 
-def _number(value: Any) -> Any:
-    """A number where a number is meant: refuse bools and strings, take numpy scalars.
+def _strict(error_type: str, what: str):
+    """A before-validator that refuses bools and strings where ``what`` is meant.
 
     pydantic's lax mode reads ``"5"`` and ``True`` as numbers and its strict mode refuses
-    ``numpy.int64``; neither is what a model of a bank's book wants.
+    ``numpy.int64``; neither is what a model of a bank's book wants. numpy scalars are turned
+    into Python numbers, then pydantic checks the type and bounds as usual.
     """
-    if isinstance(value, bool | np.bool_):
-        raise PydanticCustomError("float_type", "Input should be a valid number, not a bool")
-    if isinstance(value, np.integer | np.floating):
-        return value.item()
-    if not isinstance(value, int | float):
-        raise PydanticCustomError(
-            "float_type", "Input should be a valid number, not {kind}", {"kind": _kind(value)}
-        )
-    return value
 
+    def check(value: Any) -> Any:
+        if isinstance(value, np.integer | np.floating):
+            return value.item()
+        if isinstance(value, bool | np.bool_) or not isinstance(value, int | float):
+            kind = "a string" if isinstance(value, str) else type(value).__name__
+            raise PydanticCustomError(
+                error_type, "Input should be a valid {what}, not {kind}",
+                {"what": what, "kind": "a bool" if isinstance(value, bool) else kind},
+            )  # fmt: skip
+        return value
 
-def _integer(value: Any) -> Any:
-    """An integer where a count is meant: refuse bools and strings, take numpy integers."""
-    if isinstance(value, bool | np.bool_):
-        raise PydanticCustomError("int_type", "Input should be a valid integer, not a bool")
-    if isinstance(value, np.integer | np.floating):
-        return value.item()
-    if not isinstance(value, int | float):
-        raise PydanticCustomError(
-            "int_type", "Input should be a valid integer, not {kind}", {"kind": _kind(value)}
-        )
-    return value
-
-
-def _kind(value: Any) -> str:
-    return "a string" if isinstance(value, str) else f"{type(value).__name__}"
+    return check
 
 
 #: A finite float given as a number (never a bool or a string); numpy scalars are accepted.
-Number = Annotated[float, BeforeValidator(_number), Field(allow_inf_nan=False)]
+Number = Annotated[
+    float, BeforeValidator(_strict("float_type", "number")), Field(allow_inf_nan=False)
+]
 #: An integer given as a number (never a bool or a string); numpy integers are accepted.
-Count = Annotated[int, BeforeValidator(_integer)]
+Count = Annotated[int, BeforeValidator(_strict("int_type", "integer"))]
 Fraction = Annotated[Number, Field(ge=0.0, le=1.0)]
 NonNeg = Annotated[Number, Field(ge=0.0)]
 Hazard = Annotated[Number, Field(ge=0.0, le=1000.0)]
