@@ -1,4 +1,10 @@
-"""Every input gets a correct result or a clear error; saved results are never lost or corrupt."""
+"""Every input gets a correct result or a clear error; saved results are never lost or corrupt.
+
+The tables here cover the models, the plain arguments and every NaN's reason; three companion
+files hold the tables of their own layer: ``test_store_hardening.py`` (crafted and damaged
+result files), ``test_executor_hardening.py`` (executors that misbehave) and
+``test_cli_hardening.py`` (the command line: interrupts, pipes, environment, limits).
+"""
 
 from __future__ import annotations
 

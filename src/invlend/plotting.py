@@ -82,7 +82,7 @@ def plot_npv_distribution(result, *, ax=None, structures=None, clip: float = 0.9
         r = result[n]
         ok = r.accepted & (r.principal > 0)
         if not ok.any():  # nothing to draw; the legend says why
-            ax.plot([], [], color=f"C{i}", label=f"{n} (nobody accepted)")
+            ax.plot([], [], color=f"C{i}", label=f"{n}: no loans (nobody accepted)")
             continue
         x = np.sort(r.npv[ok] / r.principal[ok])
         y = np.arange(1, x.size + 1) / x.size
@@ -94,6 +94,8 @@ def plot_npv_distribution(result, *, ax=None, structures=None, clip: float = 0.9
         ax.text(0.5, 0.5, "no loans: nobody was accepted", ha="center", va="center",
                 transform=ax.transAxes)  # fmt: skip
         ax.set_title("Distribution of each loan's NPV")
+        ax.set_xticks([])
+        ax.set_yticks([])
         ax.legend(loc="upper left")
         return ax
     allx = np.concatenate(pooled)
