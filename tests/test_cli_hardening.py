@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from invlend import _numba, cli
+from signals import interruptible
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ("--portfolios", 5, "--size", 5, "--bootstrap", 0)
@@ -195,7 +196,7 @@ def test_ctrl_c_while_importing_ends_quietly(tmp_path, delay):
     out = tmp_path / "report"
     proc = subprocess.Popen(
         [*console_script(), "compare", "--portfolios", "60000", "--size", "100", "--out", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path, preexec_fn=interruptible,
     )  # fmt: skip
     time.sleep(delay)
     proc.send_signal(signal.SIGINT)

@@ -25,6 +25,7 @@ from pydantic import ValidationError
 
 import invlend as il
 from invlend import cli, engine
+from signals import interruptible
 
 # ------------------------------------------------------------------ invalid inputs, tabled
 
@@ -614,7 +615,7 @@ def test_ctrl_c_stops_the_command_cleanly(tmp_path):
         [sys.executable, "-m", "invlend.cli", "compare", "--portfolios", "60000", "--size",
          "100", "--progress", "--out", str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1"}, preexec_fn=interruptible,
     )  # fmt: skip
     # Interrupt once the simulation has started: its progress bar is on standard error.
     seen = b""
