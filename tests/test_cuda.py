@@ -302,7 +302,9 @@ def test_benchmark_vectorised_twin_has_the_kernels_events():
         event, step, value = bench.vectorised_simulate(np, inp, cpu.market)
     np.testing.assert_array_equal(event, cpu.host(0, "event"))
     np.testing.assert_array_equal(step, cpu.host(0, "step"))
-    np.testing.assert_allclose(value, cpu.host(0, "value"), rtol=1e-14)
+    # to rounding: exp/log of numpy's SIMD code and of the C maths library differ in the last
+    # bit on some CPUs, compounded over the path (1.06e-14 seen on baseline SIMD without FMA)
+    np.testing.assert_allclose(value, cpu.host(0, "value"), rtol=1e-12)
     assert (event == il.Event.DEFAULT).any() and (event == il.Event.IPO).any()
 
 
