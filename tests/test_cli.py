@@ -4,25 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 
 import pytest
 
 import invlend as il
+from commands import run_cli as cli
 from invlend import metrics as M
 from invlend.engine import _cuda_problem
-
-
-def cli(*args, cwd=None, timeout=120):
-    return subprocess.run(
-        [sys.executable, "-m", "invlend.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        cwd=cwd,
-        timeout=timeout,
-    )
 
 
 def assert_one_line_error(proc, *fragments):

@@ -22,23 +22,12 @@ from pathlib import Path
 
 import pytest
 
+from commands import interruptible
+from commands import run_cli as run
 from invlend import _numba, cli
-from signals import interruptible
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ("--portfolios", 5, "--size", 5, "--bootstrap", 0)
-
-
-def run(*args, cwd=None, env=None, timeout=120):
-    return subprocess.run(
-        [sys.executable, "-m", "invlend.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        cwd=cwd,
-        env=env,
-        timeout=timeout,
-    )
 
 
 def console_script() -> list[str]:

@@ -24,8 +24,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 import invlend as il
+from commands import interruptible
 from invlend import cli, engine
-from signals import interruptible
 
 # ------------------------------------------------------------------ invalid inputs, tabled
 
