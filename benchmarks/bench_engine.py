@@ -34,7 +34,7 @@ from numba import prange
 import invlend as il
 from invlend import _kernels as K
 from invlend import _numpy_backend as NB
-from invlend._lowering import lower_dynamics, lower_structure
+from invlend._sim.lowering import lower_dynamics, lower_structure
 from invlend.rng import (
     Purpose,
     counter_table,

@@ -51,7 +51,7 @@ except ImportError:  # run from a checkout without installing
 
 from invlend import _kernels as K  # noqa: E402
 from invlend import rng  # noqa: E402
-from invlend._lowering import lower_dynamics, lower_structure  # noqa: E402
+from invlend._sim.lowering import lower_dynamics, lower_structure  # noqa: E402
 from invlend.engine import _FIRM_FIELDS, _OUTCOME_FIELDS, resolve_seed  # noqa: E402
 
 SIZE = 100  # firms per portfolio

@@ -187,7 +187,7 @@ def test_retarget_refuses_an_unreplaced_cpu_helper():
 
 def _engine_cash_flows(n_port=400, size=25):
     """Portfolio cash flows of the default structures, as the engine hands them to the IRR."""
-    from invlend._lowering import lower_dynamics, lower_structure
+    from invlend._sim.lowering import lower_dynamics, lower_structure
     from invlend.rng import counter_table, market_keys, market_shocks, portfolio_keys, root_key
 
     sc = il.Scenario.default()

@@ -19,7 +19,7 @@ import invlend as il
 from conftest import assert_mc_close, binomial_se, one_stage, plain_scenario
 from invlend import _kernels as K
 from invlend import _numpy_backend as NB
-from invlend._lowering import lower_dynamics, lower_structure
+from invlend._sim.lowering import lower_dynamics, lower_structure
 from invlend.rng import counter_table, market_keys, market_shocks, portfolio_keys, root_key
 
 EVALUATE = {"numba": K._evaluate_structure, "numpy": NB.evaluate_structure}

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["count", "number", "numbers_list"]
+__all__ = ["count", "metric", "number", "numbers_list", "seed"]
 
 
 def _kind(value: Any) -> str:
@@ -84,3 +84,31 @@ def numbers_list(name: str, values: Any, *, most: int) -> list[float]:
     if len(items) > most:
         raise ValueError(f"{name}: at most {most} values, got {len(items)}")
     return [number(f"{name}[{i}]", v) for i, v in enumerate(items)]
+
+
+def metric(name: str, value: Any, choices: tuple[str, ...]) -> str:
+    """``value`` if it is one of the metric names ``choices``; else ``ValueError`` naming them."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name}: unknown {value!r}; choose from {list(choices)}")
+    return value
+
+
+def seed(name: str, value: Any, *, fixed: str = "") -> Any:
+    """``value`` if it is a seed: a non-negative int, a numpy ``SeedSequence`` or ``None``.
+
+    ``fixed``, when given, says why ``None`` (fresh entropy) is refused, e.g. "a sweep needs
+    a fixed seed so that its points are paired".
+    """
+    if value is None:
+        if fixed:
+            raise ValueError(f"{name}: {fixed}")
+        return None
+    if isinstance(value, np.random.SeedSequence):
+        return value
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral):
+        raise ValueError(
+            f"{name}: expected an int, a numpy SeedSequence or None, got {type(value).__name__}"
+        )
+    if value < 0:
+        raise ValueError(f"{name}: must be a non-negative integer, got {value}")
+    return int(value)

@@ -59,7 +59,7 @@ import numpy as np
 from numpy.polynomial import hermite_e
 
 from invlend import _checks
-from invlend._lowering import lower_dynamics
+from invlend._sim.lowering import lower_dynamics
 from invlend.config import FundingCycle, Linkage, Scenario
 
 __all__ = ["Cohort", "cohort"]

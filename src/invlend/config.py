@@ -5,7 +5,7 @@ Overview
 Every input of a simulation is a frozen pydantic model with ``extra="forbid"``: a typo in a
 field name, a number out of bounds or an inconsistent combination fails at construction with a
 message that names the field. The models hold no behaviour beyond validation and TOML
-input/output; :mod:`invlend._lowering` turns them into plain arrays for the kernels.
+input/output; :mod:`invlend._sim.lowering` turns them into plain arrays for the kernels.
 
 Units: times in years, rates and hazards annual (continuous compounding for discounting),
 values in currency units (the built-in scenario uses millions), fractions in [0, 1].

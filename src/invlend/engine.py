@@ -3,7 +3,7 @@
 Overview
 --------
 :func:`simulate` is the one entry point. It checks every argument before any work, lowers
-the scenario and structures to arrays (:mod:`invlend._lowering`), groups the structures by
+the scenario and structures to arrays (:mod:`invlend._sim.lowering`), groups the structures by
 linkage (structures with the same linkage share one firm simulation: common random numbers),
 and processes ranges of portfolios independently -- in this process, or on any
 ``concurrent.futures.Executor`` or ``dask.distributed.Client`` passed as ``executor``. Because
@@ -33,7 +33,7 @@ import numpy as np
 
 from invlend import _kernels as K
 from invlend import _numpy_backend as NB
-from invlend._lowering import Dynamics, Terms, linkage_key, lower_dynamics, lower_structure
+from invlend._sim.lowering import Dynamics, Terms, linkage_key, lower_dynamics, lower_structure
 from invlend._version import __version__
 from invlend.config import Scenario, Structure, check_run
 from invlend.rng import (

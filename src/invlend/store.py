@@ -42,7 +42,7 @@ import numpy as np
 from numpy.lib import format as npy
 
 from invlend import engine
-from invlend._lowering import linkage_key
+from invlend._sim.lowering import linkage_key
 from invlend.config import Scenario, Structure, check_run
 
 __all__ = ["ResultFileError", "load", "save"]

@@ -2,7 +2,7 @@
 
 Overview
 --------
-Kernels take only arrays and scalars (from :mod:`invlend._lowering`) and write into
+Kernels take only arrays and scalars (from :mod:`invlend._sim.lowering`) and write into
 preallocated outputs; they never import the models. Firms are flattened portfolio-major:
 flat firm ``i`` of a chunk is firm ``i % portfolio_size`` of the chunk's portfolio
 ``i // portfolio_size``. Every random draw comes from :mod:`invlend.rng` keyed by
