@@ -14,9 +14,8 @@ Example
 ['pure_loan', 'vc_linked', 'warrant_loan']
 """
 
-from enum import IntEnum
-
 from invlend import capital, plotting
+from invlend._sim.layout import Event
 from invlend._version import __version__
 from invlend.calibrate import (
     Calibration,
@@ -47,16 +46,6 @@ from invlend.results import Comparison, Outcomes, SimulationResult, StructureRes
 from invlend.store import ResultFileError, load
 from invlend.structures import default_structures, pure_loan, vc_linked, warrant_loan
 from invlend.sweep import Breakeven, SweepResult, breakeven, sensitivity, sweep
-
-
-class Event(IntEnum):
-    """What ended a firm's path: codes stored in ``Outcomes.event`` (int8)."""
-
-    NONE = 0  #: reached the horizon
-    DEFAULT = 1  #: failed (hazard or value barrier)
-    IPO = 2  #: listed
-    MA = 3  #: trade sale or buy-back
-
 
 __all__ = [
     "Breakeven",

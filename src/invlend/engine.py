@@ -31,24 +31,27 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from invlend import _kernels as K
-from invlend import _numpy_backend as NB
-from invlend._sim.lowering import Dynamics, Terms, linkage_key, lower_dynamics, lower_structure
+from invlend import _checks
+from invlend._sim import layout as L
+from invlend._sim.backend import Backend
+from invlend._sim.lowering import (
+    Dynamics,
+    Terms,
+    checkpoint_steps,
+    linkage_groups,
+    lower_dynamics,
+    lower_structure,
+    run_sizes,
+)
 from invlend._version import __version__
 from invlend.config import Scenario, Structure, check_run
-from invlend.rng import (
-    STREAM_VERSION,
-    counter_table,
-    market_keys,
-    market_shocks,
-    portfolio_keys,
-    regime_paths,
-)
-from invlend.rng import root_key as _root_key
+from invlend.results import SimulationResult
+from invlend.rng import STREAM_VERSION, root_key
+from invlend.structures import structure_list
 
 __all__ = ["BACKENDS", "resolve_seed", "simulate"]
 
-BACKENDS = ("cpu", "numpy", "cuda", "auto")
+BACKENDS = (*L.BACKENDS, "auto")
 _DEFAULT_CHUNK_FIRMS = 1 << 18
 # A GPU wants millions of firms per launch; the device memory this takes, about 100 bytes per
 # firm for the outcomes of one linkage and one structure's per-firm results, is far below a
@@ -58,25 +61,6 @@ _CUDA_INSTALL = 'pip install "invlend[cuda]"'
 # numba's workqueue threading layer (used where neither OpenMP nor TBB is installed) must not
 # run parallel kernels from two Python threads at once; each kernel uses every core anyway.
 _KERNEL_LOCK = threading.Lock()
-_MAX_FIRMS = 2_000_000_000  # per-firm arrays beyond this would not fit any single machine
-
-
-class _Spec(NamedTuple):
-    """Everything a range of portfolios needs: plain arrays and scalars (cheap to pickle)."""
-
-    seed_key: int
-    portfolio_size: int
-    n_steps: int
-    dt: float
-    backend: str
-    dynamics: tuple[Dynamics, ...]
-    terms: tuple[Terms, ...]
-    group_of: tuple[int, ...]  # dynamics group of each structure
-    n_checkpoints: int
-    sample_paths: int
-    keep_firms: bool
-    n_years: int  # years of the horizon, counting a last short one: rows of the pool tables
-    regime: tuple[float, float, float] | None  # (P(start cold), P(hot->cold), P(cold->hot))
 
 
 def resolve_seed(seed: int | np.random.SeedSequence | None) -> tuple[int, Any, tuple]:
@@ -87,18 +71,11 @@ def resolve_seed(seed: int | np.random.SeedSequence | None) -> tuple[int, Any, t
     ``SeedSequence(entropy, spawn_key=spawn_key)``, or by the int itself when the spawn key is
     empty.
     """
+    seed = _checks.seed("seed", seed)
     if isinstance(seed, np.random.SeedSequence):
         ss = seed
-    elif seed is None:
-        ss = np.random.SeedSequence()
-    elif isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
-        if seed < 0:
-            raise ValueError(f"seed: must be a non-negative integer, got {seed}")
-        ss = np.random.SeedSequence(int(seed))
     else:
-        raise ValueError(
-            f"seed: expected an int, a numpy SeedSequence or None, got {type(seed).__name__}"
-        )
+        ss = np.random.SeedSequence(seed)
     root = int(ss.generate_state(1, np.uint64)[0])
     entropy = int(ss.entropy) if isinstance(ss.entropy, (int, np.integer)) else ss.entropy
     return root, entropy, tuple(int(k) for k in ss.spawn_key)
@@ -113,62 +90,30 @@ def _versions(backend: str = "cpu") -> dict[str, str]:
             out[pkg] = "missing"
     out["stream"] = str(STREAM_VERSION)
     if backend == "cuda":
-        from invlend import _cuda
+        from invlend._sim import cuda
 
         try:
             out["numba-cuda"] = md.version("numba-cuda")
         except md.PackageNotFoundError:
             out["numba-cuda"] = "missing (numba's built-in numba.cuda)"
-        out["cuda_device"] = _cuda.device_name()
+        out["cuda_device"] = cuda.device_name()
     return out
 
 
-def _check_count(name: str, value: Any, low: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name}: expected an integer >= {low}, got {value!r}")
-    if value < low:
-        raise ValueError(f"{name}: must be >= {low}, got {value}")
-    return int(value)
-
-
-def _available_bytes() -> int | None:
-    """Memory available to new allocations (Linux ``MemAvailable``), or None if unknown."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
-def result_bytes(n_portfolios: int, portfolio_size: int, n_groups: int, n_structures: int,
-                 n_checkpoints: int, firms: bool = True, n_years: int = 0) -> int:  # fmt: skip
-    """Bytes of the per-firm (when ``firms``) and per-portfolio arrays a result holds."""
-    per_group = sum(np.dtype(t).itemsize for t in _OUTCOME_FIELDS.values()) + 8 * n_checkpoints
-    per_structure = sum(np.dtype(t).itemsize for t in _FIRM_FIELDS.values())
-    per_portfolio = n_structures * 8 * (K.N_AGG + 1 + 2 * n_years) + 8
-    firm_bytes = (
-        n_portfolios * portfolio_size * (n_groups * per_group + n_structures * per_structure)
-    )
-    return (firm_bytes if firms else 0) + n_portfolios * per_portfolio
-
-
-def _check_memory(n_port: int, size: int, n_groups: int, n_struct: int, n_chk: int,
-                  firms: bool, n_years: int) -> None:  # fmt: skip
-    need = result_bytes(n_port, size, n_groups, n_struct, n_chk, firms, n_years)
-    have = _available_bytes()
+def _check_memory(sizes: L.Sizes, n_port: int, firms: bool) -> None:
+    need = L.result_bytes(sizes, n_port, firms)
+    have = L.available_bytes()
     if have is not None and need > 0.8 * have:
-        aggregates = result_bytes(n_port, size, n_groups, n_struct, n_chk, False, n_years)
+        aggregates = L.result_bytes(sizes, n_port, False)
         hint = (
             f"; keep='aggregates' keeps only per-portfolio totals ({aggregates / 2**30:.2f} GiB)"
             if firms and aggregates <= 0.8 * have
             else "; lower n_portfolios"
         )
         raise ValueError(
-            f"n_portfolios: {n_port} portfolios x {size} firms need {need / 2**30:.1f} GiB for "
-            f"the results but only {have / 2**30:.1f} GiB of memory is available{hint}"
+            f"n_portfolios: {n_port} portfolios x {sizes.portfolio_size} firms need "
+            f"{need / 2**30:.1f} GiB for the results but only {have / 2**30:.1f} GiB of memory "
+            f"is available{hint}"
         )
 
 
@@ -220,20 +165,6 @@ def _check_backend(backend: str) -> str:
                 "['cpu', 'numpy']"
             )
     return backend
-
-
-def _as_structures(structures: Structure | Sequence[Structure] | None) -> list[Structure]:
-    if structures is None:
-        from invlend.structures import default_structures
-
-        return default_structures()
-    if isinstance(structures, Structure):
-        return [structures]
-    out = list(structures)
-    for i, s in enumerate(out):
-        if not isinstance(s, Structure):
-            raise TypeError(f"structures[{i}]: expected an invlend.Structure, got {type(s)!r}")
-    return out
 
 
 def simulate(
@@ -293,63 +224,36 @@ def simulate(
     """
     if not isinstance(scenario, Scenario):
         raise TypeError(f"scenario: expected an invlend.Scenario, got {type(scenario)!r}")
-    structs = _as_structures(structures)
+    structs = structure_list(structures)
     check_run(scenario, structs)
-    n_portfolios = _check_count("n_portfolios", n_portfolios)
-    portfolio_size = _check_count("portfolio_size", portfolio_size)
-    sample_paths = _check_count("sample_paths", sample_paths, low=0)
+    n_portfolios = _checks.count("n_portfolios", n_portfolios)
+    portfolio_size = _checks.count("portfolio_size", portfolio_size)
+    sample_paths = _checks.count("sample_paths", sample_paths, low=0)
     backend = _check_backend(backend)
     if chunk_firms is None:
         chunk_firms = _CUDA_CHUNK_FIRMS if backend == "cuda" else _DEFAULT_CHUNK_FIRMS
-    chunk_firms = _check_count("chunk_firms", chunk_firms)
+    chunk_firms = _checks.count("chunk_firms", chunk_firms)
     n_firms = n_portfolios * portfolio_size
-    if n_firms > _MAX_FIRMS and keep == "firms":
+    if n_firms > L.MAX_FIRMS and keep == "firms":
         raise ValueError(
-            f"n_portfolios * portfolio_size = {n_firms} firms exceeds the limit of {_MAX_FIRMS} "
+            f"n_portfolios * portfolio_size = {n_firms} firms exceeds the limit of {L.MAX_FIRMS} "
             "for per-firm results; keep='aggregates' has no such limit"
         )
-    if sample_paths > min(n_firms, 100_000):
+    most_paths = min(n_firms, L.MAX_SAMPLE_PATHS)
+    if sample_paths > most_paths:
         raise ValueError(
-            f"sample_paths: at most min(firms, 100000) = {min(n_firms, 100_000)}, "
+            f"sample_paths: at most min(firms, {L.MAX_SAMPLE_PATHS}) = {most_paths}, "
             f"got {sample_paths}"
         )
     if keep not in ("firms", "aggregates"):
         raise ValueError(f"keep: unknown {keep!r}; choices are ['firms', 'aggregates']")
     _check_executor(executor)
-    _check_memory(n_portfolios, portfolio_size, len(set(linkage_key(s.linkage) for s in structs)),
-                  len(structs), len({s.loan.maturity_years for s in structs}),
-                  keep == "firms", scenario.n_years)  # fmt: skip
     root, entropy, spawn_key = resolve_seed(seed)
+    spec = _spec(scenario, structs, int(root_key(root)), portfolio_size, backend, sample_paths,
+                 keep == "firms")  # fmt: skip
+    _check_memory(spec.sizes, n_portfolios, spec.keep_firms)
 
-    groups: dict[tuple[float, float], int] = {}
-    group_of = []
-    links = []
-    for s in structs:
-        key = linkage_key(s.linkage)
-        if key not in groups:
-            groups[key] = len(groups)
-            links.append(s.linkage)
-        group_of.append(groups[key])
-    dt = scenario.dt
-    checkpoints = np.unique([round(s.loan.maturity_years / dt) for s in structs]).astype(np.int64)
-    spec = _Spec(
-        seed_key=int(_root_key(root)),
-        portfolio_size=portfolio_size,
-        n_steps=scenario.n_steps,
-        dt=dt,
-        backend=backend,
-        dynamics=tuple(lower_dynamics(scenario, lk, checkpoints) for lk in links),
-        terms=tuple(lower_structure(scenario, s, checkpoints) for s in structs),
-        group_of=tuple(group_of),
-        n_checkpoints=len(checkpoints),
-        sample_paths=sample_paths,
-        keep_firms=keep == "firms",
-        n_years=scenario.n_years,
-        regime=None
-        if scenario.cycle is None
-        else (scenario.cycle.initial_cold, *scenario.cycle.transition(dt)),
-    )
-    out = _allocate(spec, n_portfolios, firms=spec.keep_firms)
+    out = _allocate(spec, n_portfolios)
     chunk = max(1, chunk_firms // portfolio_size)
     ranges = [(p0, min(p0 + chunk, n_portfolios)) for p0 in range(0, n_portfolios, chunk)]
     bar = _Progress(len(ranges)) if progress else None
@@ -372,101 +276,54 @@ def simulate(
             raise
     if bar:
         bar.close()
+    run = L.RunInfo(n_portfolios, portfolio_size, entropy, spawn_key, backend, keep,
+                    _versions(backend))  # fmt: skip
+    return SimulationResult.from_arrays(scenario, structs, spec.group_of, out, run)
 
-    from invlend.results import SimulationResult
 
-    return SimulationResult._build(
-        scenario=scenario,
-        structures=structs,
-        group_of=group_of,
-        arrays=out,
-        n_portfolios=n_portfolios,
-        portfolio_size=portfolio_size,
-        seed=entropy,
-        seed_spawn_key=spawn_key,
+class _Spec(NamedTuple):
+    """Everything a range of portfolios needs: plain arrays and scalars (cheap to pickle)."""
+
+    seed_key: int
+    backend: str
+    sizes: L.Sizes
+    dt: float
+    dynamics: tuple[Dynamics, ...]  # one per linkage group
+    terms: tuple[Terms, ...]  # one per structure
+    group_of: tuple[int, ...]  # linkage group of each structure
+    keep_firms: bool
+    regime: tuple[float, float, float] | None  # (P(start cold), P(hot->cold), P(cold->hot))
+
+
+def _spec(scenario: Scenario, structures: list[Structure], seed_key: int, portfolio_size: int,
+          backend: str, sample_paths: int, keep_firms: bool) -> _Spec:  # fmt: skip
+    """Lower the run once: every linkage group's dynamics and every structure's terms."""
+    group_of = linkage_groups(structures)
+    first = {g: s.linkage for s, g in zip(reversed(structures), reversed(group_of), strict=True)}
+    checkpoints = checkpoint_steps(scenario, structures)
+    cycle = scenario.cycle
+    return _Spec(
+        seed_key=seed_key,
         backend=backend,
-        keep=keep,
-        versions=_versions(backend),
+        sizes=run_sizes(scenario, structures, portfolio_size, sample_paths),
+        dt=scenario.dt,
+        dynamics=tuple(lower_dynamics(scenario, first[g], checkpoints) for g in sorted(first)),
+        terms=tuple(lower_structure(scenario, s, checkpoints) for s in structures),
+        group_of=group_of,
+        keep_firms=keep_firms,
+        regime=None if cycle is None else (cycle.initial_cold, *cycle.transition(scenario.dt)),
     )
 
 
-# Output layout: per dynamics group "g{i}.<name>", per structure "s{i}.<name>"; the funding
-# regime is the same for every group: "cold_share" is each portfolio's share of steps in the
-# cold state.
-_OUTCOME_FIELDS = {
-    "event": np.int8,
-    "step": np.int32,
-    "value": np.float64,
-    "stage0": np.int8,
-    "stage": np.int8,
-    "rounds": np.int16,
-    "dilution": np.float64,
-    "v0": np.float64,
-    "quality": np.float64,
-    "signal": np.float64,
-    "regime": np.int8,
-}
-_FIRM_FIELDS = {
-    "npv": np.float64,
-    "principal": np.float64,
-    "default": np.int8,
-    "loss": np.float64,
-    "upside": np.float64,
-}
-
-
-# What keep="aggregates" keeps: arrays per portfolio (and the sample paths).
-_PORTFOLIO_SUFFIXES = (".agg", ".irr", ".pool_claims", ".pool_paid", ".paths")
-_PORTFOLIO_KEYS = ("cold_share",)
-
-
-class Layout(NamedTuple):
-    """The sizes that fix a result's arrays (see :func:`layout`)."""
-
-    n_groups: int
-    n_structures: int
-    portfolio_size: int
-    n_checkpoints: int
-    n_steps: int
-    n_years: int
-    sample_paths: int | None  # None: not known (a saved file does not record it)
-
-
-def layout(sizes: Layout, n_port: int, firms: bool = True) -> dict[str, tuple[tuple, np.dtype]]:
-    """Name -> (shape, dtype) of every output array for ``n_port`` portfolios.
-
-    Per-firm arrays only when ``firms``. The one description of a result's arrays: the engine
-    allocates from it and :func:`invlend.store.load` checks a saved file against it.
-    """
-    size, f8 = sizes.portfolio_size, np.dtype(np.float64)
-    out: dict[str, tuple[tuple, np.dtype]] = {}
-    for g in range(sizes.n_groups):
-        if firms:
-            for name, dtype in _OUTCOME_FIELDS.items():
-                out[f"g{g}.{name}"] = ((n_port, size), np.dtype(dtype))
-            out[f"g{g}.chk"] = ((n_port, size, sizes.n_checkpoints), f8)
-        out[f"g{g}.paths"] = ((sizes.sample_paths, sizes.n_steps + 1), f8)
-    for s in range(sizes.n_structures):
-        if firms:
-            for name, dtype in _FIRM_FIELDS.items():
-                out[f"s{s}.{name}"] = ((n_port, size), np.dtype(dtype))
-        out[f"s{s}.agg"] = ((n_port, K.N_AGG), f8)
-        out[f"s{s}.irr"] = ((n_port,), f8)
-        out[f"s{s}.pool_claims"] = ((n_port, sizes.n_years), f8)
-        out[f"s{s}.pool_paid"] = ((n_port, sizes.n_years), f8)
-    out["cold_share"] = ((n_port,), f8)
-    return out
-
-
-def _allocate(spec: _Spec, n_port: int, firms: bool = True) -> dict[str, np.ndarray]:
-    """Output arrays for ``n_port`` portfolios; per-firm ones only when ``firms``."""
-    sizes = Layout(len(spec.dynamics), len(spec.terms), spec.portfolio_size, spec.n_checkpoints,
-                   spec.n_steps, spec.n_years, spec.sample_paths)  # fmt: skip
-    return {k: np.empty(shape, dtype) for k, (shape, dtype) in layout(sizes, n_port, firms).items()}
+def _allocate(spec: _Spec, n_port: int, firms: bool | None = None) -> dict[str, np.ndarray]:
+    """Output arrays for ``n_port`` portfolios (per-firm ones only when the run keeps them)."""
+    keep = spec.keep_firms if firms is None else firms
+    return {k: np.empty(shape, dtype) for k, (shape, dtype) in L.arrays(spec.sizes, n_port,
+                                                                         keep).items()}  # fmt: skip
 
 
 def _views(out: dict[str, np.ndarray], p0: int, p1: int) -> dict[str, np.ndarray]:
-    return {k: (v if k.endswith(".paths") else v[p0:p1]) for k, v in out.items()}
+    return {k: (v if L.is_paths(k) else v[p0:p1]) for k, v in out.items()}
 
 
 def _check_executor(executor: Any) -> None:
@@ -560,7 +417,7 @@ def _check_part(out: dict[str, np.ndarray], part: Any, p0: int, p1: int) -> None
             raise ValueError(f"{where} has {k} of type {type(v).__name__}, expected a numpy array")
         if v.dtype != buffer.dtype:
             raise ValueError(f"{where} has {k} of dtype {v.dtype}, expected {buffer.dtype}")
-        shape = buffer.shape if k.endswith(".paths") else (p1 - p0, *buffer.shape[1:])
+        shape = buffer.shape if L.is_paths(k) else (p1 - p0, *buffer.shape[1:])
         if v.shape != shape:
             raise ValueError(f"{where} has {k} of shape {v.shape}, expected {shape}")
 
@@ -569,7 +426,7 @@ def _merge(out: dict[str, np.ndarray], part: Any, p0: int, p1: int, size: int) -
     """Copy a part returned by an executor into ``out``, after :func:`_check_part`."""
     _check_part(out, part, p0, p1)
     for k, v in part.items():
-        if k.endswith(".paths"):
+        if L.is_paths(k):
             # Rows of firms outside the part's range were never written there.
             n = v.shape[0]
             lo, hi = min(p0 * size, n), min(p1 * size, n)
@@ -583,65 +440,86 @@ def _run_range(
 ) -> dict[str, np.ndarray] | None:
     """Simulate and evaluate portfolios ``[p0, p1)``; write into ``out`` or return new arrays."""
     with _KERNEL_LOCK:
-        return _run_range_locked(spec, p0, p1, out)
-
-
-def _run_range_locked(
-    spec: _Spec, p0: int, p1: int, out: dict[str, np.ndarray] | None
-) -> dict[str, np.ndarray] | None:
-    ret = out is None
-    if out is None:
-        out = _views(_allocate(spec, p1 - p0, firms=spec.keep_firms), 0, p1 - p0)
-    if spec.backend == "cuda":  # per-firm arrays live on the device
-        from invlend import _cuda
-
-        _cuda.run_range(spec, p0, p1, out, _OUTCOME_FIELDS, _FIRM_FIELDS)
+        ret = out is None
+        if out is None:
+            out = _allocate(spec, p1 - p0)
+        backend = _backend(spec.backend)
+        with backend.running():
+            _run_range_on(backend, spec, p0, p1, out)
         return out if ret else None
-    if not spec.keep_firms:  # per-firm arrays live only while this range is computed
-        out = {**_allocate(spec, p1 - p0), **out}
-    size = spec.portfolio_size
-    n = (p1 - p0) * size
-    pkeys = portfolio_keys(np.uint64(spec.seed_key), np.arange(p0, p1))
-    ctr = counter_table(spec.n_steps)
-    market = market_shocks(market_keys(pkeys), ctr, spec.n_steps)
-    if spec.regime is None:
-        regime = np.zeros((p1 - p0, spec.n_steps), np.int8)
-    else:
-        regime = regime_paths(pkeys, ctr, spec.n_steps, *spec.regime)
-    out["cold_share"][:] = regime.mean(axis=1)
-    numpy_backend = spec.backend == "numpy"
-    simulate_firms = NB.simulate_firms if numpy_backend else K._simulate_firms
-    evaluate = NB.evaluate_structure if numpy_backend else K._evaluate_structure
-    irr = NB.portfolio_irr if numpy_backend else K._portfolio_irr
+
+
+def _backend(name: str) -> Backend:
+    """The backend called ``name``; the cuda one is imported only when asked for."""
+    if name == "cuda":
+        from invlend._sim import cuda
+
+        return cuda.BACKEND
+    if name == "numpy":
+        from invlend._sim import numpy_backend
+
+        return numpy_backend.BACKEND
+    from invlend._sim import cpu
+
+    return cpu.BACKEND
+
+
+def _run_range_on(backend: Backend, spec: _Spec, p0: int, p1: int, out: dict) -> None:
+    """The one loop: each linkage group's firms once, then each of its structures on them.
+
+    ``out`` holds the range's rows of every array the run keeps. The backend writes into views
+    of them where it works in host memory, and into its own buffers otherwise (then
+    :meth:`~invlend._sim.backend.Backend.fetch` copies back what ``out`` holds); per-firm
+    arrays that the run does not keep live only while their group is computed.
+    """
+    sizes = spec.sizes
+    size = sizes.portfolio_size
+    n_port = p1 - p0
+    n = n_port * size
+    n_chk, n_k = sizes.n_checkpoints, sizes.n_steps + 1
+
+    def buffer(key: str, shape: tuple, dtype) -> tuple[Any, np.ndarray | None]:
+        host = out.get(key)
+        host = None if host is None else host.reshape(shape)
+        return backend.buffer(shape, dtype, host), host
+
+    draws, cold_share = backend.draws(spec.seed_key, p0, p1, sizes.n_steps, spec.regime)
+    backend.fetch(cold_share, out["cold_share"])
     for g, dyn in enumerate(spec.dynamics):
-        o = {name: out[f"g{g}.{name}"].reshape(n) for name in _OUTCOME_FIELDS}
-        chk = out[f"g{g}.chk"].reshape(n, spec.n_checkpoints)
-        simulate_firms(
-            ctr, pkeys, market, regime, size, p0 * size, *dyn,
-            o["event"], o["step"], o["value"], o["stage0"], o["stage"], o["rounds"],
-            o["dilution"], o["v0"], o["quality"], o["signal"], o["regime"], chk,
-            out[f"g{g}.paths"],
-        )  # fmt: skip
+        outcomes = [buffer(L.group_key(g, f.key), (n,), f.dtype) for f in L.OUTCOMES]
+        chk = buffer(L.group_key(g, "chk"), (n, n_chk), np.float64)
+        paths = out[L.group_key(g, "paths")]
+        paths_buf = backend.buffer(paths.shape, paths.dtype, paths)
+        firms = L.FirmOutcomes(*(b for b, _ in outcomes))
+        backend.simulate_firms(draws, size, p0 * size, backend.inputs(dyn), firms, chk[0],
+                               paths_buf)  # fmt: skip
+        for b, host in [*outcomes, chk]:
+            backend.fetch(b, host)
+        # Rows of the sample paths that firms of this range fill.
+        rows = slice(min(p0 * size, paths.shape[0]), min(p1 * size, paths.shape[0]))
+        backend.fetch(paths_buf, paths, rows)
         for s, terms in enumerate(spec.terms):
             if spec.group_of[s] != g:
                 continue
-            f = {name: out[f"s{s}.{name}"].reshape(n) for name in _FIRM_FIELDS}
-            cf = np.empty((p1 - p0, spec.n_steps + 1))
-            work = np.empty((p1 - p0, spec.n_steps + 2))
-            evaluate(
-                o["event"], o["step"], o["value"], o["v0"], o["quality"], o["signal"],
-                o["dilution"], o["regime"], chk, size, *terms,
-                f["npv"], f["principal"], f["default"], f["loss"], f["upside"],
-                out[f"s{s}.agg"], out[f"s{s}.pool_claims"], out[f"s{s}.pool_paid"], cf, work,
-            )  # fmt: skip
-            irr(cf, spec.dt, out[f"s{s}.irr"])
+            per_firm = [buffer(L.structure_key(s, f.key), (n,), f.dtype) for f in L.PER_FIRM]
+            n_years = sizes.n_years
+            shapes = {"agg": (n_port, L.N_AGG), "pool_claims": (n_port, n_years),
+                      "pool_paid": (n_port, n_years), "irr": (n_port,)}  # fmt: skip
+            portfolio = [
+                buffer(L.structure_key(s, key), shape, np.float64) for key, shape in shapes.items()
+            ]
+            agg, claims, paid, irr = (b for b, _ in portfolio)
+            cf = backend.buffer((n_port, n_k), np.float64)
+            work = backend.buffer((n_port, n_k + 1), np.float64)
+            backend.evaluate_structure(firms, chk[0], size, backend.inputs(terms),
+                                       [b for b, _ in per_firm], agg, claims, paid, cf,
+                                       work)  # fmt: skip
+            backend.portfolio_irr(cf, spec.dt, irr)
+            for b, host in [*per_firm, *portfolio]:
+                backend.fetch(b, host)
             # Screening cost alone is not an investment: no loan, no IRR.
-            out[f"s{s}.irr"][out[f"s{s}.agg"][:, K.AGG_ACCEPTED] == 0] = np.nan
-    if not ret:
-        return None
-    if spec.keep_firms:
-        return out
-    return {k: v for k, v in out.items() if k in _PORTFOLIO_KEYS or k.endswith(_PORTFOLIO_SUFFIXES)}
+            key = L.structure_key(s, "irr")
+            out[key][out[L.structure_key(s, "agg")][:, L.AGG_ACCEPTED] == 0] = np.nan
 
 
 class _Progress:

@@ -4,8 +4,8 @@ Overview
 --------
 Portfolios are independent and identically distributed; firms within a portfolio are not
 (they share the market factor). Every metric is therefore computed from per-portfolio totals
-(``agg``, columns :data:`invlend._kernels.AGG_*`) and its standard error treats the portfolio
-as the sampling unit:
+(``agg``, columns :data:`invlend._sim.layout.AGGREGATES`) and its standard error treats
+the portfolio as the sampling unit:
 
 * **Smooth metrics** (ratios of sums, means) use the delta method. A ratio
   :math:`\hat R = \sum_p y_p / \sum_p x_p` has influence values
@@ -59,8 +59,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from invlend import _kernels as K
 from invlend import capital as C
+from invlend._sim import layout as L
 
 __all__ = ["METRICS", "Estimate", "expected_shortfall", "value_at_risk"]
 
@@ -184,8 +184,8 @@ class Estimate(NamedTuple):
 
 def loss_rate(agg: np.ndarray) -> np.ndarray:
     """Portfolio loss rate: credit loss after risk sharing / principal (0 where none lent)."""
-    principal = agg[:, K.AGG_PRINCIPAL]
-    loss = agg[:, K.AGG_LOSS_NET]
+    principal = agg[:, L.AGG_PRINCIPAL]
+    loss = agg[:, L.AGG_LOSS_NET]
     return np.divide(loss, principal, out=np.zeros_like(loss), where=principal > 0)
 
 
@@ -243,30 +243,30 @@ def smooth_metrics(
     ones = np.ones(a.shape[0])
     finite = np.isfinite(irr)
     lr = loss_rate(a)
-    npv_pp = _ratio(a[:, K.AGG_NPV], a[:, K.AGG_PRINCIPAL])
-    lgd = _ratio(a[:, K.AGG_LOSS_NET], a[:, K.AGG_EAD])
-    h, u_h = _ratio(a[:, K.AGG_EAD], a[:, K.AGG_EXPOSURE])
+    npv_pp = _ratio(a[:, L.AGG_NPV], a[:, L.AGG_PRINCIPAL])
+    lgd = _ratio(a[:, L.AGG_LOSS_NET], a[:, L.AGG_EAD])
+    h, u_h = _ratio(a[:, L.AGG_EAD], a[:, L.AGG_EXPOSURE])
     annual_pd = (-math.expm1(-h), math.exp(-h) * u_h) if math.isfinite(h) else (h, u_h)
-    years = _ratio(a[:, K.AGG_EXPOSURE], a[:, K.AGG_PRINCIPAL])
+    years = _ratio(a[:, L.AGG_EXPOSURE], a[:, L.AGG_PRINCIPAL])
     k_loan, u_k = _irb(annual_pd, lgd, maturity_years, sales_eur_m)
     irb = (k_loan + equity_charge, u_k)
     return {
         "npv_per_principal": npv_pp,
-        "npv_per_loan": _ratio(a[:, K.AGG_NPV], a[:, K.AGG_ACCEPTED]),
-        "npv_per_applicant": _ratio(a[:, K.AGG_NPV], size * ones),
+        "npv_per_loan": _ratio(a[:, L.AGG_NPV], a[:, L.AGG_ACCEPTED]),
+        "npv_per_applicant": _ratio(a[:, L.AGG_NPV], size * ones),
         "irr": _ratio(np.where(finite, irr, 0.0), finite.astype(float)),
-        "acceptance_rate": _ratio(a[:, K.AGG_ACCEPTED], size * ones),
-        "accepted_quality": _ratio(a[:, K.AGG_QUALITY], a[:, K.AGG_ACCEPTED]),
-        "pd": _ratio(a[:, K.AGG_DEFAULTS], a[:, K.AGG_ACCEPTED]),
+        "acceptance_rate": _ratio(a[:, L.AGG_ACCEPTED], size * ones),
+        "accepted_quality": _ratio(a[:, L.AGG_QUALITY], a[:, L.AGG_ACCEPTED]),
+        "pd": _ratio(a[:, L.AGG_DEFAULTS], a[:, L.AGG_ACCEPTED]),
         "annual_pd": annual_pd,
         "lgd": lgd,
         "expected_loss": _ratio(lr, ones),
         "irb_capital": irb,
         "raroc_irb": _quotient(npv_pp, _product(irb, years)),
         "eva_irb": _difference(_quotient(npv_pp, years), _scaled(irb, hurdle)),
-        "prob_negative_npv": _ratio(a[:, K.AGG_NEGATIVE], a[:, K.AGG_ACCEPTED]),
+        "prob_negative_npv": _ratio(a[:, L.AGG_NEGATIVE], a[:, L.AGG_ACCEPTED]),
         "pool_shortfall": _ratio(
-            a[:, K.AGG_POOL_CLAIMS] - a[:, K.AGG_POOL_PAID], a[:, K.AGG_POOL_CLAIMS]
+            a[:, L.AGG_POOL_CLAIMS] - a[:, L.AGG_POOL_PAID], a[:, L.AGG_POOL_CLAIMS]
         ),
     }
 
@@ -334,10 +334,10 @@ def tail_metrics(agg: np.ndarray, weights: np.ndarray, hurdle: float = C.DEFAULT
     var999, es999 = _weighted_tail(xs, w, 0.999)
     total = weights.sum(axis=1)
     el = weights @ lr / total
-    principal = weights @ agg[:, K.AGG_PRINCIPAL]
+    principal = weights @ agg[:, L.AGG_PRINCIPAL]
     with np.errstate(divide="ignore", invalid="ignore"):
-        npv_pp = (weights @ agg[:, K.AGG_NPV]) / principal
-        years = (weights @ agg[:, K.AGG_EXPOSURE]) / principal
+        npv_pp = (weights @ agg[:, L.AGG_NPV]) / principal
+        years = (weights @ agg[:, L.AGG_EXPOSURE]) / principal
         ec = var999 - el
         raroc = np.where(ec > 0, npv_pp / (ec * years), np.nan)
         eva = npv_pp / years - hurdle * ec
@@ -413,9 +413,9 @@ def nan_notes(
     total = agg.sum(axis=0)
     if metric == "pool_shortfall":
         return NOT_APPLICABLE if not has_pool else "no claims on the risk pool"
-    if total[K.AGG_ACCEPTED] == 0 and metric != "acceptance_rate":
+    if total[L.AGG_ACCEPTED] == 0 and metric != "acceptance_rate":
         return "nobody was accepted"
-    if total[K.AGG_PRINCIPAL] == 0:
+    if total[L.AGG_PRINCIPAL] == 0:
         return "the principal lent is 0"
     if metric == "lgd" or (metric in ("irb_capital", "raroc_irb", "eva_irb") and
                            not math.isfinite(lgd)):  # fmt: skip

@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from invlend import _kernels as K
+from invlend import _checks
 from invlend import metrics as M
-from invlend.results import _need_firms
+from invlend._sim import layout as L
 
 __all__ = [
     "plot_cumulative_incidence",
@@ -40,7 +40,7 @@ __all__ = [
     "plot_value_fan",
 ]
 
-_EVENT_NAMES = {"DEFAULT": 1, "IPO": 2, "MA": 3}
+_EVENT_NAMES = {e.name: int(e) for e in L.Event if e != L.Event.NONE}
 _EVENT_LABEL = {"DEFAULT": "default", "IPO": "IPO", "MA": "M&A"}
 
 
@@ -75,7 +75,7 @@ def plot_npv_distribution(result, *, ax=None, structures=None, clip: float = 0.9
     """
     from matplotlib.ticker import NullLocator
 
-    _need_firms(result)
+    result.require_firms()
     ax = _axes(ax)
     pooled = []
     for i, n in enumerate(_names(result, structures)):
@@ -149,7 +149,7 @@ def plot_cumulative_incidence(
     """
     if event not in _EVENT_NAMES:
         raise ValueError(f"event: choose from {list(_EVENT_NAMES)}, got {event!r}")
-    _need_firms(result)
+    result.require_firms()
     ax = _axes(ax)
     name = structure or next(iter(result))
     o = result[name].outcomes
@@ -256,8 +256,7 @@ def plot_sweep(
     or draw one line per value of it for one structure (``structures=["name"]``; by default
     the first structure that the first parameter moves).
     """
-    if metric not in M.METRICS:
-        raise ValueError(f"metric: unknown {metric!r}; choose from {list(M.METRICS)}")
+    _checks.metric("metric", metric, M.METRICS)
     ax = _axes(ax)
     names = sweep_result.structures if structures is None else list(structures)
     second = sweep_result.params[1:]
@@ -335,7 +334,7 @@ def plot_pool(result, *, ax=None, structure: str | None = None, **kw: Any):
     if name is None or result[name].structure.risk_pool is None:
         raise ValueError("structure: give a structure with a risk_pool")
     r = result[name]
-    lent = r.aggregates[:, K.AGG_PRINCIPAL][:, None]
+    lent = r.aggregates[:, L.AGG_PRINCIPAL][:, None]
     ok = (lent[:, 0] > 0) & (r.pool_claims.sum(axis=1) > 0)
     claims = (r.pool_claims[ok] / lent[ok]).ravel()
     paid = (r.pool_paid[ok] / lent[ok]).ravel()

@@ -76,13 +76,13 @@ _M2 = np.uint64(0x94D049BB133111EB)
 _S30 = np.uint64(30)
 _S27 = np.uint64(27)
 _S31 = np.uint64(31)
-_S12 = np.uint64(12)
+UNIT_SHIFT = np.uint64(12)
 SEED_SALT = np.uint64(0x5EED1A7E0B1E5D01)
 FIRM_SALT = np.uint64(0xF1A3C0DE2468ACE1)
 MARKET_SALT = np.uint64(0x3A2B7E7C11D4F00D)
 REGIME_SALT = np.uint64(0xC7C1E5A1D00DFEED)
 _TWO_M52 = 2.0**-52
-_MASK8 = np.uint64(0xFF)
+LAYER_MASK = np.uint64(0xFF)
 
 
 def _ziggurat_tables(n: int = 256, r: float = 3.6541528853610088, v: float = 0.00492867323399):
@@ -101,8 +101,8 @@ def _ziggurat_tables(n: int = 256, r: float = 3.6541528853610088, v: float = 0.0
     return x, x[1:] / x[:-1], np.exp(-0.5 * x * x)
 
 
-_ZIG_R = 3.6541528853610088
-_ZX, _ZR, _ZF = _ziggurat_tables()
+ZIGGURAT_R = 3.6541528853610088
+ZIGGURAT_X, ZIGGURAT_RATIO, ZIGGURAT_F = _ziggurat_tables()
 
 
 class Purpose(IntEnum):
@@ -138,7 +138,7 @@ def to_unit(bits):
     The top 52 bits ``m`` give ``(m + 0.5) * 2**-52``: every value is exact in float64, the
     smallest is ``2**-53`` and the largest ``1 - 2**-53``, so 0 and 1 never occur.
     """
-    return ((bits >> _S12) + 0.5) * _TWO_M52
+    return ((bits >> UNIT_SHIFT) + 0.5) * _TWO_M52
 
 
 @register_jitable
@@ -150,28 +150,30 @@ def uniform(key, ctr):
 @register_jitable
 def normal(key, ctr):
     """Standard normal for ``key`` at the counter word ``ctr`` (ziggurat, see module docs)."""
-    return _normal_bits(mix64(key ^ ctr))
+    return normal_bits(mix64(key ^ ctr))
 
 
 @register_jitable
-def _normal_bits(b):
+def normal_bits(b):
     """Scalar ziggurat from the 64-bit word ``b``; rejections re-hash ``b`` (rarely)."""
     while True:
-        i = int(b & _MASK8)
+        i = int(b & LAYER_MASK)
         u = 2.0 * to_unit(b) - 1.0
-        x = u * _ZX[i]
-        if abs(u) < _ZR[i]:
+        x = u * ZIGGURAT_X[i]
+        if abs(u) < ZIGGURAT_RATIO[i]:
             return x
         b = mix64(b + GAMMA)
         if i == 0:  # the tail beyond R, by Marsaglia's exponential method
             while True:
-                xx = -np.log(to_unit(b)) / _ZIG_R
+                xx = -np.log(to_unit(b)) / ZIGGURAT_R
                 b = mix64(b + GAMMA)
                 yy = -np.log(to_unit(b))
                 b = mix64(b + GAMMA)
                 if 2.0 * yy >= xx * xx:
-                    return _ZIG_R + xx if u > 0.0 else -(_ZIG_R + xx)
-        if _ZF[i + 1] + to_unit(b) * (_ZF[i] - _ZF[i + 1]) < np.exp(-0.5 * x * x):
+                    return ZIGGURAT_R + xx if u > 0.0 else -(ZIGGURAT_R + xx)
+        if ZIGGURAT_F[i + 1] + to_unit(b) * (ZIGGURAT_F[i] - ZIGGURAT_F[i + 1]) < np.exp(
+            -0.5 * x * x
+        ):
             return x
         b = mix64(b + GAMMA)
 
@@ -179,14 +181,14 @@ def _normal_bits(b):
 def normal_array(key, ctr):
     """Vectorised :func:`normal` for uint64 arrays (the same draws, element by element)."""
     bits = mix64(np.asarray(key) ^ ctr)
-    return _normal_bits_array(bits.ravel()).reshape(bits.shape)
+    return normal_bits_array(bits.ravel()).reshape(bits.shape)
 
 
-def _normal_bits_array(b: np.ndarray) -> np.ndarray:
-    i = (b & _MASK8).astype(np.intp)
+def normal_bits_array(b: np.ndarray) -> np.ndarray:
+    i = (b & LAYER_MASK).astype(np.intp)
     u = 2.0 * to_unit(b) - 1.0
-    out = u * _ZX[i]
-    slow = np.flatnonzero(~(np.abs(u) < _ZR[i]))
+    out = u * ZIGGURAT_X[i]
+    slow = np.flatnonzero(~(np.abs(u) < ZIGGURAT_RATIO[i]))
     if slow.size == 0:
         return out
     bs = mix64(b[slow] + GAMMA)
@@ -197,13 +199,13 @@ def _normal_bits_array(b: np.ndarray) -> np.ndarray:
         res = np.empty(t.size)
         pend = np.arange(t.size)
         while pend.size:
-            xx = -np.log(to_unit(bt[pend])) / _ZIG_R
+            xx = -np.log(to_unit(bt[pend])) / ZIGGURAT_R
             b2 = mix64(bt[pend] + GAMMA)
             yy = -np.log(to_unit(b2))
             bt[pend] = mix64(b2 + GAMMA)
             ok = 2.0 * yy >= xx * xx
             acc = pend[ok]
-            res[acc] = np.where(u[t[acc]] > 0.0, _ZIG_R + xx[ok], -(_ZIG_R + xx[ok]))
+            res[acc] = np.where(u[t[acc]] > 0.0, ZIGGURAT_R + xx[ok], -(ZIGGURAT_R + xx[ok]))
             pend = pend[~ok]
         out[t] = res
     w = slow[~tail]
@@ -211,10 +213,12 @@ def _normal_bits_array(b: np.ndarray) -> np.ndarray:
         bw = bs[~tail]
         iw = i[w]
         xw = out[w]
-        ok = _ZF[iw + 1] + to_unit(bw) * (_ZF[iw] - _ZF[iw + 1]) < np.exp(-0.5 * xw * xw)
+        ok = ZIGGURAT_F[iw + 1] + to_unit(bw) * (ZIGGURAT_F[iw] - ZIGGURAT_F[iw + 1]) < np.exp(
+            -0.5 * xw * xw
+        )
         rej = ~ok
         if rej.any():
-            out[w[rej]] = _normal_bits_array(mix64(bw[rej] + GAMMA))
+            out[w[rej]] = normal_bits_array(mix64(bw[rej] + GAMMA))
     return out
 
 

@@ -1,9 +1,13 @@
-"""numba kernels: firm simulation, structure evaluation and portfolio IRR.
+"""The ``cpu`` backend: numba kernels for firm simulation, structure evaluation and IRR.
 
 Overview
 --------
-Kernels take only arrays and scalars (from :mod:`invlend._sim.lowering`) and write into
-preallocated outputs; they never import the models. Firms are flattened portfolio-major:
+Kernels read their inputs from the lowering's named tuples
+(:class:`~invlend._sim.lowering.Dynamics`, :class:`~invlend._sim.lowering.Terms`,
+:class:`~invlend._sim.backend.Draws`,
+:data:`~invlend._sim.layout.FirmOutcomes`) and write into preallocated outputs passed one array
+per argument, in the order of :mod:`invlend._sim.layout` (numba's parallel loops lose writes
+into arrays held in a tuple); they never import the models. Firms are flattened portfolio-major:
 flat firm ``i`` of a chunk is firm ``i % portfolio_size`` of the chunk's portfolio
 ``i // portfolio_size``. Every random draw comes from :mod:`invlend.rng` keyed by
 (seed, portfolio, firm, purpose, step), so a firm's path does not depend on which thread or
@@ -25,15 +29,33 @@ import math
 import numpy as np
 
 from invlend._numba import jit, pjit, prange
-from invlend.rng import _MASK8, _S12, _ZR, _ZX, Purpose, _normal_bits, mix64, to_unit
+from invlend._sim import irr as I
+from invlend._sim.backend import Backend
+from invlend._sim.layout import (
+    AGG_ACCEPTED,
+    AGG_DEFAULTS,
+    AGG_EAD,
+    AGG_EXPOSURE,
+    AGG_LOSS,
+    AGG_LOSS_NET,
+    AGG_NEGATIVE,
+    AGG_NPV,
+    AGG_POOL_CLAIMS,
+    AGG_POOL_PAID,
+    AGG_PRINCIPAL,
+    AGG_QUALITY,
+    AGG_SCREEN_REJECTED,
+    AGG_UPSIDE,
+    EV_ADVANCE,
+    EV_DEFAULT,
+    EV_IPO,
+    EV_MA,
+    EV_NONE,
+)
+from invlend.rng import LAYER_MASK, UNIT_SHIFT, ZIGGURAT_RATIO, ZIGGURAT_X, Purpose, mix64, to_unit
 from invlend.rng import firm_key as _firm_key
+from invlend.rng import normal_bits as _normal_bits
 from invlend.rng import uniform as _uniform
-
-EV_NONE = 0
-EV_DEFAULT = 1
-EV_IPO = 2
-EV_MA = 3
-_EV_ADVANCE = 4
 
 _P_STAGE = int(Purpose.STAGE)
 _P_VALUE = int(Purpose.VALUE)
@@ -44,23 +66,6 @@ _P_EVENT = int(Purpose.EVENT)
 _P_JCOUNT = int(Purpose.JUMP_COUNT)
 _P_JSIZE = int(Purpose.JUMP_SIZE)
 
-# Columns of the per-portfolio aggregates written by _evaluate_structure.
-AGG_ACCEPTED = 0  # number of accepted applicants
-AGG_PRINCIPAL = 1  # principal lent
-AGG_NPV = 2  # NPV of the portfolio, incl. screening cost of rejected applicants
-AGG_SCREEN_REJECTED = 3  # screening cost spent on rejected applicants
-AGG_DEFAULTS = 4  # loans that defaulted (firm default in the loan's life, or shortfall)
-AGG_EAD = 5  # outstanding balance of the defaulted loans at default
-AGG_LOSS = 6  # credit loss before risk sharing
-AGG_LOSS_NET = 7  # credit loss after risk sharing
-AGG_NEGATIVE = 8  # accepted firms with a negative NPV
-AGG_EXPOSURE = 9  # principal-years outstanding
-AGG_UPSIDE = 10  # present value of warrant and equity proceeds
-AGG_QUALITY = 11  # sum of the latent quality q of accepted applicants
-AGG_POOL_CLAIMS = 12  # claims on the risk pool (before its annual cap)
-AGG_POOL_PAID = 13  # compensation the risk pool paid (after its annual cap)
-N_AGG = 14
-
 
 @jit
 def _normal(key, ctr):
@@ -69,13 +74,13 @@ def _normal(key, ctr):
     About 99% of normals take the fast path (one hash, one table look-up, one multiply). It is
     written out here because numba does not inline ``rng.normal`` as a whole (its rejection loop
     makes it too big), and a call per draw in the step loop costs more than the draw itself. The
-    other 1% go on from the same 64-bit word in ``rng._normal_bits``: the same number either way.
+    other 1% go on from the same 64-bit word in ``rng.normal_bits``: the same number either way.
     """
     bits = mix64(key ^ ctr)
-    layer = int(bits & _MASK8)
+    layer = int(bits & LAYER_MASK)
     u = 2.0 * to_unit(bits) - 1.0
-    if abs(u) < _ZR[layer]:
-        return u * _ZX[layer]
+    if abs(u) < ZIGGURAT_RATIO[layer]:
+        return u * ZIGGURAT_X[layer]
     return _normal_bits(bits)
 
 
@@ -92,27 +97,28 @@ def _unit_threshold(p):
 
 
 @jit
-def _stage_params(
-    s, q, dt, drift, volatility, hd, hi, hm, ha, quality_drift, hazard_scale, jc, scale, r
-):
+def _stage_params(dyn, s, q, hazard_scale, r):
     """Per-step constants of stage ``s`` for a firm of quality ``q`` in funding regime ``r``.
 
-    ``hazard_scale`` is the firm's ``exp(-quality_hazard * q)``, the same in every stage;
-    ``scale[r]`` holds the regime's multipliers on the default, exit and advance hazards (all
-    1.0 without a cycle, which leaves every product exact). The probability of an event in a
-    step comes twice: as a float and as the integer threshold of :func:`_unit_threshold`.
+    ``dyn`` is the :class:`~invlend._sim.lowering.Dynamics`; ``hazard_scale`` is the firm's
+    ``exp(-quality_hazard * q)``, the same in every stage; ``dyn.regime_scale[r]`` holds the
+    regime's multipliers on the default, exit and advance hazards (all 1.0 without a cycle,
+    which leaves every product exact). The probability of an event in a step comes twice: as a
+    float and as the integer threshold of :func:`_unit_threshold`.
     """
-    sig = volatility[s]
-    mu_dt = (drift[s] + quality_drift * q - 0.5 * sig * sig - jc) * dt
+    dt = dyn.dt
+    scale = dyn.regime_scale
+    sig = dyn.volatility[s]
+    mu_dt = (dyn.drift[s] + dyn.quality_drift * q - 0.5 * sig * sig - dyn.jump_compensator) * dt
     sig_sqdt = sig * math.sqrt(dt)
-    ld = hd[s] * hazard_scale * scale[r, 0]
-    li = hi[s] * scale[r, 1]
-    lm = hm[s] * scale[r, 1]
-    la = ha[s] * scale[r, 2]
+    ld = dyn.default_hazard[s] * hazard_scale * scale[r, 0]
+    li = dyn.ipo_hazard[s] * scale[r, 1]
+    lm = dyn.ma_hazard[s] * scale[r, 1]
+    la = dyn.advance_hazard[s] * scale[r, 2]
     total = ld + li + lm + la
     p_event = -math.expm1(-total * dt)
     # The event chosen when rounding puts the scaled uniform past the last threshold.
-    last = _EV_ADVANCE
+    last = EV_ADVANCE
     if la <= 0.0:
         last = EV_MA
         if lm <= 0.0:
@@ -125,35 +131,10 @@ def _stage_params(
 
 @pjit
 def _simulate_firms(
-    ctr,
-    pkeys,
-    market,
-    regime,
+    draws,
     portfolio_size,
     path_start,
-    weight_cdf,
-    log_value,
-    drift,
-    volatility,
-    hd,
-    hi,
-    hm,
-    ha,
-    log_round,
-    dilution,
-    checkpoints,
-    dt,
-    n_steps,
-    log_barrier,
-    value_dispersion,
-    quality_drift,
-    quality_hazard,
-    factor_loading,
-    jump_rate,
-    jump_mean,
-    jump_vol,
-    jump_compensator,
-    regime_scale,
+    dyn,
     out_event,
     out_step,
     out_value,
@@ -170,13 +151,29 @@ def _simulate_firms(
 ):
     """Simulate every firm of a chunk of portfolios until its event or the horizon.
 
-    Shapes: ``ctr`` (n_purposes, >= n_steps) uint64; ``pkeys`` (n_port,) uint64; ``market``
-    and ``regime`` (n_port, n_steps), the regime int8 (0 hot, 1 cold; all 0 without a cycle);
-    stage tables (n_stages,); ``regime_scale`` (n_regimes, 3); ``out_*`` (n_port *
-    portfolio_size,) except
+    ``draws`` is a :class:`~invlend._sim.backend.Draws`: ``ctr`` (n_purposes, >= n_steps)
+    uint64, ``pkeys`` (n_port,) uint64, ``market`` and ``regime`` (n_port, n_steps), the regime
+    int8 (0 hot, 1 cold; all 0 without a cycle). ``dyn`` is a
+    :class:`~invlend._sim.lowering.Dynamics`. The outputs are the fields of
+    :data:`~invlend._sim.layout.OUTCOMES` in order, each (n_port * portfolio_size,), then
     ``out_chk`` (n_firms, n_chk) and ``out_paths`` (n_paths, n_steps + 1), whose row
     ``path_start + i`` receives flat firm ``i`` when it exists. Written in place.
     """
+    ctr, pkeys, market, regime = draws
+    weight_cdf = dyn.weight_cdf
+    log_value = dyn.log_value
+    log_round = dyn.log_round
+    dilution = dyn.dilution
+    checkpoints = dyn.checkpoints
+    dt = dyn.dt
+    n_steps = dyn.n_steps
+    log_barrier = dyn.log_barrier
+    value_dispersion = dyn.value_dispersion
+    quality_hazard = dyn.quality_hazard
+    factor_loading = dyn.factor_loading
+    jump_rate = dyn.jump_rate
+    jump_mean = dyn.jump_mean
+    jump_vol = dyn.jump_vol
     n_firms = pkeys.shape[0] * portfolio_size
     n_stages = weight_cdf.shape[0]
     n_chk = checkpoints.shape[0]
@@ -187,7 +184,7 @@ def _simulate_firms(
     # Without a barrier (the default) the step loop skips the comparison: a branch on the
     # log value, which is known late in each step, holds the loop back.
     has_barrier = log_barrier > -math.inf
-    has_cycle = regime_scale.shape[0] > 1
+    has_cycle = dyn.regime_scale.shape[0] > 1
     for i in prange(n_firms):
         p = i // portfolio_size
         fkey = _firm_key(pkeys[p], i - p * portfolio_size)
@@ -213,9 +210,8 @@ def _simulate_firms(
         hazard_scale = math.exp(-quality_hazard * q)
         cur = regime[p, 0] if has_cycle else 0
         mu_dt, sig_sqdt, p_event, t_event, total, t1, t2, t3, last = _stage_params(
-            s, q, dt, drift, volatility, hd, hi, hm, ha, quality_drift, hazard_scale,
-            jump_compensator, regime_scale, cur,
-        )  # fmt: skip
+            dyn, s, q, hazard_scale, cur
+        )
         dil = 1.0
         rounds = 0
         nxt = 0
@@ -247,11 +243,10 @@ def _simulate_firms(
             if has_cycle and regime[p, j] != cur:
                 cur = regime[p, j]
                 mu_dt, sig_sqdt, p_event, t_event, total, t1, t2, t3, last = _stage_params(
-                    s, q, dt, drift, volatility, hd, hi, hm, ha, quality_drift, hazard_scale,
-                    jump_compensator, regime_scale, cur,
-                )  # fmt: skip
+                    dyn, s, q, hazard_scale, cur
+                )
             bits = mix64(fkey ^ ctr[_P_EVENT, j])  # the event uniform is to_unit(bits)
-            if (bits >> _S12) < t_event:
+            if (bits >> UNIT_SHIFT) < t_event:
                 x = to_unit(bits) / p_event * total
                 if x < t1:
                     chosen = EV_DEFAULT
@@ -261,7 +256,7 @@ def _simulate_firms(
                     chosen = EV_MA
                 else:
                     chosen = last
-                if chosen != _EV_ADVANCE:
+                if chosen != EV_ADVANCE:
                     event = chosen
                     step = k
                     break
@@ -270,9 +265,8 @@ def _simulate_firms(
                 s += 1
                 rounds += 1
                 mu_dt, sig_sqdt, p_event, t_event, total, t1, t2, t3, last = _stage_params(
-                    s, q, dt, drift, volatility, hd, hi, hm, ha, quality_drift, hazard_scale,
-                    jump_compensator, regime_scale, cur,
-                )  # fmt: skip
+                    dyn, s, q, hazard_scale, cur
+                )
             # Log values are stored as they come and exponentiated after the loop, which keeps
             # calls to exp out of it.
             if k == next_chk:
@@ -303,46 +297,10 @@ def _simulate_firms(
 
 @pjit
 def _evaluate_structure(
-    event,
-    step,
-    value,
-    v0,
-    quality,
-    signal,
-    dil,
-    regime,
+    firms,
     chk,
     portfolio_size,
-    dt,
-    loan_to_value,
-    upfront_fee,
-    recovery_rate,
-    collateral,
-    rate,
-    maturity_step,
-    checkpoint_index,
-    balance,
-    flow,
-    pv_flow_cum,
-    balance_years_cum,
-    discount,
-    premium,
-    covered_fraction,
-    warrant_fraction,
-    warrant_strike,
-    share_of_gain,
-    warrant_expiry_step,
-    equity_fraction,
-    accept_all,
-    signal_noise,
-    signal_threshold,
-    screening_cost,
-    ipo_multiple,
-    ma_multiple,
-    regime_multiple,
-    pool_fraction,
-    pool_cap,
-    steps_per_year,
+    terms,
     out_npv,
     out_principal,
     out_default,
@@ -356,21 +314,55 @@ def _evaluate_structure(
 ):
     """Cash flows of one structure on simulated outcomes, per firm and per portfolio.
 
-    Firm arrays are flat (n_port * portfolio_size,), ``chk`` is (n_firms, n_chk); writes
-    ``out_npv`` (NaN where not accepted), ``out_principal``, ``out_default``, ``out_loss``
-    (credit loss before risk sharing), ``out_upside`` (PV of warrant and equity proceeds),
-    ``out_agg`` (n_port, N_AGG), ``out_pool_claims`` and ``out_pool_paid`` (n_port, n_years):
-    the risk pool's claims and payments by year of the horizon, and ``out_cf`` (n_port,
-    n_steps + 1): the portfolio's undiscounted cash flows by step, for its IRR; ``work``
-    (n_port, n_steps + 2) is scratch. Written in place.
+    ``firms`` is a :data:`~invlend._sim.layout.FirmOutcomes` of flat arrays (n_port *
+    portfolio_size,), ``chk`` is (n_firms, n_chk) and ``terms`` a
+    :class:`~invlend._sim.lowering.Terms`. Writes the fields of
+    :data:`~invlend._sim.layout.PER_FIRM` in order: ``out_npv`` (NaN where not accepted),
+    ``out_principal``, ``out_default``, ``out_loss`` (credit loss before risk sharing),
+    ``out_upside`` (PV of warrant and equity proceeds); then ``out_agg`` (n_port, N_AGG,
+    columns :data:`~invlend._sim.layout.AGGREGATES`), ``out_pool_claims`` and
+    ``out_pool_paid`` (n_port, n_years): the risk pool's claims and payments by year of the
+    horizon, and ``out_cf`` (n_port, n_steps + 1): the portfolio's undiscounted cash flows by
+    step, for its IRR; ``work`` (n_port, n_steps + 2) is scratch. Written in place.
 
     The pool pays each year's claims at the year's end, capped at ``pool_cap`` times the
     principal the portfolio lent, and each firm's NPV gets its claim's share of the payment.
     """
+    event, step, value, v0 = firms.event, firms.step, firms.value, firms.v0
+    quality, signal, dil, regime = firms.quality, firms.signal, firms.dilution, firms.regime
+    dt = terms.dt
+    loan_to_value = terms.loan_to_value
+    upfront_fee = terms.upfront_fee
+    recovery_rate = terms.recovery_rate
+    collateral = terms.collateral
+    rate = terms.rate
+    checkpoint_index = terms.checkpoint_index
+    balance = terms.balance
+    flow = terms.flow
+    pv_flow_cum = terms.pv_flow_cum
+    balance_years_cum = terms.balance_years_cum
+    discount = terms.discount
+    premium = terms.premium
+    covered_fraction = terms.covered_fraction
+    warrant_fraction = terms.warrant_fraction
+    warrant_strike = terms.warrant_strike
+    share_of_gain = terms.share_of_gain
+    warrant_expiry_step = terms.warrant_expiry_step
+    equity_fraction = terms.equity_fraction
+    accept_all = terms.accept_all
+    signal_noise = terms.signal_noise
+    signal_threshold = terms.signal_threshold
+    screening_cost = terms.screening_cost
+    ipo_multiple = terms.ipo_multiple
+    ma_multiple = terms.ma_multiple
+    regime_multiple = terms.regime_multiple
+    pool_fraction = terms.pool_fraction
+    pool_cap = terms.pool_cap
+    steps_per_year = terms.steps_per_year
     n_port = out_agg.shape[0]
     n_steps = out_cf.shape[1] - 1
     n_years = out_pool_claims.shape[1]
-    km = maturity_step
+    km = terms.maturity_step
     for p in prange(n_port):
         # The portfolio's sums, kept in registers and added up in firm order.
         n_accepted = 0.0
@@ -566,19 +558,16 @@ def _pv_lanes(cf_lanes, top, y, out_pv, out_slope):
 def _portfolio_irr(cf, dt, out):
     """Annual effective IRR of each row of undiscounted cash flows ``cf[p, step]``.
 
-    With ``y = (1 + r)^(-dt)`` the PV ``sum_k cf[k] y^k`` is a polynomial; its root is found by
-    Newton's method safeguarded by bisection inside the bracket ``r`` in
-    ``[exp(-8) - 1, exp(8) - 1]``. A row that never receives anything back gives -1; a row with
-    no cash flow (nothing lent) or without a sign change in the bracket gives NaN.
-
+    The solver of :mod:`invlend._sim.irr` (its steps, bracket and special rows), for many rows.
     Each evaluation of the polynomial is a chain of dependent multiply-adds, which leaves the
     processor mostly waiting. So each task keeps ``_IRR_LANES`` rows in flight and evaluates
     their polynomials together: a lane goes through exactly the steps its row would go through
-    alone (the bracket ends, then the Newton steps), and takes the task's next row when done.
+    alone in :func:`invlend._sim.irr.irr_row` (the bracket ends, then the Newton steps), and
+    takes the task's next row when done.
     """
     n_port, n_k = cf.shape
-    y_lo = math.exp(-8.0 * dt)
-    y_hi = math.exp(8.0 * dt)
+    y_lo = math.exp(-I.BRACKET * dt)
+    y_hi = math.exp(I.BRACKET * dt)
     n_tasks = (n_port + _IRR_ROWS - 1) // _IRR_ROWS
     for task in prange(n_tasks):
         next_row = task * _IRR_ROWS
@@ -599,23 +588,14 @@ def _portfolio_irr(cf, dt, out):
                 while row[lane] < 0 and next_row < end_row:
                     p = next_row
                     next_row += 1
-                    inflow = 0.0
-                    outflow = 0.0
-                    last = 0
-                    for k in range(n_k):
-                        c = cf[p, k]
-                        cf_lanes[k, lane] = c
-                        if c > 0.0:
-                            inflow += c
-                        else:
-                            outflow -= c
-                        if c != 0.0:
-                            last = k
-                    if outflow == 0.0:
+                    kind, last = I.row_kind(cf, p)
+                    if kind == I.NOTHING_LENT:
                         out[p] = np.nan
-                    elif inflow == 0.0:
+                    elif kind == I.NOTHING_BACK:
                         out[p] = -1.0
                     else:
+                        for k in range(n_k):
+                            cf_lanes[k, lane] = cf[p, k]
                         row[lane] = p
                         top[lane] = last
                         phase[lane] = 0
@@ -645,24 +625,38 @@ def _portfolio_irr(cf, dt, out):
                         phase[lane] = 2
                     continue
                 phase[lane] += 1
-                done = phase[lane] == 202  # the 200th and last Newton step
+                done = phase[lane] == 2 + I.MAX_NEWTON  # the last Newton step
                 f = pv[lane]
                 if f == 0.0:
                     done = True
                 else:
-                    y_old = y[lane]
-                    if (f > 0.0) == (f_a[lane] > 0.0):
-                        a[lane] = y_old
-                        f_a[lane] = f
-                    else:
-                        b[lane] = y_old
-                    d = slope[lane]
-                    y_new = y_old - f / d if d != 0.0 else 0.5 * (a[lane] + b[lane])
-                    if not (a[lane] < y_new < b[lane]):
-                        y_new = 0.5 * (a[lane] + b[lane])
-                    if abs(y_new - y_old) <= 1e-15 * y_old:
-                        done = True
-                    y[lane] = y_new
+                    y[lane], a[lane], b[lane], f_a[lane], converged = I.newton_step(
+                        f, slope[lane], y[lane], a[lane], b[lane], f_a[lane]
+                    )
+                    done = done or converged
                 if done:
-                    out[p] = math.expm1(-math.log(y[lane]) / dt)
+                    out[p] = I.rate_of(y[lane], dt)
                     row[lane] = -1
+
+
+class CPU(Backend):
+    """The numba kernels on every core; all arrays in host memory."""
+
+    name = "cpu"
+
+    def simulate_firms(self, draws, portfolio_size, path_start, dyn, outcomes, chk, paths):
+        """:func:`_simulate_firms`, the outcomes splatted in layout order."""
+        _simulate_firms(draws, portfolio_size, path_start, dyn, *outcomes, chk, paths)
+
+    def evaluate_structure(self, firms, chk, portfolio_size, terms, per_firm, agg, claims, paid,
+                           cf, work):  # fmt: skip
+        """:func:`_evaluate_structure`, the per-firm outputs splatted in layout order."""
+        _evaluate_structure(firms, chk, portfolio_size, terms, *per_firm, agg, claims, paid, cf,
+                            work)  # fmt: skip
+
+    def portfolio_irr(self, cf, dt, out):
+        """:func:`_portfolio_irr`."""
+        _portfolio_irr(cf, dt, out)
+
+
+BACKEND = CPU()

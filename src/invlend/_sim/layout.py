@@ -33,14 +33,15 @@ import numpy as np
 
 __all__ = [
     "AGGREGATES",
+    "OUTCOMES",
+    "PER_FIRM",
     "Event",
     "Field",
     "FirmOutcomes",
-    "OUTCOMES",
-    "PER_FIRM",
     "RunInfo",
     "Sizes",
     "arrays",
+    "available_bytes",
     "group_key",
     "result_bytes",
     "structure_key",
@@ -222,3 +223,19 @@ class RunInfo(NamedTuple):
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready fields (the spawn key as a list)."""
         return {**self._asdict(), "seed_spawn_key": list(self.seed_spawn_key)}
+
+
+def available_bytes() -> int | None:
+    """Memory available to new allocations (Linux ``MemAvailable``), or None if unknown.
+
+    The engine checks a run's :func:`result_bytes` against it before any work, and the store a
+    saved file's arrays before it reads them.
+    """
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None

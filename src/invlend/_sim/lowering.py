@@ -17,15 +17,19 @@ from typing import NamedTuple
 import numpy as np
 from scipy.special import ndtri
 
+from invlend._sim import layout as L
 from invlend.config import Linkage, Scenario, Structure
 
 __all__ = [
     "Dynamics",
     "Terms",
+    "checkpoint_steps",
+    "linkage_groups",
     "lower_dynamics",
     "lower_structure",
     "regime_multiple",
     "regime_scale",
+    "run_sizes",
     "step_of",
 ]
 
@@ -101,6 +105,35 @@ def step_of(years: float, dt: float) -> int:
 def linkage_key(linkage: Linkage) -> tuple[float, float]:
     """Structures with equal keys share one firm simulation."""
     return (linkage.default_hazard_multiplier, linkage.exit_hazard_multiplier)
+
+
+def linkage_groups(structures: list[Structure]) -> tuple[int, ...]:
+    """The linkage group of each structure, numbered by each linkage's first appearance.
+
+    Structures with the same linkage share one firm simulation (common random numbers).
+    """
+    groups: dict[tuple[float, float], int] = {}
+    return tuple(groups.setdefault(linkage_key(s.linkage), len(groups)) for s in structures)
+
+
+def checkpoint_steps(scenario: Scenario, structures: list[Structure]) -> np.ndarray:
+    """The sorted distinct maturity steps of ``structures``: where firm values are recorded."""
+    steps = [round(s.loan.maturity_years / scenario.dt) for s in structures]
+    return np.unique(steps).astype(np.int64)
+
+
+def run_sizes(scenario: Scenario, structures: list[Structure], portfolio_size: int,
+              sample_paths: int | None) -> L.Sizes:  # fmt: skip
+    """The :class:`~invlend._sim.layout.Sizes` of a run of ``structures`` on ``scenario``."""
+    return L.Sizes(
+        n_groups=max(linkage_groups(structures)) + 1,
+        n_structures=len(structures),
+        portfolio_size=portfolio_size,
+        n_checkpoints=len(checkpoint_steps(scenario, structures)),
+        n_steps=scenario.n_steps,
+        n_years=scenario.n_years,
+        sample_paths=sample_paths,
+    )
 
 
 def lower_dynamics(

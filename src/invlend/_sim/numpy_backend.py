@@ -2,7 +2,7 @@
 
 Overview
 --------
-Each function here mirrors a kernel of :mod:`invlend._kernels` with the same arguments and
+Each function here mirrors a kernel of :mod:`invlend._sim.cpu` with the same arguments and
 outputs, written with whole-array operations over the firms still alive (no numba). It is the
 oracle the kernels are tested against (identical events and steps, values within rounding)
 and the baseline of the benchmarks. Arithmetic follows the kernels' order of operations so
@@ -13,56 +13,54 @@ from __future__ import annotations
 
 import numpy as np
 
-from invlend import _kernels as K
+from invlend._sim.backend import Backend
+from invlend._sim.layout import (
+    AGG_ACCEPTED,
+    AGG_DEFAULTS,
+    AGG_EAD,
+    AGG_EXPOSURE,
+    AGG_LOSS,
+    AGG_LOSS_NET,
+    AGG_NEGATIVE,
+    AGG_NPV,
+    AGG_POOL_CLAIMS,
+    AGG_POOL_PAID,
+    AGG_PRINCIPAL,
+    AGG_QUALITY,
+    AGG_SCREEN_REJECTED,
+    AGG_UPSIDE,
+    EV_ADVANCE,
+    EV_DEFAULT,
+    EV_IPO,
+    EV_MA,
+    EV_NONE,
+)
 from invlend.rng import Purpose, firm_keys, normal_array, uniform
 
 
-def _stage_params(s, r, q, dt, drift, volatility, hd, hi, hm, ha, qd, qh, jc, scale):
-    sig = volatility[s]
-    mu_dt = (drift[s] + qd * q - 0.5 * sig * sig - jc) * dt
+def _stage_params(d, s, r, q):
+    """Per-step constants of stages ``s`` in regimes ``r`` for qualities ``q`` (arrays)."""
+    dt, scale, sig = d.dt, d.regime_scale, d.volatility[s]
+    mu_dt = (d.drift[s] + d.quality_drift * q - 0.5 * sig * sig - d.jump_compensator) * dt
     sig_sqdt = sig * np.sqrt(dt)
-    ld = hd[s] * np.exp(-qh * q) * scale[r, 0]
-    li, lm, la = hi[s] * scale[r, 1], hm[s] * scale[r, 1], ha[s] * scale[r, 2]
+    ld = d.default_hazard[s] * np.exp(-d.quality_hazard * q) * scale[r, 0]
+    li, lm = d.ipo_hazard[s] * scale[r, 1], d.ma_hazard[s] * scale[r, 1]
+    la = d.advance_hazard[s] * scale[r, 2]
     total = ld + li + lm + la
     p_event = -np.expm1(-total * dt)
     last = np.where(
         la > 0,
-        K._EV_ADVANCE,
-        np.where(lm > 0, K.EV_MA, np.where(li > 0, K.EV_IPO, K.EV_DEFAULT)),
+        EV_ADVANCE,
+        np.where(lm > 0, EV_MA, np.where(li > 0, EV_IPO, EV_DEFAULT)),
     )
     return mu_dt, sig_sqdt, p_event, total, ld, ld + li, ld + li + lm, last
 
 
 def simulate_firms(
-    ctr,
-    pkeys,
-    market,
-    regime,
+    draws,
     portfolio_size,
     path_start,
-    weight_cdf,
-    log_value,
-    drift,
-    volatility,
-    hd,
-    hi,
-    hm,
-    ha,
-    log_round,
-    dilution,
-    checkpoints,
-    dt,
-    n_steps,
-    log_barrier,
-    value_dispersion,
-    quality_drift,
-    quality_hazard,
-    factor_loading,
-    jump_rate,
-    jump_mean,
-    jump_vol,
-    jump_compensator,
-    regime_scale,
+    dyn,
     out_event,
     out_step,
     out_value,
@@ -77,7 +75,18 @@ def simulate_firms(
     out_chk,
     out_paths,
 ):
-    """Vectorised twin of :func:`invlend._kernels._simulate_firms` (same signature)."""
+    """Vectorised twin of :func:`invlend._sim.cpu._simulate_firms` (same signature)."""
+    ctr, pkeys, market, regime = draws
+    d = dyn
+    weight_cdf, log_value, log_round, dilution = d.weight_cdf, d.log_value, d.log_round, d.dilution
+    checkpoints, dt, n_steps, log_barrier = d.checkpoints, d.dt, d.n_steps, d.log_barrier
+    value_dispersion, factor_loading = d.value_dispersion, d.factor_loading
+    jump_rate, jump_mean, jump_vol, regime_scale = (
+        d.jump_rate,
+        d.jump_mean,
+        d.jump_vol,
+        d.regime_scale,
+    )
     n_port = pkeys.shape[0]
     n = n_port * portfolio_size
     fk = firm_keys(pkeys, np.arange(portfolio_size)).ravel()
@@ -98,11 +107,9 @@ def simulate_firms(
     rows = path_start + np.arange(n)
     rec = rows < n_paths
     out_paths[rows[rec], 0] = out_v0[rec]
-    tables = (drift, volatility, hd, hi, hm, ha, quality_drift, quality_hazard, jump_compensator,
-              regime_scale)  # fmt: skip
     has_cycle = regime_scale.shape[0] > 1
     cur = regime[pidx, 0].astype(np.int64) if has_cycle else np.zeros(n, np.int64)
-    mu_dt, sig_sqdt, p_event, total, t1, t2, t3, last = _stage_params(s, cur, q, dt, *tables)
+    mu_dt, sig_sqdt, p_event, total, t1, t2, t3, last = _stage_params(d, s, cur, q)
     params = (mu_dt, sig_sqdt, p_event, total, t1, t2, t3, last)
     dil = np.ones(n)
     rounds = np.zeros(n, np.int64)
@@ -139,24 +146,22 @@ def simulate_firms(
                 jz = normal_array(fk[ja], ctr[Purpose.JUMP_SIZE, j])
                 logv[ja] += nj * jump_mean + np.sqrt(nj) * jump_vol * jz
         hit = logv[a] < barrier[a]
-        event[a[hit]] = K.EV_DEFAULT
+        event[a[hit]] = EV_DEFAULT
         step[a[hit]] = k
         a = a[~hit]
         if has_cycle:
             moved = a[regime[pidx[a], j] != cur[a]]
             if moved.size:
                 cur[moved] = regime[pidx[moved], j]
-                new = _stage_params(s[moved], cur[moved], q[moved], dt, *tables)
+                new = _stage_params(d, s[moved], cur[moved], q[moved])
                 for arr, val in zip(params, new, strict=True):
                     arr[moved] = val
         u = uniform(fk[a], ctr[Purpose.EVENT, j])
         occurs = u < p_event[a]
         b = a[occurs]
         x = u[occurs] / p_event[b] * total[b]
-        chosen = np.select(
-            [x < t1[b], x < t2[b], x < t3[b]], [K.EV_DEFAULT, K.EV_IPO, K.EV_MA], last[b]
-        )
-        ends = chosen != K._EV_ADVANCE
+        chosen = np.select([x < t1[b], x < t2[b], x < t3[b]], [EV_DEFAULT, EV_IPO, EV_MA], last[b])
+        ends = chosen != EV_ADVANCE
         event[b[ends]] = chosen[ends]
         step[b[ends]] = k
         adv = b[~ends]
@@ -165,7 +170,7 @@ def simulate_firms(
             dil[adv] *= dilution[s[adv]]
             s[adv] += 1
             rounds[adv] += 1
-            new = _stage_params(s[adv], cur[adv], q[adv], dt, *tables)
+            new = _stage_params(d, s[adv], cur[adv], q[adv])
             for arr, val in zip(params, new, strict=True):
                 arr[adv] = val
         still = np.ones(a.size, bool)
@@ -177,7 +182,7 @@ def simulate_firms(
             r = alive[rec[alive]]
             out_paths[rows[r], k] = np.exp(logv[r])
     # Rows of recorded firms that ended: value at the event, NaN after it.
-    for i in np.flatnonzero(rec & (event != K.EV_NONE)):
+    for i in np.flatnonzero(rec & (event != EV_NONE)):
         out_paths[rows[i], step[i] + 1 :] = np.nan
         out_paths[rows[i], step[i]] = np.exp(logv[i])
     out_event[:] = event
@@ -190,46 +195,10 @@ def simulate_firms(
 
 
 def evaluate_structure(
-    event,
-    step,
-    value,
-    v0,
-    quality,
-    signal,
-    dil,
-    regime,
+    firms,
     chk,
     portfolio_size,
-    dt,
-    loan_to_value,
-    upfront_fee,
-    recovery_rate,
-    collateral,
-    rate,
-    maturity_step,
-    checkpoint_index,
-    balance,
-    flow,
-    pv_flow_cum,
-    balance_years_cum,
-    discount,
-    premium,
-    covered_fraction,
-    warrant_fraction,
-    warrant_strike,
-    share_of_gain,
-    warrant_expiry_step,
-    equity_fraction,
-    accept_all,
-    signal_noise,
-    signal_threshold,
-    screening_cost,
-    ipo_multiple,
-    ma_multiple,
-    regime_multiple,
-    pool_fraction,
-    pool_cap,
-    steps_per_year,
+    terms,
     out_npv,
     out_principal,
     out_default,
@@ -241,7 +210,36 @@ def evaluate_structure(
     out_cf,
     work,
 ):
-    """Vectorised twin of :func:`invlend._kernels._evaluate_structure` (same signature)."""
+    """Vectorised twin of :func:`invlend._sim.cpu._evaluate_structure` (same signature)."""
+    event, step, value, v0 = firms.event, firms.step, firms.value, firms.v0
+    quality, signal, dil, regime = firms.quality, firms.signal, firms.dilution, firms.regime
+    t = terms
+    dt, loan_to_value, upfront_fee, rate = t.dt, t.loan_to_value, t.upfront_fee, t.rate
+    recovery_rate, collateral, checkpoint_index = t.recovery_rate, t.collateral, t.checkpoint_index
+    balance, flow, pv_flow_cum, discount = t.balance, t.flow, t.pv_flow_cum, t.discount
+    balance_years_cum, premium, covered_fraction = (
+        t.balance_years_cum,
+        t.premium,
+        t.covered_fraction,
+    )
+    warrant_fraction, warrant_strike, share_of_gain = (
+        t.warrant_fraction,
+        t.warrant_strike,
+        t.share_of_gain,
+    )
+    warrant_expiry_step, equity_fraction, accept_all = (
+        t.warrant_expiry_step,
+        t.equity_fraction,
+        t.accept_all,
+    )
+    signal_noise, signal_threshold, screening_cost = (
+        t.signal_noise,
+        t.signal_threshold,
+        t.screening_cost,
+    )
+    ipo_multiple, ma_multiple, regime_multiple = t.ipo_multiple, t.ma_multiple, t.regime_multiple
+    pool_fraction, pool_cap, steps_per_year = t.pool_fraction, t.pool_cap, t.steps_per_year
+    maturity_step = t.maturity_step
     n = event.shape[0]
     n_port = out_agg.shape[0]
     port = np.repeat(np.arange(n_port), portfolio_size)
@@ -256,16 +254,16 @@ def evaluate_structure(
     ev = event.astype(np.int64)
     scale = regime_multiple[regime.astype(np.int64)]
     mult = np.where(
-        ev == K.EV_IPO, ipo_multiple * scale, np.where(ev == K.EV_MA, ma_multiple * scale, 1.0)
+        ev == EV_IPO, ipo_multiple * scale, np.where(ev == EV_MA, ma_multiple * scale, 1.0)
     )
-    early = (ev != K.EV_NONE) & (k <= km)
+    early = (ev != EV_NONE) & (k <= km)
     k_full = np.where(early, k - 1, km - 1)
     k_term = np.where(early, k, km)
     owed = principal * balance[k_full]
     vm = np.where(k == km, value, chk[:, checkpoint_index] if chk.shape[1] else value)
     v_at = np.where(early, value * mult, vm)
     coupon = principal * (rate - premium) * dt * balance[k_full]
-    default_early = early & (ev == K.EV_DEFAULT)
+    default_early = early & (ev == EV_DEFAULT)
     # Default (early or at maturity): recovery; exit or maturity with enough value: repaid.
     repays = np.where(early, ~default_early, vm >= owed)
     recovery = np.minimum(owed, recovery_rate * v_at + collateral * principal)
@@ -274,12 +272,12 @@ def evaluate_structure(
     term = np.where(repays, coupon + paid, paid)
     term = term + np.where(loss > 0.0, covered_fraction * loss, 0.0)
     defaulted = default_early | (~early & (vm < owed)) | (loss > 0.0)
-    settled = np.where((early & ~default_early) | ((ev == K.EV_NONE) & (k == km)), owed, 0.0)
+    settled = np.where((early & ~default_early) | ((ev == EV_NONE) & (k == km)), owed, 0.0)
     entry = principal * (upfront_fee - 1.0) - cost - equity_fraction * v0
     equity_value = np.maximum(value * mult - settled, 0.0)
     gain = warrant_fraction * dil * equity_value - warrant_strike * principal
     warrant = np.where(k <= warrant_expiry_step, share_of_gain * np.maximum(gain, 0.0), 0.0)
-    upside_cash = np.where(ev != K.EV_DEFAULT, warrant + equity_fraction * dil * equity_value, 0.0)
+    upside_cash = np.where(ev != EV_DEFAULT, warrant + equity_fraction * dil * equity_value, 0.0)
     upside = upside_cash * discount[k]
     npv = entry + (principal * pv_flow_cum[k_full] + discount[k_term] * term)
     npv = npv + upside
@@ -318,23 +316,23 @@ def evaluate_structure(
 
     acc = accepted.astype(float)
     out_agg[:] = 0.0
-    out_agg[:, K.AGG_ACCEPTED] = per_port(acc)
-    out_agg[:, K.AGG_PRINCIPAL] = per_port(principal * acc)
-    out_agg[:, K.AGG_SCREEN_REJECTED] = per_port(cost * (1.0 - acc))
+    out_agg[:, AGG_ACCEPTED] = per_port(acc)
+    out_agg[:, AGG_PRINCIPAL] = per_port(principal * acc)
+    out_agg[:, AGG_SCREEN_REJECTED] = per_port(cost * (1.0 - acc))
     pool_paid = out_pool_paid.sum(axis=1)
-    out_agg[:, K.AGG_NPV] = per_port(np.where(accepted, npv, -cost)) + (
+    out_agg[:, AGG_NPV] = per_port(np.where(accepted, npv, -cost)) + (
         out_pool_paid * discount[k_pay_of_year][None, :]
     ).sum(axis=1)
-    out_agg[:, K.AGG_DEFAULTS] = per_port((accepted & defaulted).astype(float))
-    out_agg[:, K.AGG_EAD] = per_port(np.where(accepted & defaulted, owed, 0.0))
-    out_agg[:, K.AGG_LOSS] = per_port(loss * acc)
-    out_agg[:, K.AGG_LOSS_NET] = per_port((1.0 - covered_fraction) * loss * acc) - pool_paid
-    out_agg[:, K.AGG_NEGATIVE] = per_port((accepted & (npv_pool < 0.0)).astype(float))
-    out_agg[:, K.AGG_EXPOSURE] = per_port(principal * balance_years_cum[np.minimum(k, km)] * acc)
-    out_agg[:, K.AGG_UPSIDE] = per_port(upside * acc)
-    out_agg[:, K.AGG_QUALITY] = per_port(quality * acc)
-    out_agg[:, K.AGG_POOL_CLAIMS] = out_pool_claims.sum(axis=1)
-    out_agg[:, K.AGG_POOL_PAID] = pool_paid
+    out_agg[:, AGG_DEFAULTS] = per_port((accepted & defaulted).astype(float))
+    out_agg[:, AGG_EAD] = per_port(np.where(accepted & defaulted, owed, 0.0))
+    out_agg[:, AGG_LOSS] = per_port(loss * acc)
+    out_agg[:, AGG_LOSS_NET] = per_port((1.0 - covered_fraction) * loss * acc) - pool_paid
+    out_agg[:, AGG_NEGATIVE] = per_port((accepted & (npv_pool < 0.0)).astype(float))
+    out_agg[:, AGG_EXPOSURE] = per_port(principal * balance_years_cum[np.minimum(k, km)] * acc)
+    out_agg[:, AGG_UPSIDE] = per_port(upside * acc)
+    out_agg[:, AGG_QUALITY] = per_port(quality * acc)
+    out_agg[:, AGG_POOL_CLAIMS] = out_pool_claims.sum(axis=1)
+    out_agg[:, AGG_POOL_PAID] = pool_paid
     # Cash flows by step: scheduled flows while in force, then terminal and upside amounts.
     n_k = out_cf.shape[1]
     active = np.zeros((n_port, n_k + 1))
@@ -349,7 +347,7 @@ def evaluate_structure(
 
 
 def portfolio_irr(cf, dt, out):
-    """Vectorised twin of :func:`invlend._kernels._portfolio_irr`."""
+    """Vectorised twin of :func:`invlend._sim.cpu._portfolio_irr`, written independently."""
     n_rows, n_k = cf.shape
     inflow = np.where(cf > 0, cf, 0.0).sum(axis=1)
     outflow = -np.where(cf > 0, 0.0, cf).sum(axis=1)
@@ -387,3 +385,26 @@ def portfolio_irr(cf, dt, out):
         irr = np.expm1(-np.log(y) / dt)
     out[:] = np.where(ok, irr, np.nan)
     out[(outflow > 0) & (inflow == 0)] = -1.0
+
+
+class NumPy(Backend):
+    """The vectorised twins: the oracle of the kernels and the benchmarks' baseline."""
+
+    name = "numpy"
+
+    def simulate_firms(self, draws, portfolio_size, path_start, dyn, outcomes, chk, paths):
+        """:func:`simulate_firms`, the outcomes splatted in layout order."""
+        simulate_firms(draws, portfolio_size, path_start, dyn, *outcomes, chk, paths)
+
+    def evaluate_structure(self, firms, chk, portfolio_size, terms, per_firm, agg, claims, paid,
+                           cf, work):  # fmt: skip
+        """:func:`evaluate_structure`, the per-firm outputs splatted in layout order."""
+        evaluate_structure(firms, chk, portfolio_size, terms, *per_firm, agg, claims, paid, cf,
+                           work)  # fmt: skip
+
+    def portfolio_irr(self, cf, dt, out):
+        """:func:`portfolio_irr`."""
+        portfolio_irr(cf, dt, out)
+
+
+BACKEND = NumPy()

@@ -1,0 +1,92 @@
+"""The backend interface: the few calls the engine's loop makes, and the draws they share.
+
+Overview
+--------
+:func:`invlend.engine` runs every range of portfolios through one loop (over linkage groups,
+then their structures) and asks a :class:`Backend` for three computations --
+:meth:`~Backend.simulate_firms`, :meth:`~Backend.evaluate_structure`,
+:meth:`~Backend.portfolio_irr` -- and for the memory they work in: :meth:`~Backend.buffer`
+gives an array to write into (a view of the result itself where the backend writes in host
+memory), :meth:`~Backend.inputs` moves a lowered tuple where the kernels read it, and
+:meth:`~Backend.fetch` brings an array back into the result. This base class works in host
+memory; the ``cpu`` (:mod:`invlend._sim.cpu`) and ``numpy``
+(:mod:`invlend._sim.numpy_backend`) backends add only the three computations, and the ``cuda``
+backend (:mod:`invlend._sim.cuda`) overrides the memory calls as well.
+
+Inputs travel as named tuples (:class:`Draws`, the lowering's ``Dynamics`` and ``Terms``, the
+layout's ``FirmOutcomes``); outputs as one array per argument, in the layout's order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import NamedTuple
+
+import numpy as np
+
+from invlend.rng import counter_table, market_keys, market_shocks, portfolio_keys, regime_paths
+
+__all__ = ["Backend", "Draws"]
+
+
+class Draws(NamedTuple):
+    """The draws every firm of a range of portfolios shares, and the counter words."""
+
+    ctr: np.ndarray  # (n_purposes, max(n_steps, 2)) uint64 counter words, rng.counter_table
+    pkeys: np.ndarray  # (n_port,) uint64 portfolio keys
+    market: np.ndarray  # (n_port, n_steps) market-factor normals
+    regime: np.ndarray  # (n_port, n_steps) int8 funding regime (0 hot, 1 cold), all 0 if none
+
+
+class Backend:
+    """Host-memory base of the backends; subclasses add the three computations."""
+
+    name = ""
+
+    def running(self):
+        """A context manager around the work of one range of portfolios."""
+        return contextlib.nullcontext()
+
+    def draws(
+        self, seed_key: int, p0: int, p1: int, n_steps: int, regime: tuple | None
+    ) -> tuple[Draws, np.ndarray]:
+        """The :class:`Draws` of portfolios ``[p0, p1)`` and each one's share of cold steps.
+
+        ``regime`` is ``(P(start cold), P(hot -> cold), P(cold -> hot))`` per step, or None
+        without a funding cycle.
+        """
+        pkeys = portfolio_keys(np.uint64(seed_key), np.arange(p0, p1))
+        ctr = counter_table(n_steps)
+        market = market_shocks(market_keys(pkeys), ctr, n_steps)
+        if regime is None:
+            paths = np.zeros((p1 - p0, n_steps), np.int8)
+        else:
+            paths = regime_paths(pkeys, ctr, n_steps, *regime)
+        return Draws(ctr, pkeys, market, paths), paths.mean(axis=1)
+
+    def buffer(self, shape: tuple, dtype, host: np.ndarray | None = None):
+        """An array of ``shape`` to write into: ``host`` itself where given."""
+        return host if host is not None else np.empty(shape, dtype)
+
+    def inputs(self, lowered: tuple) -> tuple:
+        """``lowered`` where the kernels read it (host memory: as it is)."""
+        return lowered
+
+    def fetch(self, array, host: np.ndarray | None, rows: slice | None = None) -> None:
+        """Copy ``array`` (its ``rows``) into ``host``: nothing to do when it is ``host``."""
+        if host is not None and array is not host:
+            sel = slice(None) if rows is None else rows
+            host[sel] = array[sel]
+
+    def simulate_firms(self, draws, portfolio_size, path_start, dyn, outcomes, chk, paths):
+        """Simulate the firms of ``draws``' portfolios into ``outcomes`` (layout order)."""
+        raise NotImplementedError
+
+    def evaluate_structure(self, firms, chk, portfolio_size, terms, per_firm, agg, claims, paid,
+                           cf, work):  # fmt: skip
+        """Evaluate one structure's ``terms`` on ``firms`` into ``per_firm`` and the rest."""
+        raise NotImplementedError
+
+    def portfolio_irr(self, cf, dt, out):
+        """The annual IRR of each row of ``cf`` into ``out``."""
+        raise NotImplementedError

@@ -1,0 +1,358 @@
+"""Estimation: every metric with its clustered standard error, and paired differences.
+
+Overview
+--------
+:class:`Estimator` turns the per-portfolio aggregates of a
+:class:`~invlend.results.SimulationResult` into the estimates behind its ``summary``,
+``compare`` and ``compare_runs``. Smooth metrics carry influence
+values (delta method, clustered by portfolio), tail metrics bootstrap replicates drawn from the
+run's seed (:mod:`invlend.metrics`); a paired difference uses the per-portfolio differences of
+both, so its standard error reflects the common random numbers. Every NaN carries its reason.
+
+:class:`Summary` and :class:`Comparison` are the tables they return: a mapping
+``table[structure][metric]`` of :class:`~invlend.metrics.Estimate` or :class:`Difference`, with
+text, CSV, JSON and pandas exports from :mod:`invlend._tables`.
+
+Example
+-------
+>>> import invlend as il
+>>> res = il.simulate(il.Scenario.default(), n_portfolios=50, portfolio_size=40, seed=7)
+>>> d = res.compare("pure_loan")["warrant_loan"]["pd"]
+>>> abs(d.z) < 10
+True
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from invlend import _checks
+from invlend import metrics as M
+from invlend._sim.layout import AGG_ACCEPTED
+from invlend._tables import Document, Footnotes, Rows, json_ready, text_table
+from invlend.config import Structure
+
+__all__ = ["Comparison", "Difference", "Estimator", "Summary"]
+
+#: Most bootstrap replicates a summary takes (each costs a pass over the portfolios).
+MAX_BOOT = 100_000
+
+
+class Difference(NamedTuple):
+    """A paired difference (structure minus baseline) with its standard error."""
+
+    estimate: float
+    se: float
+    ci_low: float
+    ci_high: float
+    z: float
+    note: str = ""
+
+
+class _Table(Mapping, Rows, Document):
+    """Shared behaviour of :class:`Summary` and :class:`Comparison`."""
+
+    _row_type: type = M.Estimate
+
+    def __init__(self, data: dict[str, dict[str, tuple]], notes: list[str], meta: dict) -> None:
+        self._data = data
+        self.notes = list(notes)
+        self.meta = dict(meta)
+
+    def __getitem__(self, key: str) -> dict[str, Any]:
+        return dict(self._data[key])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def records(self) -> list[dict[str, Any]]:
+        """One dict per (structure, metric), in display order."""
+        out = []
+        for name, row in self._data.items():
+            for metric, est in row.items():
+                out.append({"structure": name, "metric": metric, **est._asdict()})
+        return out
+
+    def fields(self) -> list[str]:
+        """The columns of :meth:`records`."""
+        return ["structure", "metric", *self._row_type._fields]
+
+    def to_frame(self):
+        """The table as a long pandas DataFrame (needs pandas)."""
+        return super().to_frame()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict: the records, notes and run metadata (NaN written as null)."""
+        return {"meta": self.meta, "notes": self.notes, "rows": json_ready(self.records())}
+
+    def __repr__(self) -> str:
+        return self.__str__()
+
+    def _shown(self) -> list[str]:
+        """Metrics to print in the text table.
+
+        A row that is n/a for every structure (``pool_shortfall`` with no risk pool) is left
+        out; it stays in the data and in exports.
+        """
+        return [
+            m
+            for m in M.METRICS
+            if any(row[m].note != M.NOT_APPLICABLE for row in self._data.values()) or not self._data
+        ]
+
+    def _text(self, head: str, columns: list[str]) -> str:
+        marks = Footnotes()
+        names = list(self._data)
+        rows = [[m, *(marks.cell(m, self._data[n][m]) for n in names)] for m in self._shown()]
+        footer = "".join(f"\n{line}" for line in marks.lines())
+        footer += "".join(f"\nnote: {n}" for n in self.notes)
+        return head + text_table(["metric", *columns], rows) + footer
+
+
+class Summary(_Table):
+    """Every metric of every structure with its standard error and 95% interval.
+
+    Index as ``summary[structure][metric]`` to get an :class:`~invlend.metrics.Estimate`.
+    """
+
+    _row_type = M.Estimate
+
+    def __str__(self) -> str:
+        head = (
+            f"invlend summary: {self.meta['n_portfolios']} portfolios x "
+            f"{self.meta['portfolio_size']} firms, seed {self.meta['seed']} "
+            "(estimate ± standard error clustered by portfolio)\n"
+        )
+        return self._text(head, list(self._data))
+
+
+class Comparison(_Table):
+    """Paired differences (structure minus baseline) of every metric.
+
+    Index as ``comparison[structure][metric]`` to get a :class:`Difference`.
+    """
+
+    _row_type = Difference
+
+    def __str__(self) -> str:
+        names = list(self._data)
+        base = self.meta["baseline"]
+        if self.meta.get("runs"):
+            head = "invlend paired comparison of two runs (this run - other run ± standard error)\n"
+            return self._text(head, [f"{n}: this - other" for n in names])
+        head = f"invlend paired comparison against {base!r} (difference ± standard error)\n"
+        return self._text(head, [f"{n} - {base}" for n in names])
+
+
+def _equity_charge(structure: Structure) -> float:
+    """Regulatory capital of the structure's equity stake per unit of principal."""
+    e = structure.equity
+    return 0.0 if e is None else M.equity_charge(e.equity_to_value, structure.loan.loan_to_value)
+
+
+def _differences(
+    smooth_a: dict, tail_a: dict, smooth_b: dict, tail_b: dict, notes: tuple[dict, dict, str, str]
+) -> dict:
+    """Every metric of A minus B, with SEs from paired influence values or replicates.
+
+    ``notes`` holds the NaN reasons of A's and B's estimates and the two names to say whose.
+    """
+    notes_a, notes_b, name_a, name_b = notes
+    row = {}
+    for metric in M.METRICS:
+        if M.is_tail(metric):
+            (ea, ra), (eb, rb) = tail_a[metric], tail_b[metric]
+            d = ra - rb
+            ok = d.size > 1 and np.all(np.isfinite(d))
+            se = float(np.std(d, ddof=1)) if ok else math.nan
+        else:
+            (ea, ua), (eb, ub) = smooth_a[metric], smooth_b[metric]
+            se = M.influence_se(ua - ub)
+        diff = ea - eb
+        z = diff / se if se > 0 and math.isfinite(se) else math.nan
+        note = ""
+        if not (math.isfinite(diff) and math.isfinite(se)):
+            sides = ((name_a, notes_a), (name_b, notes_b))
+            whose = [f"{name}: {n[metric]}" for name, n in sides if n[metric]]
+            note = "; ".join(whose) or (
+                "standard error undefined for this run" if math.isfinite(diff) else "undefined"
+            )
+            if all(n[metric] == M.NOT_APPLICABLE for n in (notes_a, notes_b)):
+                note = M.NOT_APPLICABLE
+        e = M.make_estimate(diff, se)
+        row[metric] = Difference(e.estimate, e.se, e.ci_low, e.ci_high, float(z), note)
+    return row
+
+
+class Estimator:
+    """The estimates of one result, computed once per ``(n_boot, hurdle, sales_eur_m)``.
+
+    ``result`` is a :class:`~invlend.results.SimulationResult`: a mapping structure name ->
+    :class:`~invlend.results.StructureResult` with its :class:`~invlend._sim.layout.RunInfo`.
+    """
+
+    def __init__(self, result) -> None:
+        self.result = result
+        self._cache: dict = {}
+
+    def estimates(
+        self, n_boot: int, hurdle: float, sales_eur_m: float | None
+    ) -> tuple[dict, dict, list[str]]:
+        """Per structure: smooth metrics with influence values, tail replicates; and notes."""
+        n_boot = _checks.count("n_boot", n_boot, low=0, high=MAX_BOOT)
+        hurdle = _checks.number("hurdle", hurdle, low=-1.0, high=10.0)
+        if sales_eur_m is not None:
+            sales_eur_m = _checks.number("sales_eur_m", sales_eur_m, low=0.0)
+        key = (n_boot, hurdle, sales_eur_m)
+        if key not in self._cache:
+            self._cache[key] = self._compute(n_boot, hurdle, sales_eur_m)
+        return self._cache[key]
+
+    def _compute(
+        self, n_boot: int, hurdle: float, sales_eur_m: float | None
+    ) -> tuple[dict, dict, list[str]]:
+        res, run = self.result, self.result.run
+        size, n_port = run.portfolio_size, run.n_portfolios
+        smooth = {
+            n: M.smooth_metrics(r.aggregates, r.portfolio_irr, size,
+                                r.structure.loan.maturity_years, hurdle, sales_eur_m,
+                                _equity_charge(r.structure))
+            for n, r in res.items()
+        }  # fmt: skip
+        full = np.ones((1, n_port))
+        tail = {
+            n: {k: (v[0], []) for k, v in M.tail_metrics(r.aggregates, full, hurdle).items()}
+            for n, r in res.items()
+        }
+        if n_port >= 2 and n_boot > 0:
+            boot = M.bootstrap_weights(n_port, n_boot, run.seed, run.seed_spawn_key)
+            for w in boot:
+                for n, r in res.items():
+                    for k, v in M.tail_metrics(r.aggregates, w, hurdle).items():
+                        tail[n][k][1].append(v)
+        tail = {
+            n: {k: (e, np.concatenate(reps) if reps else np.zeros(0)) for k, (e, reps) in d.items()}
+            for n, d in tail.items()
+        }
+        return smooth, tail, self._run_notes()
+
+    def _run_notes(self) -> list[str]:
+        """Notes on the run as a whole: what its size leaves rough or undefined."""
+        res, n_port = self.result, self.result.run.n_portfolios
+        notes = []
+        if n_port < 2:
+            notes.append("standard errors need at least 2 portfolios")
+        for n, r in res.items():
+            if r.aggregates[:, AGG_ACCEPTED].sum() == 0:
+                rate = r.structure.screening.acceptance_rate
+                notes.append(
+                    f"{n}: nobody was accepted in any portfolio (screening acceptance_rate "
+                    f"{rate:g} of {res.run.portfolio_size} applicants each): its loan metrics "
+                    "are undefined"
+                )
+                continue
+            bad = int(np.sum(~np.isfinite(r.portfolio_irr)))
+            if bad:
+                notes.append(
+                    f"{n}: IRR undefined in {bad} of {n_port} portfolios (nothing "
+                    "lent, or no rate in [-99.97%, +298000%] prices the cash flows); irr "
+                    "averages the others"
+                )
+        beyond = n_port * (1.0 - 0.999)
+        if beyond < 10:
+            notes.append(
+                f"{n_port} portfolios leave {beyond:.1f} beyond the 99.9% loss "
+                "quantile: loss_var_999, loss_es_999, economic_capital, raroc and eva are rough; "
+                "use >= 10000 portfolios for them"
+            )
+        return notes
+
+    def row(self, name: str, smooth: dict, tail: dict, n_boot: int) -> dict[str, M.Estimate]:
+        """Every metric of structure ``name`` as an Estimate, with the reason of any NaN."""
+        r = self.result[name]
+        row = {}
+        for metric in M.METRICS:
+            reps = None
+            if M.is_tail(metric):
+                est, reps = tail[metric]
+                ok = reps.size > 1 and np.all(np.isfinite(reps))
+                se = float(np.std(reps, ddof=1)) if ok else math.nan
+            else:
+                est, u = smooth[metric]
+                se = M.influence_se(u)
+            note = M.nan_notes(
+                metric, est, se, r.aggregates, has_pool=r.structure.risk_pool is not None,
+                n_boot=n_boot, replicates=reps, lgd=smooth["lgd"][0],
+                economic_capital=tail["economic_capital"][0], irb_capital=smooth["irb_capital"][0],
+            )  # fmt: skip
+            row[metric] = M.make_estimate(est, se, note)
+        return row
+
+    def _notes(self, smooth: dict, tail: dict, n_boot: int) -> dict[str, dict[str, str]]:
+        """The NaN reason of every structure's every metric."""
+        return {
+            n: {m: e.note for m, e in self.row(n, smooth[n], tail[n], n_boot).items()}
+            for n in self.result
+        }
+
+    def meta(self, n_boot: int) -> dict[str, Any]:
+        """The run's record as the tables show it."""
+        run = self.result.run
+        keys = ("n_portfolios", "portfolio_size", "seed", "backend")
+        return {**{k: getattr(run, k) for k in keys}, "n_boot": n_boot, "versions": run.versions}
+
+    def summary(self, n_boot: int, hurdle: float, sales_eur_m: float | None) -> Summary:
+        """See :meth:`invlend.results.SimulationResult.summary`."""
+        smooth, tail, notes = self.estimates(n_boot, hurdle, sales_eur_m)
+        data = {n: self.row(n, smooth[n], tail[n], n_boot) for n in self.result}
+        return Summary(data, notes, self.meta(n_boot))
+
+    def compare(
+        self, baseline: str, n_boot: int, hurdle: float, sales_eur_m: float | None
+    ) -> Comparison:
+        """See :meth:`invlend.results.SimulationResult.compare`."""
+        if baseline not in self.result:
+            raise ValueError(f"baseline: no structure named {baseline!r}; have {list(self.result)}")
+        smooth, tail, notes = self.estimates(n_boot, hurdle, sales_eur_m)
+        why = self._notes(smooth, tail, n_boot)
+        data = {
+            n: _differences(smooth[n], tail[n], smooth[baseline], tail[baseline],
+                            (why[n], why[baseline], n, baseline))
+            for n in self.result
+            if n != baseline
+        }  # fmt: skip
+        return Comparison(data, notes, {**self.meta(n_boot), "baseline": baseline})
+
+    def compare_runs(
+        self, other: Estimator, n_boot: int, hurdle: float, sales_eur_m: float | None
+    ) -> Comparison:
+        """See :meth:`invlend.results.SimulationResult.compare_runs`."""
+        mine, theirs = self.result.run, other.result.run
+        for attr in ("seed", "seed_spawn_key", "n_portfolios", "portfolio_size"):
+            a, b = getattr(mine, attr), getattr(theirs, attr)
+            if a != b:
+                raise ValueError(
+                    f"other: runs are paired only with the same {attr} ({a!r} here, "
+                    f"{b!r} there); simulate both with the same seed and sizes"
+                )
+        common = [n for n in self.result if n in other.result]
+        if not common:
+            raise ValueError(f"other: no structure in common (here {list(self.result)}, there "
+                             f"{list(other.result)})")  # fmt: skip
+        smooth, tail, notes = self.estimates(n_boot, hurdle, sales_eur_m)
+        o_smooth, o_tail, o_notes = other.estimates(n_boot, hurdle, sales_eur_m)
+        why, o_why = self._notes(smooth, tail, n_boot), other._notes(o_smooth, o_tail, n_boot)
+        data = {
+            n: _differences(smooth[n], tail[n], o_smooth[n], o_tail[n],
+                            (why[n], o_why[n], "this run", "other run"))
+            for n in common
+        }  # fmt: skip
+        meta = {**self.meta(n_boot), "baseline": "other run", "runs": True}
+        return Comparison(data, [*notes, *(f"other run: {n}" for n in o_notes)], meta)
