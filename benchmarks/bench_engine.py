@@ -32,9 +32,11 @@ import numpy as np
 from numba import prange
 
 import invlend as il
-from invlend import _kernels as K
-from invlend import _numpy_backend as NB
-from invlend._sim.lowering import lower_dynamics, lower_structure
+from invlend._sim import cpu as K
+from invlend._sim import layout as L
+from invlend._sim import numpy_backend as NB
+from invlend._sim.backend import Draws
+from invlend._sim.lowering import checkpoint_steps, lower_dynamics, lower_structure
 from invlend.rng import (
     Purpose,
     counter_table,
@@ -79,8 +81,7 @@ def _rng_bound(ctr, pkeys, size, steps, out):
 
 def _inputs(scenario, structures, n_firms, seed=1):
     n_port = n_firms // SIZE
-    dt = scenario.dt
-    chk = np.unique([round(s.loan.maturity_years / dt) for s in structures]).astype(np.int64)
+    chk = checkpoint_steps(scenario, structures)
     dyn = lower_dynamics(scenario, il.Linkage(), chk)
     terms = [lower_structure(scenario, s, chk) for s in structures]
     pkeys = portfolio_keys(root_key(seed), np.arange(n_port))
@@ -90,21 +91,12 @@ def _inputs(scenario, structures, n_firms, seed=1):
 
 
 def _outcome_arrays(n, n_chk, n_steps):
-    return dict(
-        event=np.empty(n, np.int8),
-        step=np.empty(n, np.int32),
-        value=np.empty(n),
-        stage0=np.empty(n, np.int8),
-        stage=np.empty(n, np.int8),
-        rounds=np.empty(n, np.int16),
-        dilution=np.empty(n),
-        v0=np.empty(n),
-        quality=np.empty(n),
-        signal=np.empty(n),
-        regime=np.empty(n, np.int8),
-        chk=np.empty((n, n_chk)),
-        paths=np.empty((0, n_steps + 1)),
-    )
+    """The outcome buffers of ``n`` firms, keyed and ordered as the layout's outputs."""
+    return {
+        **{f.key: np.empty(n, f.dtype) for f in L.OUTCOMES},
+        "chk": np.empty((n, n_chk)),
+        "paths": np.empty((0, n_steps + 1)),
+    }
 
 
 class Timer:
@@ -135,32 +127,28 @@ class Case:
         self.pkeys, self.ctr, self.market = pkeys, ctr, market
         self.n = n = n_port * SIZE
         self.o = _outcome_arrays(n, dyn.checkpoints.size, scenario.n_steps)
-        self.f = [np.empty(n), np.empty(n), np.empty(n, np.int8), np.empty(n), np.empty(n)]
-        self.agg = np.empty((n_port, K.N_AGG))
+        self.firms = L.FirmOutcomes(*(self.o[f.key] for f in L.OUTCOMES))
+        self.f = [np.empty(n, f.dtype) for f in L.PER_FIRM]
+        self.agg = np.empty((n_port, L.N_AGG))
         n_years = scenario.n_years
         self.pool = [np.empty((n_port, n_years)), np.empty((n_port, n_years))]
-        self.regime = np.zeros((n_port, scenario.n_steps), np.int8)
+        self.draws = Draws(ctr, pkeys, market, np.zeros((n_port, scenario.n_steps), np.int8))
         self.cf = np.empty((n_port, scenario.n_steps + 1))
         self.work = np.empty((n_port, scenario.n_steps + 2))
         self.irr = np.empty(n_port)
-        cpu = backend == "cpu"
-        self._sim = K._simulate_firms if cpu else NB.simulate_firms
-        self._ev = K._evaluate_structure if cpu else NB.evaluate_structure
-        self._irr = K._portfolio_irr if cpu else NB.portfolio_irr
+        self.be = K.BACKEND if backend == "cpu" else NB.BACKEND
         self.t_sim = Timer(self.simulate)
         self.t_eval = Timer(self.evaluate)
 
     def simulate(self):
-        self._sim(self.ctr, self.pkeys, self.market, self.regime, SIZE, 0, *self.dyn,
-                  *self.o.values())  # fmt: skip
+        self.be.simulate_firms(self.draws, SIZE, 0, self.dyn, self.firms, self.o["chk"],
+                               self.o["paths"])  # fmt: skip
 
     def evaluate(self):
-        o = self.o
         for t in self.terms:
-            self._ev(o["event"], o["step"], o["value"], o["v0"], o["quality"], o["signal"],
-                     o["dilution"], o["regime"], o["chk"], SIZE, *t, *self.f, self.agg,
-                     *self.pool, self.cf, self.work)  # fmt: skip
-            self._irr(self.cf, self.scenario.dt, self.irr)
+            self.be.evaluate_structure(self.firms, self.o["chk"], SIZE, t, self.f, self.agg,
+                                       *self.pool, self.cf, self.work)  # fmt: skip
+            self.be.portfolio_irr(self.cf, self.scenario.dt, self.irr)
 
     def time_once(self):
         self.t_sim()

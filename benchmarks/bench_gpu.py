@@ -11,7 +11,7 @@ three default structures, 100 firms per portfolio:
 1. **Check.** Runs ``invlend.simulate`` with ``backend="cuda"`` and ``backend="cpu"`` on a
    sample (the default scenario, and one with jumps, a barrier, a funding cycle, a risk pool
    and screening) and stops unless events, steps, stages and regimes are identical and every
-   value agrees to ``invlend._cuda.RTOL``: a benchmark never reports a wrong kernel's speed.
+   value agrees to ``invlend._sim.cuda.RTOL``: a benchmark never reports a wrong kernel's speed.
 2. **GPU, kernel only.** For 1M, 4M, 16M and 64M firm-paths: the firm-simulation kernel
    alone on inputs already on the device (best of ``--repeat``), and the evaluation of the
    three structures with their portfolio IRRs.
@@ -49,10 +49,10 @@ except ImportError:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT / "src"))
     import invlend as il
 
-from invlend import _kernels as K  # noqa: E402
 from invlend import rng  # noqa: E402
+from invlend._sim import layout as L  # noqa: E402
 from invlend._sim.lowering import lower_dynamics, lower_structure  # noqa: E402
-from invlend.engine import _FIRM_FIELDS, _OUTCOME_FIELDS, resolve_seed  # noqa: E402
+from invlend.engine import resolve_seed  # noqa: E402
 
 SIZE = 100  # firms per portfolio
 SEED = 1
@@ -82,7 +82,7 @@ def _version(pkg: str) -> str:
 
 def machine_info(cuda) -> dict:
     """GPU model, driver and CUDA versions, package versions."""
-    from invlend import _cuda
+    from invlend._sim import cuda as _cuda
 
     info = {
         "gpu": _cuda.device_name(),
@@ -137,7 +137,7 @@ def _check_scenarios():
 
 def check(n_portfolios: int) -> list[str]:
     """cuda against cpu on samples; raises SystemExit on any disagreement."""
-    from invlend._cuda import RTOL
+    from invlend._sim.cuda import RTOL
 
     lines = []
     for name, sc, structures in _check_scenarios():
@@ -195,101 +195,62 @@ class Inputs:
         self.n_years = sc.n_years
 
 
-def _outcomes(n: int, n_chk: int, alloc):
-    arrays = [alloc(n, dtype) for dtype in _OUTCOME_FIELDS.values()]
-    return [*arrays, alloc((n, n_chk), np.float64)]
+class Kernels:
+    """One backend's kernels on inputs of one size, through the engine's backend interface."""
 
-
-class GpuKernels:
-    """The cuda kernels on device-resident inputs of one size."""
-
-    def __init__(self, inp: Inputs):
-        from numba import cuda
-
-        from invlend import _cuda as C
-
-        self.cuda, self.C, self.inp = cuda, C, inp
+    def __init__(self, inp: Inputs, backend):
+        self.inp, self.backend = inp, backend
         n, n_port, n_steps = inp.n, inp.n_port, inp.sc.n_steps
-        self.pkeys = cuda.to_device(inp.pkeys)
-        self.ctr = cuda.to_device(inp.ctr)
-        self.market = cuda.device_array((n_port, n_steps))
-        C._market_shocks[C._blocks(n_port * n_steps, C.THREADS_PORTFOLIOS),
-                         C.THREADS_PORTFOLIOS](self.pkeys, self.ctr, self.market)  # fmt: skip
-        self.regime = cuda.to_device(np.zeros((n_port, n_steps), np.int8))
-        self.paths = cuda.device_array((0, n_steps + 1))
-        self.dyn = [C._to_device(d) for d in inp.dyn]
-        self.terms = [C._to_device(t) for t in inp.terms]
+        seed_key = int(rng.root_key(resolve_seed(SEED)[0]))
+        self.draws, _ = backend.draws(seed_key, 0, n_port, n_steps, None)
+        self.market = self.draws.market
+        self.paths = backend.buffer((0, n_steps + 1), np.float64)
+        self.dyn = [backend.inputs(d) for d in inp.dyn]
+        self.terms = [backend.inputs(t) for t in inp.terms]
 
-        def alloc(shape, dtype):
-            return cuda.device_array(shape, dtype)
+        def alloc(shape, dtype=np.float64):
+            return backend.buffer(shape, dtype)
 
-        self.out = [_outcomes(n, inp.chk.size, alloc) for _ in inp.dyn]
-        self.f = [alloc(n, dtype) for dtype in _FIRM_FIELDS.values()]
-        self.agg = alloc((n_port, K.N_AGG), np.float64)
-        self.pool = [alloc((n_port, inp.n_years), np.float64) for _ in range(2)]
-        self.cf = alloc((n_port, n_steps + 1), np.float64)
-        self.work = alloc((n_port, n_steps + 2), np.float64)
-        self.irr = alloc(n_port, np.float64)
+        self.out = [L.FirmOutcomes(*(alloc(n, f.dtype) for f in L.OUTCOMES)) for _ in inp.dyn]
+        self.chk = [alloc((n, inp.chk.size)) for _ in inp.dyn]
+        self.f = [alloc(n, f.dtype) for f in L.PER_FIRM]
+        self.agg = alloc((n_port, L.N_AGG))
+        self.pool = [alloc((n_port, inp.n_years)) for _ in range(2)]
+        self.cf = alloc((n_port, n_steps + 1))
+        self.work = alloc((n_port, n_steps + 2))
+        self.irr = alloc(n_port)
 
     def simulate(self, g: int = 0):
-        C, inp = self.C, self.inp
-        C.simulate_firms[C._blocks(inp.n, C.THREADS_FIRMS), C.THREADS_FIRMS](
-            self.ctr, self.pkeys, self.market, self.regime, SIZE, 0, *self.dyn[g],
-            *self.out[g][:11], self.out[g][11], self.paths,
-        )  # fmt: skip
-        self.cuda.synchronize()
+        self.backend.simulate_firms(self.draws, SIZE, 0, self.dyn[g], self.out[g], self.chk[g],
+                                    self.paths)  # fmt: skip
+        self.backend.synchronize()
 
     def evaluate(self):
-        C, inp = self.C, self.inp
-        blocks = C._blocks(inp.n_port, C.THREADS_PORTFOLIOS)
-        y_lo, y_hi = math.exp(-8.0 * inp.sc.dt), math.exp(8.0 * inp.sc.dt)
+        inp = self.inp
         for s, terms in enumerate(self.terms):
-            o = self.out[inp.group_of[s]]
-            C.evaluate_structure[blocks, C.THREADS_PORTFOLIOS](
-                o[0], o[1], o[2], o[7], o[8], o[9], o[6], o[10], o[11], SIZE, *terms,
-                *self.f, self.agg, *self.pool, self.cf, self.work,
-            )  # fmt: skip
-            C._portfolio_irr[blocks, C.THREADS_PORTFOLIOS](self.cf, inp.sc.dt, y_lo, y_hi, self.irr)
-        self.cuda.synchronize()
+            g = inp.group_of[s]
+            self.backend.evaluate_structure(self.out[g], self.chk[g], SIZE, terms, self.f,
+                                            self.agg, *self.pool, self.cf, self.work)  # fmt: skip
+            self.backend.portfolio_irr(self.cf, inp.sc.dt, self.irr)
+        self.backend.synchronize()
 
     def host(self, g: int, field: str) -> np.ndarray:
-        return self.out[g][list(_OUTCOME_FIELDS).index(field)].copy_to_host()
+        array = getattr(self.out[g], field)
+        return array if isinstance(array, np.ndarray) else array.copy_to_host()
 
 
-class CpuKernels:
-    """The cpu kernels on host inputs of one size (the same firms as :class:`GpuKernels`)."""
+def GpuKernels(inp: Inputs) -> Kernels:
+    """The cuda kernels on device-resident inputs of one size."""
+    from invlend._sim import cuda
 
-    def __init__(self, inp: Inputs):
-        self.inp = inp
-        n, n_port, n_steps = inp.n, inp.n_port, inp.sc.n_steps
-        self.market = rng.market_shocks(rng.market_keys(inp.pkeys), inp.ctr, n_steps)
-        self.regime = np.zeros((n_port, n_steps), np.int8)
-        self.paths = np.empty((0, n_steps + 1))
-        self.out = [_outcomes(n, inp.chk.size, np.empty) for _ in inp.dyn]
-        self.f = [np.empty(n, dtype) for dtype in _FIRM_FIELDS.values()]
-        self.agg = np.empty((n_port, K.N_AGG))
-        self.pool = [np.empty((n_port, inp.n_years)) for _ in range(2)]
-        self.cf = np.empty((n_port, n_steps + 1))
-        self.work = np.empty((n_port, n_steps + 2))
-        self.irr = np.empty(n_port)
+    return Kernels(inp, cuda.BACKEND)
 
-    def simulate(self, g: int = 0):
-        inp = self.inp
-        K._simulate_firms(inp.ctr, inp.pkeys, self.market, self.regime, SIZE, 0, *inp.dyn[g],
-                          *self.out[g][:11], self.out[g][11], self.paths)  # fmt: skip
 
-    def evaluate(self):
-        inp = self.inp
-        for s, terms in enumerate(inp.terms):
-            o = self.out[inp.group_of[s]]
-            K._evaluate_structure(
-                o[0], o[1], o[2], o[7], o[8], o[9], o[6], o[10], o[11], SIZE, *terms,
-                *self.f, self.agg, *self.pool, self.cf, self.work,
-            )  # fmt: skip
-            K._portfolio_irr(self.cf, inp.sc.dt, self.irr)
+def CpuKernels(inp: Inputs) -> Kernels:
+    """The cpu kernels on host inputs of one size (the same firms as :func:`GpuKernels`)."""
+    from invlend._sim import cpu
 
-    def host(self, g: int, field: str) -> np.ndarray:
-        return self.out[g][list(_OUTCOME_FIELDS).index(field)]
+    return Kernels(inp, cpu.BACKEND)
 
 
 def _best(fn, repeat: int) -> float:
@@ -342,7 +303,7 @@ def _to_unit(xp, b):
 
 
 def _normal_bits(xp, b, zx, zr, zf):
-    """``rng._normal_bits_array`` written for any array module ``xp`` (NumPy or CuPy)."""
+    """``rng.normal_bits_array`` written for any array module ``xp`` (NumPy or CuPy)."""
     gamma = xp.uint64(int(rng.GAMMA))
     i = (b & xp.uint64(0xFF)).astype(xp.int64)
     u = 2.0 * _to_unit(xp, b) - 1.0
@@ -358,13 +319,15 @@ def _normal_bits(xp, b, zx, zr, zf):
         res = xp.empty(t.size)
         pend = xp.arange(t.size)
         while pend.size:
-            xx = -xp.log(_to_unit(xp, bt[pend])) / rng._ZIG_R
+            xx = -xp.log(_to_unit(xp, bt[pend])) / rng.ZIGGURAT_R
             b2 = _mix64(xp, bt[pend] + gamma)
             yy = -xp.log(_to_unit(xp, b2))
             bt[pend] = _mix64(xp, b2 + gamma)
             ok = 2.0 * yy >= xx * xx
             acc = pend[ok]
-            res[acc] = xp.where(u[t[acc]] > 0.0, rng._ZIG_R + xx[ok], -(rng._ZIG_R + xx[ok]))
+            res[acc] = xp.where(
+                u[t[acc]] > 0.0, rng.ZIGGURAT_R + xx[ok], -(rng.ZIGGURAT_R + xx[ok])
+            )
             pend = pend[~ok]
         out[t] = res
     w = slow[~tail]
@@ -392,7 +355,7 @@ def vectorised_simulate(xp, inp: Inputs, market):
     if d.jump_rate > 0 or d.log_barrier > -math.inf or d.regime_scale.shape[0] > 1:
         raise ValueError("the vectorised twin covers the default scenario only")
     u8 = xp.uint64
-    zx, zr, zf = (xp.asarray(a) for a in (rng._ZX, rng._ZR, rng._ZF))
+    zx, zr, zf = (xp.asarray(a) for a in (rng.ZIGGURAT_X, rng.ZIGGURAT_RATIO, rng.ZIGGURAT_F))
     ctr = inp.ctr  # host words, passed as scalars
     n, size = inp.n, SIZE
     pk = xp.asarray(inp.pkeys)
@@ -417,7 +380,7 @@ def vectorised_simulate(xp, inp: Inputs, market):
     )  # fmt: skip
     sq_dt = math.sqrt(d.dt)
 
-    def stage_params(s):  # _kernels._stage_params, for arrays (one regime, scale 1.0)
+    def stage_params(s):  # _sim.cpu._stage_params, for arrays (one regime, scale 1.0)
         sig = vol[s]
         mu_dt = (drift[s] + d.quality_drift * q - 0.5 * sig * sig - d.jump_compensator) * d.dt
         ld = hd[s] * hazard_scale * 1.0

@@ -15,9 +15,9 @@ from scipy.stats import norm
 
 import invlend as il
 from conftest import assert_mc_close
-from invlend import _kernels as K
 from invlend import capital as C
 from invlend import metrics as M
+from invlend._sim import layout as K
 
 SEED = 424242
 

@@ -7,7 +7,7 @@ which saves each result; this process runs the ``cpu`` backend on the same input
 compares. Sizes are tiny because the simulator runs some 10^4 firm-steps a second.
 
 Integer outcomes (events, steps, stages, rounds, regimes, defaults) must be equal. Floating
-values must agree to ``invlend._cuda.RTOL`` (1e-12) relative to each array's scale: on a GPU,
+values must agree to ``invlend._sim.cuda.RTOL`` (1e-12) relative to each array's scale: on a GPU,
 libdevice's ``exp``/``log``/``expm1`` and fused multiply-adds move the last bits; under the
 simulator, which runs the C library's functions, they usually agree bit for bit.
 """
@@ -26,7 +26,8 @@ import numpy as np
 import pytest
 
 import invlend as il
-from invlend import _kernels as K
+from invlend._sim import cpu as K
+from invlend._sim import layout as L
 from test_performance import _cash_flow_rows
 
 SEED = 20261201
@@ -123,7 +124,7 @@ def cuda_results(tmp_path_factory) -> Path:
 
 def assert_backends_agree(cpu, gpu) -> int:
     """Integer arrays equal, float arrays within RTOL; returns how many arrays are identical."""
-    from invlend._cuda import RTOL
+    from invlend._sim.cuda import RTOL
 
     assert gpu.backend == "cuda" and cpu.backend == "cpu"
     assert sorted(cpu._arrays) == sorted(gpu._arrays)
@@ -155,7 +156,7 @@ def test_cuda_equals_cpu_under_the_simulator(cuda_results, case):
         assert 0.0 < np.mean(cpu._arrays["cold_share"]) < 1.0
     if case == "pool_screening":
         agg = cpu._arrays["s0.agg"]
-        assert (agg[:, K.AGG_POOL_PAID] < agg[:, K.AGG_POOL_CLAIMS]).any()  # the cap binds
+        assert (agg[:, L.AGG_POOL_PAID] < agg[:, L.AGG_POOL_CLAIMS]).any()  # the cap binds
         assert np.isnan(cpu["screened"].npv).any()  # rejected applicants
     if case == "jumps_barrier":
         steps = first.outcomes.time  # defaults before the horizon, barrier or hazard
@@ -171,7 +172,7 @@ def test_auto_picks_cpu_under_the_simulator(cuda_results):
 
 def test_gpu_kernels_run_the_cpu_kernels_code():
     # One copy of the model: the GPU kernels are the CPU kernels' code objects.
-    from invlend import _cuda
+    from invlend._sim import cuda as _cuda
 
     assert _cuda.simulate_firms.py_func.__code__ is K._simulate_firms.py_func.__code__
     assert _cuda.evaluate_structure.py_func.__code__ is K._evaluate_structure.py_func.__code__
@@ -179,7 +180,7 @@ def test_gpu_kernels_run_the_cpu_kernels_code():
 
 
 def test_retarget_refuses_an_unreplaced_cpu_helper():
-    from invlend import _cuda
+    from invlend._sim import cuda as _cuda
 
     with pytest.raises(TypeError, match="_stage_params"):
         _cuda._retarget(K._simulate_firms, prange=_cuda._grid_stride, _normal=_cuda._normal)
@@ -187,45 +188,39 @@ def test_retarget_refuses_an_unreplaced_cpu_helper():
 
 def _engine_cash_flows(n_port=400, size=25):
     """Portfolio cash flows of the default structures, as the engine hands them to the IRR."""
-    from invlend._sim.lowering import lower_dynamics, lower_structure
-    from invlend.rng import counter_table, market_keys, market_shocks, portfolio_keys, root_key
+    from invlend._sim.lowering import checkpoint_steps, lower_dynamics, lower_structure
+    from invlend.rng import root_key
 
     sc = il.Scenario.default()
     structures = il.default_structures()
-    chk = np.unique([round(s.loan.maturity_years / sc.dt) for s in structures]).astype(np.int64)
-    dyn = lower_dynamics(sc, il.Linkage(), chk)
-    pkeys = portfolio_keys(root_key(SEED), np.arange(n_port))
-    ctr = counter_table(sc.n_steps)
-    market = market_shocks(market_keys(pkeys), ctr, sc.n_steps)
-    regime = np.zeros((n_port, sc.n_steps), np.int8)
+    chk = checkpoint_steps(sc, structures)
+    be = K.BACKEND
+    draws, _ = be.draws(int(root_key(SEED)), 0, n_port, sc.n_steps, None)
     n = n_port * size
-    o = [np.empty(n, np.int8), np.empty(n, np.int32), np.empty(n), np.empty(n, np.int8),
-         np.empty(n, np.int8), np.empty(n, np.int16), np.empty(n), np.empty(n), np.empty(n),
-         np.empty(n), np.empty(n, np.int8), np.empty((n, chk.size)),
-         np.empty((0, 1))]  # fmt: skip
-    K._simulate_firms(ctr, pkeys, market, regime, size, 0, *dyn, *o)
+    firms = L.FirmOutcomes(*(np.empty(n, f.dtype) for f in L.OUTCOMES))
+    values = np.empty((n, chk.size))
+    be.simulate_firms(draws, size, 0, lower_dynamics(sc, il.Linkage(), chk), firms, values,
+                      np.empty((0, sc.n_steps + 1)))  # fmt: skip
     for s in structures:
         cf = np.empty((n_port, sc.n_steps + 1))
-        n_years = sc.n_years
-        K._evaluate_structure(
-            o[0], o[1], o[2], o[7], o[8], o[9], o[6], o[10], o[11], size,
-            *lower_structure(sc, s, chk), np.empty(n), np.empty(n), np.empty(n, np.int8),
-            np.empty(n), np.empty(n), np.empty((n_port, K.N_AGG)), np.empty((n_port, n_years)),
-            np.empty((n_port, n_years)), cf, np.empty((n_port, sc.n_steps + 2)),
-        )  # fmt: skip
+        per_firm = [np.empty(n, f.dtype) for f in L.PER_FIRM]
+        pools = [np.empty((n_port, sc.n_years)) for _ in range(2)]
+        be.evaluate_structure(firms, values, size, lower_structure(sc, s, chk), per_firm,
+                              np.empty((n_port, L.N_AGG)), *pools, cf,
+                              np.empty((n_port, sc.n_steps + 2)))  # fmt: skip
         yield sc.dt, cf
 
 
 def test_one_row_irr_is_the_cpu_kernel_bit_for_bit():
-    # The GPU solves one row per thread by _irr_row; on the CPU it must give the lanes' bits.
-    from invlend._cuda import _irr_row
+    # The GPU solves one row per thread by irr_row; on the CPU it must give the lanes' bits.
+    from invlend._sim.irr import irr_row
 
     @numba.njit
     def solve(cf, dt, out):
         y_lo = math.exp(-8.0 * dt)
         y_hi = math.exp(8.0 * dt)
         for p in range(cf.shape[0]):
-            out[p] = _irr_row(cf, p, dt, y_lo, y_hi)
+            out[p] = irr_row(cf, p, dt, y_lo, y_hi)
 
     cases = [(1.0 / 12.0, _cash_flow_rows()), (0.25, _cash_flow_rows(n=50, n_k=21))]
     for dt, rows in [*cases, *_engine_cash_flows()]:

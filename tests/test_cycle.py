@@ -14,7 +14,7 @@ import pytest
 
 import invlend as il
 from conftest import assert_mc_close, binomial_se, one_stage, plain_scenario
-from invlend import _kernels as K
+from invlend._sim import layout as K
 from invlend.rng import counter_table, portfolio_keys, regime_paths, root_key
 from test_kernels import DEFAULT, IPO, NONE, R, d, evaluate
 

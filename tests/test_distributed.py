@@ -39,9 +39,9 @@ def alone():
 
 
 def _same(a, b):
-    assert set(a._arrays) == set(b._arrays)
-    for k in a._arrays:
-        np.testing.assert_array_equal(a._arrays[k], b._arrays[k], err_msg=k)
+    assert set(a.arrays) == set(b.arrays)
+    for k in a.arrays:
+        np.testing.assert_array_equal(a.arrays[k], b.arrays[k], err_msg=k)
 
 
 def test_dask_result_is_bit_for_bit_the_single_process_one(client, alone):

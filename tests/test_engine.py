@@ -411,10 +411,10 @@ def test_smallest_chunks_and_sizes():
 
 
 def test_runs_too_big_for_memory_are_refused_before_any_work(monkeypatch):
-    from invlend import engine
+    from invlend._sim import layout
 
     # Pretend 1 MiB is free: a 2000 x 100 run (about 80 MB of results) is refused.
-    monkeypatch.setattr(engine, "_available_bytes", lambda: 2**20)
+    monkeypatch.setattr(layout, "available_bytes", lambda: 2**20)
     with pytest.raises(ValueError, match="n_portfolios") as info:
         _run(n_portfolios=2000, portfolio_size=100)
     assert "GiB" in str(info.value)

@@ -15,6 +15,7 @@ import pytest
 
 import invlend as il
 from invlend import engine
+from invlend._sim.layout import N_AGG
 
 # Ranges of 2 portfolios: [0, 2), [2, 4), [4, 6) and the short [6, 7); the 12 sample paths
 # are the firms of portfolios 0, 1 and 2 (two of them in the range [2, 4)).
@@ -78,7 +79,7 @@ MISBEHAVING = [
     ("wrong shape", "firms", _with("s0.npv", lambda v: v[:1]),
      "executor: the part for portfolios [4, 6) has s0.npv of shape (1, 5), expected (2, 5)"),
     ("transposed", "aggregates", _with("s2.agg", lambda v: v.T),
-     f"has s2.agg of shape ({il._kernels.N_AGG}, 2), expected (2, {il._kernels.N_AGG})"),
+     f"has s2.agg of shape ({N_AGG}, 2), expected (2, {N_AGG})"),
     ("paths too short", "firms", _with("g1.paths", lambda v: v[:, :-1]),
      f"has g1.paths of shape (12, {N_STEPS}), expected (12, {N_STEPS + 1})"),
     ("wrong dtype", "firms", _with("g0.event", lambda v: v.astype(np.int64)),
@@ -104,9 +105,9 @@ def test_the_true_parts_pass_the_checks():
     """The fake executor itself is sound: with nothing crafted the result is the usual one."""
     alone = il.simulate(il.Scenario.default(), **KW)
     res = il.simulate(il.Scenario.default(), executor=_Crafted(_at_range_4(dict)), **KW)
-    assert set(res._arrays) == set(alone._arrays)
-    for k, v in alone._arrays.items():
-        np.testing.assert_array_equal(res._arrays[k], v, err_msg=k)
+    assert set(res.arrays) == set(alone.arrays)
+    for k, v in alone.arrays.items():
+        np.testing.assert_array_equal(res.arrays[k], v, err_msg=k)
 
 
 # --------------------------------------------------------------------- refused before any work
@@ -266,9 +267,9 @@ def test_no_result_depends_on_what_the_buffers_held(backend, threads, keep, monk
         kw = KW | dict(backend=backend, keep=keep)
         if threads:
             with ThreadPoolExecutor(2) as ex:
-                runs.append(il.simulate(il.Scenario.default(), executor=ex, **kw)._arrays)
+                runs.append(il.simulate(il.Scenario.default(), executor=ex, **kw).arrays)
         else:
-            runs.append(il.simulate(il.Scenario.default(), **kw)._arrays)
+            runs.append(il.simulate(il.Scenario.default(), **kw).arrays)
     zeros, ones = runs
     assert set(zeros) == set(ones)
     for k in zeros:

@@ -10,6 +10,7 @@ out of ``max(exit value - loan settled, 0)``; cash flows are discounted at ``exp
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import numpy as np
@@ -17,8 +18,10 @@ import pytest
 
 import invlend as il
 from conftest import assert_mc_close, binomial_se, one_stage, plain_scenario
-from invlend import _kernels as K
-from invlend import _numpy_backend as NB
+from invlend._sim import cpu as K
+from invlend._sim import layout as L
+from invlend._sim import numpy_backend as NB
+from invlend._sim.backend import Draws
 from invlend._sim.lowering import lower_dynamics, lower_structure
 from invlend.rng import counter_table, market_keys, market_shocks, portfolio_keys, root_key
 
@@ -77,35 +80,19 @@ def evaluate(backend, scenario, structure, firms, portfolio_size):
         default=np.full(n, 99, np.int8),
         loss=np.full(n, -999.0),
         upside=np.full(n, -999.0),
-        agg=np.full((n_port, K.N_AGG), -999.0),
+        agg=np.full((n_port, L.N_AGG), -999.0),
         pool_claims=np.full((n_port, n_years), -999.0),
         pool_paid=np.full((n_port, n_years), -999.0),
         cf=np.full((n_port, scenario.n_steps + 1), -999.0),
         work=np.full((n_port, scenario.n_steps + 2), -999.0),
     )
-    EVALUATE[backend](
-        event,
-        step,
-        value,
-        v0,
-        quality,
-        signal,
-        dil,
-        regime,
-        chk,
-        portfolio_size,
-        *terms,
-        out["npv"],
-        out["principal"],
-        out["default"],
-        out["loss"],
-        out["upside"],
-        out["agg"],
-        out["pool_claims"],
-        out["pool_paid"],
-        out["cf"],
-        out["work"],
-    )
+    n_stage = np.zeros(n, np.int8)
+    firms = L.FirmOutcomes(event=event, step=step, value=value, stage0=n_stage, stage=n_stage,
+                           rounds=np.zeros(n, np.int16), dilution=dil, v0=v0, quality=quality,
+                           signal=signal, regime=regime)  # fmt: skip
+    per_firm = [out[f.key] for f in L.PER_FIRM]
+    EVALUATE[backend](firms, chk, portfolio_size, terms, *per_firm, out["agg"], out["pool_claims"],
+                      out["pool_paid"], out["cf"], out["work"])  # fmt: skip
     out["terms"] = terms
     return out
 
@@ -260,21 +247,21 @@ def test_bullet_loan_with_warrant(backend, grid_scenario):
     for p in range(3):
         rows = expected[3 * p : 3 * p + 3]
         firms = BULLET_FIRMS[3 * p : 3 * p + 3]
-        assert agg[p, K.AGG_ACCEPTED] == 3
-        assert agg[p, K.AGG_PRINCIPAL] == pytest.approx(sum(r["principal"] for r in rows))
-        assert agg[p, K.AGG_NPV] == pytest.approx(sum(r["npv"] for r in rows), rel=1e-12)
-        assert agg[p, K.AGG_SCREEN_REJECTED] == 0.0
-        assert agg[p, K.AGG_DEFAULTS] == sum(r["default"] for r in rows)
-        assert agg[p, K.AGG_EAD] == pytest.approx(sum(r["principal"] * r["default"] for r in rows))
-        assert agg[p, K.AGG_LOSS] == pytest.approx(sum(r["loss"] for r in rows))
-        assert agg[p, K.AGG_LOSS_NET] == pytest.approx(sum(r["loss"] for r in rows))
-        assert agg[p, K.AGG_NEGATIVE] == sum(r["npv"] < 0 for r in rows)
+        assert agg[p, L.AGG_ACCEPTED] == 3
+        assert agg[p, L.AGG_PRINCIPAL] == pytest.approx(sum(r["principal"] for r in rows))
+        assert agg[p, L.AGG_NPV] == pytest.approx(sum(r["npv"] for r in rows), rel=1e-12)
+        assert agg[p, L.AGG_SCREEN_REJECTED] == 0.0
+        assert agg[p, L.AGG_DEFAULTS] == sum(r["default"] for r in rows)
+        assert agg[p, L.AGG_EAD] == pytest.approx(sum(r["principal"] * r["default"] for r in rows))
+        assert agg[p, L.AGG_LOSS] == pytest.approx(sum(r["loss"] for r in rows))
+        assert agg[p, L.AGG_LOSS_NET] == pytest.approx(sum(r["loss"] for r in rows))
+        assert agg[p, L.AGG_NEGATIVE] == sum(r["npv"] < 0 for r in rows)
         # principal-years outstanding: P * dt * min(step, km) for a bullet loan
         exposure = sum(
             r["principal"] * DT * min(f["step"], 4) for r, f in zip(rows, firms, strict=True)
         )
-        assert agg[p, K.AGG_EXPOSURE] == pytest.approx(exposure, rel=1e-12)
-        assert agg[p, K.AGG_UPSIDE] == pytest.approx(sum(r["upside"] for r in rows), rel=1e-12)
+        assert agg[p, L.AGG_EXPOSURE] == pytest.approx(exposure, rel=1e-12)
+        assert agg[p, L.AGG_UPSIDE] == pytest.approx(sum(r["upside"] for r in rows), rel=1e-12)
     # Undiscounted cash flows of portfolio 0 (firms 0-2), step by step.
     cf0 = np.zeros(9)
     cf0[0] = 3 * -49.5
@@ -285,7 +272,7 @@ def test_bullet_loan_with_warrant(backend, grid_scenario):
     np.testing.assert_allclose(out["cf"][0], cf0, rtol=1e-13, atol=1e-12)
     # In every portfolio the cash flows discounted at r are the portfolio's NPV.
     disc = np.array([d(k) for k in range(9)])
-    np.testing.assert_allclose(out["cf"] @ disc, agg[:, K.AGG_NPV], rtol=1e-12)
+    np.testing.assert_allclose(out["cf"] @ disc, agg[:, L.AGG_NPV], rtol=1e-12)
 
 
 # =============================================================================================
@@ -394,27 +381,27 @@ def test_amortising_loan_with_risk_share_equity_and_screening(backend, grid_scen
     check_firms(out, expected)
     agg = out["agg"]
     # portfolio 0: firms 0, 1 accepted, firm 2 rejected (screening cost 0.4 still spent)
-    assert agg[0, K.AGG_ACCEPTED] == 2
-    assert agg[0, K.AGG_PRINCIPAL] == pytest.approx(80.0)
-    assert agg[0, K.AGG_SCREEN_REJECTED] == pytest.approx(0.4)
-    assert agg[0, K.AGG_NPV] == pytest.approx(expected[0]["npv"] + expected[1]["npv"] - 0.4)
-    assert agg[0, K.AGG_DEFAULTS] == 1
-    assert agg[0, K.AGG_EAD] == pytest.approx(30.0)
-    assert agg[0, K.AGG_LOSS] == pytest.approx(20.0)
-    assert agg[0, K.AGG_LOSS_NET] == pytest.approx(10.0)
+    assert agg[0, L.AGG_ACCEPTED] == 2
+    assert agg[0, L.AGG_PRINCIPAL] == pytest.approx(80.0)
+    assert agg[0, L.AGG_SCREEN_REJECTED] == pytest.approx(0.4)
+    assert agg[0, L.AGG_NPV] == pytest.approx(expected[0]["npv"] + expected[1]["npv"] - 0.4)
+    assert agg[0, L.AGG_DEFAULTS] == 1
+    assert agg[0, L.AGG_EAD] == pytest.approx(30.0)
+    assert agg[0, L.AGG_LOSS] == pytest.approx(20.0)
+    assert agg[0, L.AGG_LOSS_NET] == pytest.approx(10.0)
     # principal-years: 40 * 0.25 * (sum of balances before each step up to the event)
-    assert agg[0, K.AGG_EXPOSURE] == pytest.approx(40 * DT * (6.5 + 5.75))
-    assert agg[0, K.AGG_UPSIDE] == pytest.approx(5.6 * d(8))
+    assert agg[0, L.AGG_EXPOSURE] == pytest.approx(40 * DT * (6.5 + 5.75))
+    assert agg[0, L.AGG_UPSIDE] == pytest.approx(5.6 * d(8))
     # portfolio 1: all accepted
-    assert agg[1, K.AGG_ACCEPTED] == 3
-    assert agg[1, K.AGG_DEFAULTS] == 2
-    assert agg[1, K.AGG_EAD] == pytest.approx(20.0 + 10.0)
-    assert agg[1, K.AGG_LOSS] == pytest.approx(2.0 + 7.5)
-    assert agg[1, K.AGG_LOSS_NET] == pytest.approx(0.5 * 9.5)
-    assert agg[1, K.AGG_EXPOSURE] == pytest.approx(40 * DT * (6.25 + 3.0 + 6.5))
-    assert agg[1, K.AGG_NEGATIVE] == sum(r["npv"] < 0 for r in expected[3:])
+    assert agg[1, L.AGG_ACCEPTED] == 3
+    assert agg[1, L.AGG_DEFAULTS] == 2
+    assert agg[1, L.AGG_EAD] == pytest.approx(20.0 + 10.0)
+    assert agg[1, L.AGG_LOSS] == pytest.approx(2.0 + 7.5)
+    assert agg[1, L.AGG_LOSS_NET] == pytest.approx(0.5 * 9.5)
+    assert agg[1, L.AGG_EXPOSURE] == pytest.approx(40 * DT * (6.25 + 3.0 + 6.5))
+    assert agg[1, L.AGG_NEGATIVE] == sum(r["npv"] < 0 for r in expected[3:])
     disc = np.array([d(k) for k in range(9)])
-    np.testing.assert_allclose(out["cf"] @ disc, agg[:, K.AGG_NPV], rtol=1e-12)
+    np.testing.assert_allclose(out["cf"] @ disc, agg[:, L.AGG_NPV], rtol=1e-12)
     # rejected applicants cost money at step 0 only
     assert out["cf"][0, 0] == pytest.approx(2 * (-45.4) - 0.4)
 
@@ -548,7 +535,7 @@ def simulate(backend, scenario, n_port=4, size=50, seed=5, checkpoints=(), n_pat
         paths=np.full((n_paths, n_steps + 1), -1.0),
     )
     regime = np.zeros((n_port, n_steps), np.int8)
-    SIMULATE[backend](ctr, pkeys, market, regime, size, 0, *dyn, *o.values())
+    SIMULATE[backend](Draws(ctr, pkeys, market, regime), size, 0, dyn, *o.values())
     return o
 
 
@@ -698,3 +685,25 @@ def test_path_records_an_event_in_the_last_step(backend):
     assert np.all(o["event"] == DEFAULT) and np.all(o["step"] == 1)
     np.testing.assert_array_equal(o["paths"][:, 0], o["v0"])
     np.testing.assert_array_equal(o["paths"][:, 1], o["value"])
+
+
+# =============================================================================================
+# The kernels' signatures against the layout
+# =============================================================================================
+
+
+def _parameters(fn) -> list[str]:
+    return list(inspect.signature(getattr(fn, "py_func", fn)).parameters)
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_output_arguments_follow_the_layout(backend):
+    """Outputs are splatted from the layout, so their order must be the kernels' order."""
+    sim = _parameters(SIMULATE[backend])
+    assert sim[:4] == ["draws", "portfolio_size", "path_start", "dyn"]
+    assert sim[4:] == [f"out_{f.key}" for f in L.OUTCOMES] + ["out_chk", "out_paths"]
+    ev = _parameters(EVALUATE[backend])
+    assert ev[:4] == ["firms", "chk", "portfolio_size", "terms"]
+    per_portfolio = ["out_agg", "out_pool_claims", "out_pool_paid", "out_cf", "work"]
+    assert ev[4:] == [f"out_{f.key}" for f in L.PER_FIRM] + per_portfolio
+    assert list(L.FirmOutcomes._fields) == [f.key for f in L.OUTCOMES]

@@ -13,8 +13,8 @@ import pytest
 import scipy
 
 import invlend as il
-from invlend import _kernels as K
 from invlend import metrics as M
+from invlend._sim import layout as K
 
 N_PORT, SIZE, SEED = 200, 50, 31
 

@@ -20,7 +20,9 @@ import pytest
 from numpy.lib import format as npy
 
 import invlend as il
-from invlend import engine, store
+from invlend import _resultfile as resultfile
+from invlend import store
+from invlend._sim import layout
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +53,7 @@ def _write(path: Path, meta_text: str, arrays: dict[str, np.ndarray]) -> None:
     """An .npz laid out as save writes it, with a checksum that matches its contents."""
     payload = {f"arr/{k}": v for k, v in arrays.items()}
     payload["meta.json"] = np.array(meta_text)
-    payload["checksum"] = np.array(store._digest(meta_text, arrays))
+    payload["checksum"] = np.array(resultfile._digest(meta_text, arrays))
     np.savez(path, **payload)
 
 
@@ -237,8 +239,8 @@ def test_load_refuses_crafted_file_before_reading_any_array(
     bad = tmp_path / "bad.npz"
     craft(saved, bad)
     read = []
-    real = store._read_data
-    monkeypatch.setattr(store, "_read_data", lambda *a: read.append(a[1]) or real(*a))
+    real = resultfile._read_data
+    monkeypatch.setattr(resultfile, "_read_data", lambda *a: read.append(a[1]) or real(*a))
     with pytest.raises(store.ResultFileError) as info:
         il.load(bad)
     message = str(info.value)
@@ -263,7 +265,7 @@ def test_load_error_is_a_value_error(saved, tmp_path):
 def test_checksum_still_catches_an_altered_array(saved, tmp_path):
     meta, arrays = _contents(saved)
     text = json.dumps(meta)
-    good = store._digest(text, arrays)
+    good = resultfile._digest(text, arrays)
     arrays["s0.irr"] = arrays["s0.irr"] + 1.0
     payload = {f"arr/{k}": v for k, v in arrays.items()}
     np.savez(tmp_path / "x.npz", **payload, **{"meta.json": np.array(text)},
@@ -273,7 +275,7 @@ def test_checksum_still_catches_an_altered_array(saved, tmp_path):
 
 
 def test_load_refuses_file_too_large_for_memory(saved, monkeypatch):
-    monkeypatch.setattr(engine, "_available_bytes", lambda: 10_000)
+    monkeypatch.setattr(layout, "available_bytes", lambda: 10_000)
     with pytest.raises(store.ResultFileError, match=r"need 0\.00 GiB but only 0\.00 GiB"):
         il.load(saved)
 
@@ -303,9 +305,9 @@ def test_load_round_trips_both_keeps(result, tmp_path):
             il.Scenario.default(), n_portfolios=6, portfolio_size=9, seed=2, keep=keep)  # fmt: skip
         res.save(tmp_path / "r.npz")
         back = il.load(tmp_path / "r.npz")
-        assert back.meta == res.meta and set(back._arrays) == set(res._arrays)
-        for k, v in res._arrays.items():
-            np.testing.assert_array_equal(back._arrays[k], v, err_msg=k)
+        assert back.meta == res.meta and set(back.arrays) == set(res.arrays)
+        for k, v in res.arrays.items():
+            np.testing.assert_array_equal(back.arrays[k], v, err_msg=k)
 
 
 # --------------------------------------------------------------------------- saving
@@ -345,10 +347,10 @@ def test_save_reads_umask_and_leaves_it_without_proc(monkeypatch):
     def no_proc(*a, **k):
         raise OSError("no /proc here")
 
-    monkeypatch.setattr(store, "open", no_proc, raising=False)
+    monkeypatch.setattr(resultfile, "open", no_proc, raising=False)
     old = os.umask(0o027)
     try:
-        assert store._umask() == 0o027
+        assert resultfile._umask() == 0o027
         assert os.umask(0o027) == 0o027  # still in force
     finally:
         os.umask(old)

@@ -78,6 +78,9 @@ class Backend:
             sel = slice(None) if rows is None else rows
             host[sel] = array[sel]
 
+    def synchronize(self) -> None:
+        """Wait until the work handed to the device is done (host memory: nothing to wait for)."""
+
     def simulate_firms(self, draws, portfolio_size, path_start, dyn, outcomes, chk, paths):
         """Simulate the firms of ``draws``' portfolios into ``outcomes`` (layout order)."""
         raise NotImplementedError

@@ -208,6 +208,10 @@ class CUDA(Backend):
         )
         return Draws(ctr, pkeys, market, paths), cold_share
 
+    def synchronize(self):
+        """Wait for the GPU (for timing: a copy to the host waits anyway)."""
+        cuda.synchronize()
+
     def buffer(self, shape, dtype, host=None):
         return cuda.device_array(shape, dtype)
 
