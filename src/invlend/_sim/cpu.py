@@ -639,6 +639,17 @@ def _portfolio_irr(cf, dt, out):
                     row[lane] = -1
 
 
+#: The jitted functions :mod:`invlend._sim.cuda` compiles again for the GPU (the kernels and the
+#: helpers they call), by name: the one place the cuda backend reaches into this module.
+PORTABLE = {
+    "_normal": _normal,
+    "_unit_threshold": _unit_threshold,
+    "_stage_params": _stage_params,
+    "_simulate_firms": _simulate_firms,
+    "_evaluate_structure": _evaluate_structure,
+}
+
+
 class CPU(Backend):
     """The numba kernels on every core; all arrays in host memory."""
 

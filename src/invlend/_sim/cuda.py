@@ -101,16 +101,21 @@ def _grid_stride(n):
 
 _device = cuda.jit(device=True)
 _normal_bits = _device(_retarget(rng.normal_bits, np=_NP_SCALAR))
-_normal = _device(_retarget(K._normal, _normal_bits=_normal_bits))
-_unit_threshold = _device(_retarget(K._unit_threshold))
-_stage_params = _device(_retarget(K._stage_params, _unit_threshold=_unit_threshold))
+_normal = _device(_retarget(K.PORTABLE["_normal"], _normal_bits=_normal_bits))
+_unit_threshold = _device(_retarget(K.PORTABLE["_unit_threshold"]))
+_stage_params = _device(_retarget(K.PORTABLE["_stage_params"], _unit_threshold=_unit_threshold))
 
 #: :func:`invlend._sim.cpu._simulate_firms` on the GPU: one thread per firm, same arguments.
 simulate_firms = cuda.jit(
-    _retarget(K._simulate_firms, prange=_grid_stride, _normal=_normal, _stage_params=_stage_params)
+    _retarget(
+        K.PORTABLE["_simulate_firms"],
+        prange=_grid_stride,
+        _normal=_normal,
+        _stage_params=_stage_params,
+    )
 )
 #: :func:`invlend._sim.cpu._evaluate_structure` on the GPU: one thread per portfolio.
-evaluate_structure = cuda.jit(_retarget(K._evaluate_structure, prange=_grid_stride))
+evaluate_structure = cuda.jit(_retarget(K.PORTABLE["_evaluate_structure"], prange=_grid_stride))
 
 
 @cuda.jit
