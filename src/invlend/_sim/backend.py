@@ -10,8 +10,8 @@ gives an array to write into (a view of the result itself where the backend writ
 memory), :meth:`~Backend.inputs` moves a lowered tuple where the kernels read it, and
 :meth:`~Backend.fetch` brings an array back into the result. This base class works in host
 memory; the ``cpu`` (:mod:`invlend._sim.cpu`) and ``numpy``
-(:mod:`invlend._sim.numpy_backend`) backends add only the three computations, and the ``cuda``
-backend (:mod:`invlend._sim.cuda`) overrides the memory calls as well.
+(:mod:`invlend._sim.numpy_backend`) backends are instances of it with their three kernels, and
+the ``cuda`` backend (:mod:`invlend._sim.cuda`) overrides the launches and the memory calls.
 
 Inputs travel as named tuples (:class:`Draws`, the lowering's ``Dynamics`` and ``Terms``, the
 layout's ``FirmOutcomes``); outputs as one array per argument, in the layout's order.
@@ -39,9 +39,17 @@ class Draws(NamedTuple):
 
 
 class Backend:
-    """Host-memory base of the backends; subclasses add the three computations."""
+    """A backend in host memory, from its three kernels; the cuda backend overrides the rest.
 
-    name = ""
+    ``simulate_firms``, ``evaluate_structure`` and ``portfolio_irr`` are kernels with the
+    signatures of :mod:`invlend._sim.cpu`: inputs as named tuples, outputs one array per
+    argument in the layout's order.
+    """
+
+    def __init__(self, name: str, simulate_firms=None, evaluate_structure=None,
+                 portfolio_irr=None) -> None:  # fmt: skip
+        self.name = name
+        self._kernels = (simulate_firms, evaluate_structure, portfolio_irr)
 
     def running(self):
         """A context manager around the work of one range of portfolios."""
@@ -83,13 +91,14 @@ class Backend:
 
     def simulate_firms(self, draws, portfolio_size, path_start, dyn, outcomes, chk, paths):
         """Simulate the firms of ``draws``' portfolios into ``outcomes`` (layout order)."""
-        raise NotImplementedError
+        self._kernels[0](draws, portfolio_size, path_start, dyn, *outcomes, chk, paths)
 
     def evaluate_structure(self, firms, chk, portfolio_size, terms, per_firm, agg, claims, paid,
                            cf, work):  # fmt: skip
         """Evaluate one structure's ``terms`` on ``firms`` into ``per_firm`` and the rest."""
-        raise NotImplementedError
+        self._kernels[1](firms, chk, portfolio_size, terms, *per_firm, agg, claims, paid, cf,
+                         work)  # fmt: skip
 
     def portfolio_irr(self, cf, dt, out):
         """The annual IRR of each row of ``cf`` into ``out``."""
-        raise NotImplementedError
+        self._kernels[2](cf, dt, out)

@@ -650,24 +650,5 @@ PORTABLE = {
 }
 
 
-class CPU(Backend):
-    """The numba kernels on every core; all arrays in host memory."""
-
-    name = "cpu"
-
-    def simulate_firms(self, draws, portfolio_size, path_start, dyn, outcomes, chk, paths):
-        """:func:`_simulate_firms`, the outcomes splatted in layout order."""
-        _simulate_firms(draws, portfolio_size, path_start, dyn, *outcomes, chk, paths)
-
-    def evaluate_structure(self, firms, chk, portfolio_size, terms, per_firm, agg, claims, paid,
-                           cf, work):  # fmt: skip
-        """:func:`_evaluate_structure`, the per-firm outputs splatted in layout order."""
-        _evaluate_structure(firms, chk, portfolio_size, terms, *per_firm, agg, claims, paid, cf,
-                            work)  # fmt: skip
-
-    def portfolio_irr(self, cf, dt, out):
-        """:func:`_portfolio_irr`."""
-        _portfolio_irr(cf, dt, out)
-
-
-BACKEND = CPU()
+#: The numba kernels on every core; all arrays in host memory.
+BACKEND = Backend("cpu", _simulate_firms, _evaluate_structure, _portfolio_irr)

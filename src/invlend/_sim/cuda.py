@@ -187,8 +187,6 @@ def device_name() -> str:
 class CUDA(Backend):
     """The kernels on an NVIDIA GPU: buffers in device memory, results copied back."""
 
-    name = "cuda"
-
     def running(self):
         # A small run launches few blocks, which numba-cuda warns about; nothing to act on.
         stack = contextlib.ExitStack()
@@ -254,4 +252,4 @@ class CUDA(Backend):
         _portfolio_irr[blocks, THREADS_PORTFOLIOS](cf, dt, y_lo, y_hi, out)
 
 
-BACKEND = CUDA()
+BACKEND = CUDA("cuda")

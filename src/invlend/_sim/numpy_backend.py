@@ -13,28 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from invlend._sim import layout as L
 from invlend._sim.backend import Backend
-from invlend._sim.layout import (
-    AGG_ACCEPTED,
-    AGG_DEFAULTS,
-    AGG_EAD,
-    AGG_EXPOSURE,
-    AGG_LOSS,
-    AGG_LOSS_NET,
-    AGG_NEGATIVE,
-    AGG_NPV,
-    AGG_POOL_CLAIMS,
-    AGG_POOL_PAID,
-    AGG_PRINCIPAL,
-    AGG_QUALITY,
-    AGG_SCREEN_REJECTED,
-    AGG_UPSIDE,
-    EV_ADVANCE,
-    EV_DEFAULT,
-    EV_IPO,
-    EV_MA,
-    EV_NONE,
-)
 from invlend.rng import Purpose, firm_keys, normal_array, uniform
 
 
@@ -50,8 +30,8 @@ def _stage_params(d, s, r, q):
     p_event = -np.expm1(-total * dt)
     last = np.where(
         la > 0,
-        EV_ADVANCE,
-        np.where(lm > 0, EV_MA, np.where(li > 0, EV_IPO, EV_DEFAULT)),
+        L.EV_ADVANCE,
+        np.where(lm > 0, L.EV_MA, np.where(li > 0, L.EV_IPO, L.EV_DEFAULT)),
     )
     return mu_dt, sig_sqdt, p_event, total, ld, ld + li, ld + li + lm, last
 
@@ -146,7 +126,7 @@ def simulate_firms(
                 jz = normal_array(fk[ja], ctr[Purpose.JUMP_SIZE, j])
                 logv[ja] += nj * jump_mean + np.sqrt(nj) * jump_vol * jz
         hit = logv[a] < barrier[a]
-        event[a[hit]] = EV_DEFAULT
+        event[a[hit]] = L.EV_DEFAULT
         step[a[hit]] = k
         a = a[~hit]
         if has_cycle:
@@ -160,8 +140,10 @@ def simulate_firms(
         occurs = u < p_event[a]
         b = a[occurs]
         x = u[occurs] / p_event[b] * total[b]
-        chosen = np.select([x < t1[b], x < t2[b], x < t3[b]], [EV_DEFAULT, EV_IPO, EV_MA], last[b])
-        ends = chosen != EV_ADVANCE
+        chosen = np.select(
+            [x < t1[b], x < t2[b], x < t3[b]], [L.EV_DEFAULT, L.EV_IPO, L.EV_MA], last[b]
+        )
+        ends = chosen != L.EV_ADVANCE
         event[b[ends]] = chosen[ends]
         step[b[ends]] = k
         adv = b[~ends]
@@ -182,7 +164,7 @@ def simulate_firms(
             r = alive[rec[alive]]
             out_paths[rows[r], k] = np.exp(logv[r])
     # Rows of recorded firms that ended: value at the event, NaN after it.
-    for i in np.flatnonzero(rec & (event != EV_NONE)):
+    for i in np.flatnonzero(rec & (event != L.EV_NONE)):
         out_paths[rows[i], step[i] + 1 :] = np.nan
         out_paths[rows[i], step[i]] = np.exp(logv[i])
     out_event[:] = event
@@ -214,91 +196,67 @@ def evaluate_structure(
     event, step, value, v0 = firms.event, firms.step, firms.value, firms.v0
     quality, signal, dil, regime = firms.quality, firms.signal, firms.dilution, firms.regime
     t = terms
-    dt, loan_to_value, upfront_fee, rate = t.dt, t.loan_to_value, t.upfront_fee, t.rate
-    recovery_rate, collateral, checkpoint_index = t.recovery_rate, t.collateral, t.checkpoint_index
-    balance, flow, pv_flow_cum, discount = t.balance, t.flow, t.pv_flow_cum, t.discount
-    balance_years_cum, premium, covered_fraction = (
-        t.balance_years_cum,
-        t.premium,
-        t.covered_fraction,
-    )
-    warrant_fraction, warrant_strike, share_of_gain = (
-        t.warrant_fraction,
-        t.warrant_strike,
-        t.share_of_gain,
-    )
-    warrant_expiry_step, equity_fraction, accept_all = (
-        t.warrant_expiry_step,
-        t.equity_fraction,
-        t.accept_all,
-    )
-    signal_noise, signal_threshold, screening_cost = (
-        t.signal_noise,
-        t.signal_threshold,
-        t.screening_cost,
-    )
-    ipo_multiple, ma_multiple, regime_multiple = t.ipo_multiple, t.ma_multiple, t.regime_multiple
-    pool_fraction, pool_cap, steps_per_year = t.pool_fraction, t.pool_cap, t.steps_per_year
-    maturity_step = t.maturity_step
     n = event.shape[0]
     n_port = out_agg.shape[0]
     port = np.repeat(np.arange(n_port), portfolio_size)
-    km = maturity_step
-    principal = loan_to_value * v0
-    cost = screening_cost * principal
-    if accept_all:
+    km = t.maturity_step
+    principal = t.loan_to_value * v0
+    cost = t.screening_cost * principal
+    if t.accept_all:
         accepted = np.ones(n, bool)
     else:
-        accepted = quality + signal_noise * signal > signal_threshold
+        accepted = quality + t.signal_noise * signal > t.signal_threshold
     k = step.astype(np.int64)
     ev = event.astype(np.int64)
-    scale = regime_multiple[regime.astype(np.int64)]
+    scale = t.regime_multiple[regime.astype(np.int64)]
     mult = np.where(
-        ev == EV_IPO, ipo_multiple * scale, np.where(ev == EV_MA, ma_multiple * scale, 1.0)
+        ev == L.EV_IPO, t.ipo_multiple * scale, np.where(ev == L.EV_MA, t.ma_multiple * scale, 1.0)
     )
-    early = (ev != EV_NONE) & (k <= km)
+    early = (ev != L.EV_NONE) & (k <= km)
     k_full = np.where(early, k - 1, km - 1)
     k_term = np.where(early, k, km)
-    owed = principal * balance[k_full]
-    vm = np.where(k == km, value, chk[:, checkpoint_index] if chk.shape[1] else value)
+    owed = principal * t.balance[k_full]
+    vm = np.where(k == km, value, chk[:, t.checkpoint_index] if chk.shape[1] else value)
     v_at = np.where(early, value * mult, vm)
-    coupon = principal * (rate - premium) * dt * balance[k_full]
-    default_early = early & (ev == EV_DEFAULT)
+    coupon = principal * (t.rate - t.premium) * t.dt * t.balance[k_full]
+    default_early = early & (ev == L.EV_DEFAULT)
     # Default (early or at maturity): recovery; exit or maturity with enough value: repaid.
     repays = np.where(early, ~default_early, vm >= owed)
-    recovery = np.minimum(owed, recovery_rate * v_at + collateral * principal)
+    recovery = np.minimum(owed, t.recovery_rate * v_at + t.collateral * principal)
     paid = np.where(repays, np.minimum(owed, v_at), recovery)
     loss = owed - paid
     term = np.where(repays, coupon + paid, paid)
-    term = term + np.where(loss > 0.0, covered_fraction * loss, 0.0)
+    term = term + np.where(loss > 0.0, t.covered_fraction * loss, 0.0)
     defaulted = default_early | (~early & (vm < owed)) | (loss > 0.0)
-    settled = np.where((early & ~default_early) | ((ev == EV_NONE) & (k == km)), owed, 0.0)
-    entry = principal * (upfront_fee - 1.0) - cost - equity_fraction * v0
+    settled = np.where((early & ~default_early) | ((ev == L.EV_NONE) & (k == km)), owed, 0.0)
+    entry = principal * (t.upfront_fee - 1.0) - cost - t.equity_fraction * v0
     equity_value = np.maximum(value * mult - settled, 0.0)
-    gain = warrant_fraction * dil * equity_value - warrant_strike * principal
-    warrant = np.where(k <= warrant_expiry_step, share_of_gain * np.maximum(gain, 0.0), 0.0)
-    upside_cash = np.where(ev != EV_DEFAULT, warrant + equity_fraction * dil * equity_value, 0.0)
-    upside = upside_cash * discount[k]
-    npv = entry + (principal * pv_flow_cum[k_full] + discount[k_term] * term)
+    gain = t.warrant_fraction * dil * equity_value - t.warrant_strike * principal
+    warrant = np.where(k <= t.warrant_expiry_step, t.share_of_gain * np.maximum(gain, 0.0), 0.0)
+    upside_cash = np.where(
+        ev != L.EV_DEFAULT, warrant + t.equity_fraction * dil * equity_value, 0.0
+    )
+    upside = upside_cash * t.discount[k]
+    npv = entry + (principal * t.pv_flow_cum[k_full] + t.discount[k_term] * term)
     npv = npv + upside
     # The risk pool: claims by portfolio and year, paid at the year's end up to the cap.
     lent = np.bincount(port, weights=np.where(accepted, principal, 0.0), minlength=n_port)
     n_years = out_pool_claims.shape[1]
     n_steps = out_cf.shape[1] - 1
-    year = (k_term - 1) // steps_per_year
-    k_pay_of_year = np.minimum((np.arange(n_years) + 1) * steps_per_year, n_steps)
+    year = (k_term - 1) // t.steps_per_year
+    k_pay_of_year = np.minimum((np.arange(n_years) + 1) * t.steps_per_year, n_steps)
     out_pool_claims[:] = 0.0
     out_pool_paid[:] = 0.0
-    claim = accepted & (loss > 0.0) & (pool_fraction > 0.0)
+    claim = accepted & (loss > 0.0) & (t.pool_fraction > 0.0)
     if claim.any():
-        np.add.at(out_pool_claims, (port[claim], year[claim]), pool_fraction * loss[claim])
-        out_pool_paid[:] = np.minimum(out_pool_claims, pool_cap * lent[:, None])
+        np.add.at(out_pool_claims, (port[claim], year[claim]), t.pool_fraction * loss[claim])
+        out_pool_paid[:] = np.minimum(out_pool_claims, t.pool_cap * lent[:, None])
         with np.errstate(divide="ignore", invalid="ignore"):
             share = np.where(out_pool_claims > 0.0, out_pool_paid / out_pool_claims, 0.0)
         pool_pv = np.zeros(n)
         pool_pv[claim] = (
-            discount[k_pay_of_year[year[claim]]]
-            * pool_fraction
+            t.discount[k_pay_of_year[year[claim]]]
+            * t.pool_fraction
             * loss[claim]
             * share[port[claim], year[claim]]
         )
@@ -316,29 +274,29 @@ def evaluate_structure(
 
     acc = accepted.astype(float)
     out_agg[:] = 0.0
-    out_agg[:, AGG_ACCEPTED] = per_port(acc)
-    out_agg[:, AGG_PRINCIPAL] = per_port(principal * acc)
-    out_agg[:, AGG_SCREEN_REJECTED] = per_port(cost * (1.0 - acc))
+    out_agg[:, L.AGG_ACCEPTED] = per_port(acc)
+    out_agg[:, L.AGG_PRINCIPAL] = per_port(principal * acc)
+    out_agg[:, L.AGG_SCREEN_REJECTED] = per_port(cost * (1.0 - acc))
     pool_paid = out_pool_paid.sum(axis=1)
-    out_agg[:, AGG_NPV] = per_port(np.where(accepted, npv, -cost)) + (
-        out_pool_paid * discount[k_pay_of_year][None, :]
+    out_agg[:, L.AGG_NPV] = per_port(np.where(accepted, npv, -cost)) + (
+        out_pool_paid * t.discount[k_pay_of_year][None, :]
     ).sum(axis=1)
-    out_agg[:, AGG_DEFAULTS] = per_port((accepted & defaulted).astype(float))
-    out_agg[:, AGG_EAD] = per_port(np.where(accepted & defaulted, owed, 0.0))
-    out_agg[:, AGG_LOSS] = per_port(loss * acc)
-    out_agg[:, AGG_LOSS_NET] = per_port((1.0 - covered_fraction) * loss * acc) - pool_paid
-    out_agg[:, AGG_NEGATIVE] = per_port((accepted & (npv_pool < 0.0)).astype(float))
-    out_agg[:, AGG_EXPOSURE] = per_port(principal * balance_years_cum[np.minimum(k, km)] * acc)
-    out_agg[:, AGG_UPSIDE] = per_port(upside * acc)
-    out_agg[:, AGG_QUALITY] = per_port(quality * acc)
-    out_agg[:, AGG_POOL_CLAIMS] = out_pool_claims.sum(axis=1)
-    out_agg[:, AGG_POOL_PAID] = pool_paid
+    out_agg[:, L.AGG_DEFAULTS] = per_port((accepted & defaulted).astype(float))
+    out_agg[:, L.AGG_EAD] = per_port(np.where(accepted & defaulted, owed, 0.0))
+    out_agg[:, L.AGG_LOSS] = per_port(loss * acc)
+    out_agg[:, L.AGG_LOSS_NET] = per_port((1.0 - t.covered_fraction) * loss * acc) - pool_paid
+    out_agg[:, L.AGG_NEGATIVE] = per_port((accepted & (npv_pool < 0.0)).astype(float))
+    out_agg[:, L.AGG_EXPOSURE] = per_port(principal * t.balance_years_cum[np.minimum(k, km)] * acc)
+    out_agg[:, L.AGG_UPSIDE] = per_port(upside * acc)
+    out_agg[:, L.AGG_QUALITY] = per_port(quality * acc)
+    out_agg[:, L.AGG_POOL_CLAIMS] = out_pool_claims.sum(axis=1)
+    out_agg[:, L.AGG_POOL_PAID] = pool_paid
     # Cash flows by step: scheduled flows while in force, then terminal and upside amounts.
     n_k = out_cf.shape[1]
     active = np.zeros((n_port, n_k + 1))
     np.add.at(active, (port[accepted], 1), principal[accepted])
     np.add.at(active, (port[accepted], k_full[accepted] + 1), -principal[accepted])
-    out_cf[:] = np.cumsum(active, axis=1)[:, :n_k] * flow[None, :]
+    out_cf[:] = np.cumsum(active, axis=1)[:, :n_k] * t.flow[None, :]
     out_cf[:, 0] = per_port(np.where(accepted, entry, -cost))
     np.add.at(out_cf, (port[accepted], k_term[accepted]), term[accepted])
     np.add.at(out_cf, (port[accepted], k[accepted]), upside_cash[accepted])
@@ -387,24 +345,5 @@ def portfolio_irr(cf, dt, out):
     out[(outflow > 0) & (inflow == 0)] = -1.0
 
 
-class NumPy(Backend):
-    """The vectorised twins: the oracle of the kernels and the benchmarks' baseline."""
-
-    name = "numpy"
-
-    def simulate_firms(self, draws, portfolio_size, path_start, dyn, outcomes, chk, paths):
-        """:func:`simulate_firms`, the outcomes splatted in layout order."""
-        simulate_firms(draws, portfolio_size, path_start, dyn, *outcomes, chk, paths)
-
-    def evaluate_structure(self, firms, chk, portfolio_size, terms, per_firm, agg, claims, paid,
-                           cf, work):  # fmt: skip
-        """:func:`evaluate_structure`, the per-firm outputs splatted in layout order."""
-        evaluate_structure(firms, chk, portfolio_size, terms, *per_firm, agg, claims, paid, cf,
-                           work)  # fmt: skip
-
-    def portfolio_irr(self, cf, dt, out):
-        """:func:`portfolio_irr`."""
-        portfolio_irr(cf, dt, out)
-
-
-BACKEND = NumPy()
+#: The vectorised twins: the oracle of the kernels and the benchmarks' baseline.
+BACKEND = Backend("numpy", simulate_firms, evaluate_structure, portfolio_irr)
