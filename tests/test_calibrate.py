@@ -13,7 +13,7 @@ import pytest
 
 import invlend as il
 from conftest import plain_scenario
-from invlend.calibrate import HAZARD_FIELDS, Target
+from invlend.calibrate import HAZARD_FIELDS, Target, TargetRow
 
 ROOT = Path(__file__).resolve().parents[1]
 SETS = il.target_sets()
@@ -216,6 +216,26 @@ def test_str_dict_and_frame(default_scenario):
     assert list(df["name"]) == [r.name for r in fit.report.rows]
     assert {"target", "start", "model", "residual_pp", "source"} <= set(df.columns)
     assert len(rep.to_frame()) == 4
+
+
+def test_report_text_csv_and_json(default_scenario, tmp_path):
+    rep = il.calibration_report(default_scenario, "cbinsights_seed")
+    lines = str(rep).split("\n")
+    assert lines[0].startswith("cbinsights_seed: ")
+    assert lines[1].split() == ["target", "quantity", "mark", "target", "model", "resid", "(pp)"]
+    assert lines[2] == "-" * len(lines[1])
+    rows = lines[3:-1]
+    assert len(rows) == len(rep.rows) and lines[-1].startswith("max |residual| = ")
+    for line, r in zip(rows, rep.rows, strict=True):  # labels left, numbers right-aligned
+        assert line.startswith(r.name) and line.endswith(f"{r.residual_pp:+.2f}")
+        assert len(line) == len(lines[1])
+    rep.to_csv(tmp_path / "r.csv")
+    with open(tmp_path / "r.csv", newline="", encoding="utf-8") as fh:
+        assert next(iter(fh)).strip() == ",".join(["target_set", *TargetRow._fields])
+    doc = json.loads(rep.to_json(tmp_path / "r.json"))
+    assert doc == json.loads((tmp_path / "r.json").read_text(encoding="utf-8")) == rep.to_dict()
+    fit = il.calibrate(default_scenario, "sand_hill", tie_stages=True)
+    assert json.loads(fit.to_json()) == json.loads(json.dumps(fit.to_dict()))
 
 
 # ---------------------------------------------------------------------------- errors

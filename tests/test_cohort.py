@@ -394,3 +394,31 @@ def test_batched_expm_matches_scipy():
         for a in (q, big):
             ours, ref = cohort_module._expm_batched(a), expm(a)
             assert np.max(np.abs(ours - ref)) <= 1e-13 * max(1.0, np.max(np.abs(ref))), scale
+
+
+def test_printed_table_is_exact():
+    sc = il.Scenario(
+        stages=[il.Stage(name="s", default_hazard=0.1, ipo_hazard=0.1)], quality_hazard=0.0
+    )
+    assert str(il.cohort(sc, "s")).split("\n") == [
+        "Cohort from s, eventual (continuous time; quality over 1 node)",
+        "stage       start   reach  years in",
+        "s           1.000   1.000     5.000",
+        "outcome: default 0.5000  IPO 0.5000  M&A 0.0000",
+        "expected years to absorption E[tau] = 5.0000",
+    ]
+    # by 1 year: alive exp(-0.2), years in (1 - exp(-0.2)) / 0.2, each event half the rest
+    assert str(il.cohort(sc, "s", horizon_years=1.0)).split("\n") == [
+        "Cohort from s, by 1 y (continuous time; quality over 1 node)",
+        "stage       start   reach  years in  alive in",
+        "s           1.000   1.000     0.906     0.819",
+        "outcome: default 0.0906  IPO 0.0906  M&A 0.0000  alive 0.8187",
+        "expected years to absorption E[min(tau, T)] = 0.9063",
+    ]
+
+
+def test_unknown_start_stage_lists_the_stages(default_scenario):
+    names = [s.name for s in default_scenario.stages]
+    with pytest.raises(ValueError) as info:
+        il.cohort(default_scenario, "angel")
+    assert str(info.value) == f"start_stage: no stage named 'angel'; stages are {names}"

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import math
+import tomllib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -208,6 +211,57 @@ def test_default_scenario():
         sc.stage_index("nope")
 
 
+def test_default_scenario_public_paths_share_one_cached_model():
+    from invlend import scenarios
+
+    sc = scenarios.default_scenario()
+    assert sc is il.Scenario.default() is scenarios.default_scenario()
+    text = scenarios.default_scenario_toml()
+    assert "Carta" in text and il.Scenario.model_validate(tomllib.loads(text)) == sc
+
+
+def test_config_does_not_import_scenarios():
+    # scenarios imports config (for the Scenario model); the other direction would be a cycle.
+    import invlend.config
+
+    tree = ast.parse(Path(invlend.config.__file__).read_text(encoding="utf-8"))
+    modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    modules |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not any(m and "scenarios" in m for m in modules), modules
+
+
+def test_names_are_checked_with_one_message():
+    rule = (
+        "must start with a letter and use only letters, digits, '_', '.', '-' (at most 64 "
+        "characters)"
+    )
+    with pytest.raises(ValidationError) as info:
+        il.Stage(name="1st")
+    assert f"stage name '1st' {rule}" in str(info.value)
+    with pytest.raises(ValidationError) as info:
+        il.Structure(name="a b", loan=il.Loan())
+    assert f"structure name 'a b' {rule}" in str(info.value)
+    assert il.Stage(name="a" * 64).name == "a" * 64
+    with pytest.raises(ValidationError):
+        il.Stage(name="a" * 65)
+    with pytest.raises(ValidationError):
+        il.Stage(name="seed\n")
+
+
+def test_structure_list():
+    from invlend.structures import structure_list
+
+    assert [s.name for s in structure_list(None)] == ["pure_loan", "warrant_loan", "vc_linked"]
+    one = il.pure_loan()
+    assert structure_list(one) == [one]
+    pair = (one, il.vc_linked())
+    assert structure_list(pair) == list(pair)
+    assert structure_list(s for s in pair) == list(pair)
+    with pytest.raises(TypeError, match=r"^structures\[1\]: expected an invlend.Structure, got "
+                       r"<class 'str'>$"):  # fmt: skip
+        structure_list([one, "vc_linked"])
+
+
 def test_scenario_toml_round_trip(tmp_path):
     sc = il.Scenario.default()
     path = tmp_path / "sc.toml"
@@ -356,22 +410,23 @@ def test_simulate_empty_structure_list(scenario):
 
 
 @pytest.mark.parametrize(
-    ("kw", "field"),
+    ("kw", "field", "error"),
     [
-        ({"n_portfolios": 0}, "n_portfolios"),
-        ({"n_portfolios": -5}, "n_portfolios"),
-        ({"n_portfolios": 2.5}, "n_portfolios"),
-        ({"n_portfolios": "10"}, "n_portfolios"),
-        ({"n_portfolios": True}, "n_portfolios"),
-        ({"portfolio_size": 0}, "portfolio_size"),
-        ({"sample_paths": -1}, "sample_paths"),
-        ({"sample_paths": 7}, "sample_paths"),  # more than the 6 firms simulated
-        ({"chunk_firms": 0}, "chunk_firms"),
-        ({"seed": -1}, "seed"),
+        ({"n_portfolios": 0}, "n_portfolios", ValueError),
+        ({"n_portfolios": -5}, "n_portfolios", ValueError),
+        # a value that is not an integer is a TypeError, as for every plain argument
+        ({"n_portfolios": 2.5}, "n_portfolios", TypeError),
+        ({"n_portfolios": "10"}, "n_portfolios", TypeError),
+        ({"n_portfolios": True}, "n_portfolios", TypeError),
+        ({"portfolio_size": 0}, "portfolio_size", ValueError),
+        ({"sample_paths": -1}, "sample_paths", ValueError),
+        ({"sample_paths": 7}, "sample_paths", ValueError),  # more than the 6 firms simulated
+        ({"chunk_firms": 0}, "chunk_firms", ValueError),
+        ({"seed": -1}, "seed", ValueError),
     ],
 )
-def test_simulate_rejects_bad_arguments(scenario, kw, field):
-    with pytest.raises(ValueError, match=field):
+def test_simulate_rejects_bad_arguments(scenario, kw, field, error):
+    with pytest.raises(error, match=field):
         _sim(scenario, **kw)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -115,6 +116,48 @@ def test_sweep_needs_a_seed_and_values(scenario):
         il.sweep(scenario, None, "loan.rate", [0.05, math.nan], **KW)
     with pytest.raises(ValueError, match="metric"):
         il.sweep(scenario, None, "loan.rate", [0.05], n_boot=0, **KW).table("nope")
+
+
+@pytest.mark.parametrize(
+    ("run", "why"),
+    [
+        (lambda sc, **kw: il.sweep(sc, None, "loan.rate", [0.05], **kw),
+         "a sweep needs a fixed seed so that its points are paired"),
+        (lambda sc, **kw: il.breakeven(sc, il.pure_loan(), "loan.rate", target=0.0, **kw),
+         "break-even needs a fixed seed so that evaluations are paired"),
+        (lambda sc, **kw: il.sensitivity(sc, il.pure_loan(), ["loan.rate"], **kw),
+         "sensitivity needs a fixed seed so that its runs are paired"),
+    ],
+    ids=["sweep", "breakeven", "sensitivity"],
+)  # fmt: skip
+def test_paired_runs_need_a_valid_fixed_seed(scenario, run, why):
+    kw = dict(n_portfolios=5, portfolio_size=5)
+    with pytest.raises(ValueError, match=f"^seed: {why}$"):
+        run(scenario, **kw)
+    with pytest.raises(ValueError, match=r"^seed: must be a non-negative integer, got -1$"):
+        run(scenario, seed=-1, **kw)
+
+
+def test_unknown_metric_lists_the_choices(scenario):
+    choices = re.escape(str(list(il.metrics.METRICS)))
+    sw = il.sweep(scenario, None, "loan.rate", [0.05], n_boot=0, **KW)
+    with pytest.raises(ValueError, match=f"^metric: unknown 'nope'; choose from {choices}$"):
+        sw.table("nope")
+    with pytest.raises(ValueError, match=f"^metric: unknown 'nope'; choose from {choices}$"):
+        il.breakeven(scenario, il.pure_loan(), "loan.rate", target=0.0, metric="nope", **KW)
+    with pytest.raises(ValueError, match=f"^metric: unknown 1; choose from {choices}$"):
+        il.sensitivity(scenario, il.pure_loan(), ["loan.rate"], metric=1, **KW)
+
+
+def test_sweep_table_text(scenario):
+    sw = il.sweep(scenario, [il.pure_loan()], "loan.rate", [0.04, 0.05], n_boot=0, **KW)
+    lines = sw.table("pd").split("\n")
+    assert lines[0] == "pd by loan.rate"
+    assert lines[1].split() == ["loan.rate", "pure_loan"]
+    assert set(lines[2]) == {"-"} and len(lines[2]) == len(lines[1])
+    assert [line.split()[0] for line in lines[3:]] == ["0.04", "0.05"]
+    assert all(len(line) == len(lines[1]) for line in lines[3:])  # numbers right-aligned
+    assert str(sw) == sw.table("npv_per_principal")
 
 
 def test_sweep_exports(scenario, tmp_path):

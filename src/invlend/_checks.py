@@ -3,7 +3,9 @@
 The models in :mod:`invlend.config` validate their fields with pydantic; the functions that take
 plain numbers (``summary(n_boot=..., hurdle=...)``, ``cohort(horizon_years=...)``,
 ``sweep(values=...)``) check them here, with the same rules: a number is an ``int``, a
-``float`` or a numpy scalar, never a ``bool`` or a string, and it is finite.
+``float`` or a numpy scalar, never a ``bool`` or a string, and it is finite. The rule for
+names that the models share (stages, structures, target sets) is :func:`identifier`, and the
+one check of a metric name and of a seed are :func:`metric` and :func:`seed`.
 
 Example
 -------
@@ -20,11 +22,15 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 from typing import Any
 
 import numpy as np
 
-__all__ = ["count", "metric", "number", "numbers_list", "seed"]
+__all__ = ["count", "identifier", "metric", "number", "numbers_list", "seed"]
+
+# Matched in full (``fullmatch``): ``$`` alone would accept a name ending in a newline.
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]{0,63}")
 
 
 def _kind(value: Any) -> str:
@@ -84,6 +90,20 @@ def numbers_list(name: str, values: Any, *, most: int) -> list[float]:
     if len(items) > most:
         raise ValueError(f"{name}: at most {most} values, got {len(items)}")
     return [number(f"{name}[{i}]", v) for i, v in enumerate(items)]
+
+
+def identifier(what: str, value: Any) -> str:
+    """``value`` if it is a name: a letter, then letters, digits, ``_ . -``; 64 at most.
+
+    ``what`` says what the name is of ("stage name", "name: target name"): the
+    ``ValueError`` reads "``what`` 'x y' must start with a letter ...".
+    """
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
+        raise ValueError(
+            f"{what} {value!r} must start with a letter and use only letters, digits, "
+            "'_', '.', '-' (at most 64 characters)"
+        )
+    return value
 
 
 def metric(name: str, value: Any, choices: tuple[str, ...]) -> str:

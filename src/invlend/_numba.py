@@ -80,6 +80,7 @@ _check_num_threads()
 with _without_stray_coverage():
     import numba
     from numba import prange
+    from numba.extending import register_jitable
 
 # GNU OpenMP, numba's first choice where libgomp is installed, makes a process that has run a
 # parallel kernel unsafe to fork, so a fork-based ProcessPoolExecutor would abort its workers.
@@ -92,4 +93,4 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
 jit = functools.partial(numba.njit, cache=True, nogil=True, error_model="numpy")
 pjit = functools.partial(numba.njit, cache=True, nogil=True, error_model="numpy", parallel=True)
 
-__all__ = ["jit", "pjit", "prange"]
+__all__ = ["jit", "pjit", "prange", "register_jitable"]

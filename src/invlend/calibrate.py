@@ -47,8 +47,9 @@ from pydantic import Field, ValidationError, model_validator
 from scipy.optimize import least_squares
 
 from invlend import _checks
-from invlend.cohort import _check_barrier, _Hazards, _law_averaged, _start_weights
-from invlend.config import Linkage, Number, Scenario, Stage, _check_name, _Model
+from invlend._tables import Document, Rows, json_ready, pandas, text_table
+from invlend.cohort import Hazards, check_barrier, law_averaged, start_weights
+from invlend.config import InputModel, Linkage, Number, Scenario, Stage
 
 __all__ = [
     "Calibration",
@@ -95,7 +96,7 @@ Probability = Annotated[Number, Field(ge=0.0, le=1.0)]
 Years = Annotated[Number, Field(gt=0.0, le=1000.0)]
 
 
-class Target(_Model):
+class Target(InputModel):
     """One published number the cohort model should reproduce.
 
     Parameters
@@ -143,7 +144,7 @@ class Target(_Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
-        _check_name(self.name, "name: target name")
+        _checks.identifier("name: target name", self.name)
         if self.outcome == "reach" and self.stage is None:
             raise ValueError("stage: a 'reach' target needs the stage it reaches")
         if self.outcome != "reach" and self.stage is not None:
@@ -178,7 +179,7 @@ class Target(_Model):
         return f"{what}{when} from {start or 'mix'}"
 
 
-class TargetSet(_Model):
+class TargetSet(InputModel):
     """A published set of lifecycle targets (one TOML file of ``invlend/data/targets``).
 
     Parameters
@@ -213,7 +214,7 @@ class TargetSet(_Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
-        _check_name(self.name, "name: target set name")
+        _checks.identifier("name: target set name", self.name)
         names = [t.name for t in self.targets]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
@@ -315,21 +316,13 @@ def _pp(x: float) -> str:
     return f"{x:+.2f}"
 
 
-def _table(head: list[str], rows: list[list[str]], right: set[int]) -> list[str]:
-    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
-
-    def line(r: list[str]) -> str:
-        return "  ".join(
-            x.rjust(w) if i in right else x.ljust(w)
-            for i, (x, w) in enumerate(zip(r, widths, strict=True))
-        ).rstrip()
-
-    return [line(head), "-" * len(line(head)), *(line(r) for r in rows)]
-
-
 @dataclass(frozen=True)
-class TargetReport:
-    """A scenario against a target set: one :class:`TargetRow` per target."""
+class TargetReport(Rows, Document):
+    """A scenario against a target set: one :class:`TargetRow` per target.
+
+    ``print`` it for the table; :meth:`records`, ``to_frame()``, ``to_csv(path)``,
+    :meth:`to_dict` and ``to_json(path)`` export it.
+    """
 
     target_set: str
     title: str
@@ -345,14 +338,12 @@ class TargetReport:
         return self.max_abs_residual <= tolerance_pp
 
     def records(self) -> list[dict[str, Any]]:
-        """The rows as dicts (NaN ranges as None)."""
-        out = []
-        for r in self.rows:
-            d = r._asdict()
-            for k in ("low", "high"):
-                d[k] = None if math.isnan(d[k]) else d[k]
-            out.append({"target_set": self.target_set, **d})
-        return out
+        """The rows as dicts (a missing published range as None)."""
+        return [json_ready({"target_set": self.target_set, **r._asdict()}) for r in self.rows]
+
+    def fields(self) -> list[str]:
+        """The columns of :meth:`records`."""
+        return ["target_set", *TargetRow._fields]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -363,19 +354,13 @@ class TargetReport:
             "rows": self.records(),
         }
 
-    def to_frame(self):
-        """The rows as a pandas DataFrame (pandas is optional)."""
-        from invlend.results import _pandas
-
-        return _pandas().DataFrame.from_records(self.records())
-
     def __str__(self) -> str:
         rows = [
             [r.name, r.quantity, r.mark, f"{r.target:.3f}", f"{r.model:.3f}", _pp(r.residual_pp)]
             for r in self.rows
         ]
         head = ["target", "quantity", "mark", "target", "model", "resid (pp)"]
-        lines = [f"{self.target_set}: {self.title}", *_table(head, rows, {3, 4, 5})]
+        lines = [f"{self.target_set}: {self.title}", text_table(head, rows, left=3)]
         lines.append(f"max |residual| = {self.max_abs_residual:.2f} pp")
         return "\n".join(lines)
 
@@ -390,11 +375,21 @@ def _base_hazards(scenario: Scenario) -> np.ndarray:
     return np.array([[getattr(s, f) for s in scenario.stages] for f in HAZARD_FIELDS])
 
 
+def _stage_of(scenario: Scenario, name: str, where: str) -> int:
+    """Index of the stage ``name``; a ``ValueError`` starting with ``where`` if there is none."""
+    try:
+        return scenario.stage_index(name)
+    except KeyError:
+        names = [s.name for s in scenario.stages]
+        raise ValueError(
+            f"{where}: no stage named {name!r} in the scenario; stages are {names}"
+        ) from None
+
+
 class _Evaluator:
     """Model values of a target set's targets as a function of the stage hazards."""
 
     def __init__(self, scenario: Scenario, tset: TargetSet, linkage: Linkage | None):
-        names = [s.name for s in scenario.stages]
         lk = linkage if linkage is not None else Linkage()
         self.mult = np.array(
             [lk.default_hazard_multiplier, lk.exit_hazard_multiplier,
@@ -408,31 +403,25 @@ class _Evaluator:
         self.plan = []
         for i, t in enumerate(tset.targets):
             start = tset.start_of(t)
-            where = f"targets[{i}].start_stage" if t.start_stage else "start_stage"
-            if start is not None and start not in names:
-                raise ValueError(
-                    f"{tset.name}: {where}: no stage named {start!r} in the scenario; "
-                    f"stages are {names}"
-                )
-            if t.stage is not None and t.stage not in names:
-                raise ValueError(
-                    f"{tset.name}: targets[{i}].stage: no stage named {t.stage!r} in the "
-                    f"scenario; stages are {names}"
-                )
+            if start is not None:
+                where = f"targets[{i}].start_stage" if t.start_stage else "start_stage"
+                _stage_of(scenario, start, f"{tset.name}: {where}")
+            j = None  # the stage column of a 'reach' target
+            if t.stage is not None:
+                j = _stage_of(scenario, t.stage, f"{tset.name}: targets[{i}].stage")
             horizon = tset.horizon_of(t)
             starts = self.starts.setdefault(horizon, [])
             if start not in starts:
                 starts.append(start)
-                self.p0.setdefault(horizon, []).append(_start_weights(scenario, start))
-            row = starts.index(start)
-            self.plan.append((horizon, row, t, None if t.stage is None else names.index(t.stage)))
+                self.p0.setdefault(horizon, []).append(start_weights(scenario, start))
+            self.plan.append((horizon, starts.index(start), t, j))
 
     def laws(self, hazards: np.ndarray, nodes: int | None) -> tuple[dict, int]:
         h = hazards * self.mult
-        hz = _Hazards(h[0], h[1], h[2], h[3], self.gamma, self.cycle)
+        hz = Hazards(h[0], h[1], h[2], h[3], self.gamma, self.cycle)
         out, used = {}, 1
         for horizon, p0 in self.p0.items():
-            out[horizon], n = _law_averaged(hz, np.array(p0), horizon, None, nodes)
+            out[horizon], n = law_averaged(hz, np.array(p0), horizon, None, nodes)
             used = max(used, n)
         return out, used
 
@@ -482,7 +471,7 @@ def _report(tset: TargetSet, values: np.ndarray) -> TargetReport:
 def _check_scenario(scenario: Scenario, ignore_barrier: bool) -> None:
     if not isinstance(scenario, Scenario):
         raise TypeError(f"scenario: expected an invlend.Scenario, got {type(scenario).__name__}")
-    _check_barrier(scenario, ignore_barrier)
+    check_barrier(scenario, ignore_barrier)
 
 
 def calibration_report(
@@ -530,7 +519,7 @@ class FittedHazard(NamedTuple):
 
 
 @dataclass(frozen=True)
-class Calibration:
+class Calibration(Document):
     """The result of :func:`calibrate`.
 
     Attributes
@@ -589,9 +578,7 @@ class Calibration:
 
     def to_frame(self):
         """Target, start and fitted values, residuals: a pandas DataFrame (pandas optional)."""
-        from invlend.results import _pandas
-
-        df = _pandas().DataFrame.from_records(self.report.records())
+        df = pandas().DataFrame.from_records(self.report.records())
         df.insert(df.columns.get_loc("model"), "start", [r.model for r in self.initial.rows])
         return df
 
@@ -611,9 +598,9 @@ class Calibration:
                 f"{' (one multiplier per field)' if self.tie_stages else ' (per stage)'}; "
                 f"{status} after {self.nfev} evaluations; max |residual| = "
                 f"{self.max_abs_residual:.2f} pp",
-                *_table(head, rows, {3, 4, 5, 6}),
+                text_table(head, rows, left=3),
                 "",
-                *_table(["stage", "hazard", "start", "fitted"], prow, {2, 3}),
+                text_table(["stage", "hazard", "start", "fitted"], prow, left=2),
             ]
         )
 
@@ -713,13 +700,14 @@ def calibrate(
     base = _base_hazards(scenario)
     # Which hazards move: (field row, stage column) pairs, grouped into parameters.
     groups: list[list[tuple[int, int]]] = []
+    columns = [scenario.stage_index(s) for s in chosen]
+    last = len(names) - 1  # the last stage cannot advance
     for f in free:
         row = HAZARD_FIELDS.index(f)
         cells = [
-            (row, names.index(s))
-            for s in chosen
-            if base[row, names.index(s)] > 0
-            and not (f == "advance_hazard" and names.index(s) == len(names) - 1)
+            (row, j)
+            for j in columns
+            if base[row, j] > 0 and not (f == "advance_hazard" and j == last)
         ]
         if tie_stages:
             groups += [cells] if cells else []

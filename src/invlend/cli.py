@@ -25,6 +25,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from invlend import _checks
 from invlend.sweep import MAX_POINTS, MAX_VALUES
 
 __all__ = ["main"]
@@ -57,17 +58,41 @@ def _run_options(p: argparse.ArgumentParser, portfolios: int, bootstrap: bool = 
         p.add_argument("--bootstrap", type=int, default=400, help="bootstrap replicates for tails")
 
 
+#: ``(help, description)`` of each command, in the order ``invlend --help`` lists them.
+_HELP = {
+    "compare": (
+        "simulate a scenario and compare financing structures",
+        "Simulate a scenario, evaluate the structures on the same firms and print the summary "
+        "and the paired comparison against a baseline.",
+    ),
+    "validate": (
+        "check the engine against closed forms",
+        "Run the closed-form validation cases (docs/validation.md) and print the table; exit "
+        "with code 1 if any check fails.",
+    ),
+    "sweep": (
+        "vary a parameter on common random numbers",
+        "Vary one parameter (or two, with --grid) by its dotted path, e.g. loan.rate, "
+        "warrant.coverage, stages.seed.default_hazard, market.factor_loading, "
+        "warrant_loan.warrant.coverage; print a metric for every structure at every value.",
+    ),
+    "breakeven": (
+        "solve for the term at which a metric reaches a target",
+        "Find the value of PARAM in [LO, HI] at which a structure's metric equals --target, "
+        "or equals the metric of the --against structure on the same firms.",
+    ),
+    "scenario": ("show or check scenario files", None),
+}
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="invlend",
         description="Monte Carlo simulation of investment-lending linkage (投贷联动).",
     )
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    c = sub.add_parser(
-        "compare",
-        help="simulate a scenario and compare financing structures",
-        description="Simulate a scenario, evaluate the structures on the same firms and print "
-        "the summary and the paired comparison against a baseline.",
+    c, v, w, b, s = (
+        sub.add_parser(name, help=short, description=long) for name, (short, long) in _HELP.items()
     )
     c.add_argument("scenario", nargs="?", help="scenario TOML file (default: built-in)")
     _run_options(c, portfolios=2000)
@@ -78,22 +103,9 @@ def _parser() -> argparse.ArgumentParser:
         "PNG and report.html",
     )
     c.add_argument("--progress", action="store_true", help="show a progress bar")
-    v = sub.add_parser(
-        "validate",
-        help="check the engine against closed forms",
-        description="Run the closed-form validation cases (docs/validation.md) and print the "
-        "table; exit with code 1 if any check fails.",
-    )
     v.add_argument("--quick", action="store_true", help="about 10x fewer firms (seconds)")
     v.add_argument("--seed", type=int, default=None, help="root seed (default: 20261128)")
     v.add_argument("--markdown", action="store_true", help="print a markdown table")
-    w = sub.add_parser(
-        "sweep",
-        help="vary a parameter on common random numbers",
-        description="Vary one parameter (or two, with --grid) by its dotted path, e.g. "
-        "loan.rate, warrant.coverage, stages.seed.default_hazard, market.factor_loading, "
-        "warrant_loan.warrant.coverage; print a metric for every structure at every value.",
-    )
     w.add_argument("param", help="dotted parameter path")
     w.add_argument("values", help="comma-separated values, or START:STOP:NUM (evenly spaced)")
     w.add_argument("scenario", nargs="?", help="scenario TOML file (default: built-in)")
@@ -101,12 +113,6 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--metric", default="npv_per_principal", help="metric to print and plot")
     _run_options(w, portfolios=500)
     w.add_argument("--out", help="folder for sweep.csv and the plot(s)")
-    b = sub.add_parser(
-        "breakeven",
-        help="solve for the term at which a metric reaches a target",
-        description="Find the value of PARAM in [LO, HI] at which a structure's metric equals "
-        "--target, or equals the metric of the --against structure on the same firms.",
-    )
     b.add_argument("param", help="dotted parameter path of the structure, e.g. loan.rate")
     b.add_argument("lo", type=float, help="lower end of the bracket")
     b.add_argument("hi", type=float, help="upper end of the bracket")
@@ -117,7 +123,6 @@ def _parser() -> argparse.ArgumentParser:
     goal.add_argument("--against", help="structure whose metric must be matched")
     b.add_argument("--metric", default="npv_per_principal", help="metric (a smooth one)")
     _run_options(b, portfolios=500, bootstrap=False)
-    s = sub.add_parser("scenario", help="show or check scenario files")
     ssub = s.add_subparsers(dest="action", required=True, parser_class=_Parser)
     ssub.add_parser("show", help="print the built-in scenario as commented TOML")
     chk = ssub.add_parser("check", help="validate a scenario TOML file")
@@ -134,8 +139,7 @@ def _inputs(args: argparse.Namespace):
     )
     if not structures:
         raise ValueError(f"--structures: {args.structures} has no [[structure]] tables")
-    if args.seed < 0:
-        raise ValueError(f"--seed: must be a non-negative integer, got {args.seed}")
+    _checks.seed("--seed", args.seed)
     if getattr(args, "bootstrap", 0) < 0:
         raise ValueError(f"--bootstrap: must be >= 0, got {args.bootstrap}")
     return scenario, structures
@@ -253,8 +257,7 @@ def _sweep(args: argparse.Namespace) -> int:
     from invlend import metrics as M
 
     scenario, structures = _inputs(args)
-    if args.metric not in M.METRICS:
-        raise ValueError(f"--metric: unknown {args.metric!r}; choose from {list(M.METRICS)}")
+    _checks.metric("--metric", args.metric, M.METRICS)
     params = [args.param]
     values = [_values(args.values, "values")]
     if args.grid:
@@ -355,9 +358,7 @@ def _scenario(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     from invlend import validation
 
-    seed = validation.DEFAULT_SEED if args.seed is None else args.seed
-    if seed < 0:
-        raise ValueError(f"--seed: must be a non-negative integer, got {seed}")
+    seed = _checks.seed("--seed", validation.DEFAULT_SEED if args.seed is None else args.seed)
     report = validation.run(quick=args.quick, seed=seed)
     print(report.to_markdown() if args.markdown else report)
     return 0 if report.passed else 1

@@ -60,6 +60,7 @@ from numpy.polynomial import hermite_e
 
 from invlend import _checks
 from invlend._sim.lowering import lower_dynamics
+from invlend._tables import text_table
 from invlend.config import FundingCycle, Linkage, Scenario
 
 __all__ = ["Cohort", "cohort"]
@@ -297,7 +298,7 @@ def _quality_rule(gamma: float, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @dataclass(frozen=True)
-class _Hazards:
+class Hazards:
     """Per-stage hazard arrays (linkage already applied) and what the chain needs besides."""
 
     default: np.ndarray
@@ -309,7 +310,7 @@ class _Hazards:
 
 
 def _with_regimes(
-    hz: _Hazards, scale: np.ndarray, dt: float | None
+    hz: Hazards, scale: np.ndarray, dt: float | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Transient rates, absorption rates, stage labels and the regime start law.
 
@@ -358,8 +359,8 @@ def _with_regimes(
     return k_tt, np.ascontiguousarray(r), np.tile(np.arange(n), 2), start
 
 
-def _law_averaged(
-    hz: _Hazards,
+def law_averaged(
+    hz: Hazards,
     p0: np.ndarray,
     horizon: float | None,
     dt: float | None,
@@ -523,21 +524,18 @@ class Cohort:
                 f"; linkage x{self.default_hazard_multiplier:g} default, "
                 f"x{self.exit_hazard_multiplier:g} exits"
             )
-        w = max(9, *(len(s) for s in self.stages))
+        columns = [self.start_weights, self.reach, self.years_in]
+        head = ["stage", "start", "reach", "years in"]
+        if self.horizon_years is not None:
+            columns.append(self.alive_in)
+            head.append("alive in")
+        rows = [[s, *(f"{c[s]:.3f}" for c in columns)] for s in self.stages]
         lines = [
             f"Cohort from {start}, {when} ({clock}; quality over {self.nodes} "
             f"node{'s' if self.nodes > 1 else ''}{linkage})",
-            f"{'stage':<{w}}  {'start':>6}  {'reach':>6}  {'years in':>8}"
-            + ("" if self.horizon_years is None else f"  {'alive in':>8}"),
+            # Least widths: short stage names and numbers still get the roomy layout the docs show.
+            text_table(head, rows, min_widths=(9, 6, 6, 8, 8), rule=False),
         ]
-        for s in self.stages:
-            row = (
-                f"{s:<{w}}  {self.start_weights[s]:>6.3f}  {self.reach[s]:>6.3f}  "
-                f"{self.years_in[s]:>8.3f}"
-            )
-            if self.horizon_years is not None:
-                row += f"  {self.alive_in[s]:>8.3f}"
-            lines.append(row)
         lines.append(
             f"outcome: default {self.default:.4f}  IPO {self.ipo:.4f}  M&A {self.ma:.4f}"
             + ("" if self.horizon_years is None else f"  alive {self.alive:.4f}")
@@ -552,25 +550,30 @@ class Cohort:
 # ---------------------------------------------------------------------------- entry point
 
 
-def _start_weights(scenario: Scenario, start_stage: str | None) -> np.ndarray:
+def start_weights(scenario: Scenario, start_stage: str | None) -> np.ndarray:
+    """Probability of starting in each stage, (n_stages,).
+
+    All of it in ``start_stage``, or the scenario's stage weights when that is ``None``.
+    """
     n = len(scenario.stages)
     if start_stage is None:
         w = np.array([s.weight for s in scenario.stages])
         return w / w.sum()
     if not isinstance(start_stage, str):
         raise TypeError(f"start_stage: give a stage name or None, not {type(start_stage)}")
-    names = [s.name for s in scenario.stages]
-    if start_stage not in names:
-        raise ValueError(f"start_stage: no stage named {start_stage!r}; stages are {names}")
+    try:
+        j = scenario.stage_index(start_stage)
+    except KeyError as exc:
+        raise ValueError(f"start_stage: {exc.args[0]}") from None
     p0 = np.zeros(n)
-    p0[names.index(start_stage)] = 1.0
+    p0[j] = 1.0
     return p0
 
 
-def _hazards(scenario: Scenario, linkage: Linkage | None) -> _Hazards:
+def _hazards(scenario: Scenario, linkage: Linkage | None) -> Hazards:
     """Per-stage hazards with the linkage applied by the engine's own lowering."""
     dyn = lower_dynamics(scenario, linkage if linkage is not None else Linkage())
-    return _Hazards(
+    return Hazards(
         default=np.array(dyn.default_hazard, float),
         ipo=np.array(dyn.ipo_hazard, float),
         ma=np.array(dyn.ma_hazard, float),
@@ -580,7 +583,8 @@ def _hazards(scenario: Scenario, linkage: Linkage | None) -> _Hazards:
     )
 
 
-def _check_barrier(scenario: Scenario, ignore_barrier: bool) -> None:
+def check_barrier(scenario: Scenario, ignore_barrier: bool) -> None:
+    """Refuse a scenario with a value barrier, which the chain leaves out, unless told to."""
     if scenario.default_barrier > 0 and not ignore_barrier:
         raise ValueError(
             f"default_barrier: the scenario has a structural default barrier "
@@ -669,14 +673,14 @@ def cohort(
         most = {"gauss-hermite": 300, "trapezoid": _NODES_MAX["trapezoid"]}
         method = _quality_method(scenario.quality_hazard)
         nodes = _checks.count(f"nodes ({method} rule)", nodes, low=1, high=most[method])
-    _check_barrier(scenario, ignore_barrier)
+    check_barrier(scenario, ignore_barrier)
     horizon = _check_horizon(horizon_years, grid, scenario)
-    p0 = _start_weights(scenario, start_stage)
+    p0 = start_weights(scenario, start_stage)
     hz = _hazards(scenario, linkage)
     dt = scenario.dt if grid else None
     names = tuple(s.name for s in scenario.stages)
     try:
-        rows, n_nodes = _law_averaged(hz, p0[None, :], horizon, dt, nodes)
+        rows, n_nodes = law_averaged(hz, p0[None, :], horizon, dt, nodes)
         law = {f: v[0] for f, v in rows.items()}
     except _StuckStage as exc:
         raise ValueError(

@@ -24,8 +24,9 @@ True
 from __future__ import annotations
 
 import math
-import re
 import tomllib
+from functools import cache
+from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
@@ -40,6 +41,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import PydanticCustomError
+
+from invlend import _checks
 
 __all__ = [
     "Equity",
@@ -56,9 +59,6 @@ __all__ = [
     "Structure",
     "Warrant",
 ]
-
-# Matched in full (``fullmatch``): ``$`` alone would accept a name ending in a newline.
-_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]{0,63}")
 
 
 def _strict(error_type: str, what: str):
@@ -94,7 +94,7 @@ NonNeg = Annotated[Number, Field(ge=0.0)]
 Hazard = Annotated[Number, Field(ge=0.0, le=1000.0)]
 
 
-class _Model(BaseModel):
+class InputModel(BaseModel):
     """Base of every input model: frozen, closed to unknown fields, finite numbers."""
 
     model_config = ConfigDict(
@@ -111,21 +111,12 @@ class _Model(BaseModel):
         return type(self).model_validate({**self.model_dump(), **changes})
 
 
-def _check_name(value: str, what: str) -> str:
-    if not isinstance(value, str) or not _NAME.fullmatch(value):
-        raise ValueError(
-            f"{what} {value!r} must start with a letter and use only letters, digits, "
-            "'_', '.', '-' (at most 64 characters)"
-        )
-    return value
-
-
 # --------------------------------------------------------------------------------------------
 # Scenario: firms and market
 # --------------------------------------------------------------------------------------------
 
 
-class Stage(_Model):
+class Stage(InputModel):
     r"""One lifecycle stage of a technology firm.
 
     While in the stage, log firm value follows
@@ -180,10 +171,10 @@ class Stage(_Model):
     @field_validator("name")
     @classmethod
     def _name_ok(cls, v: str) -> str:
-        return _check_name(v, "stage name")
+        return _checks.identifier("stage name", v)
 
 
-class Market(_Model):
+class Market(InputModel):
     """The economy shared by the firms of one portfolio.
 
     Parameters
@@ -213,7 +204,7 @@ class Market(_Model):
     jump_vol: Annotated[Number, Field(ge=0.0, le=5.0)] = 0.15
 
 
-class Regime(_Model):
+class Regime(InputModel):
     """How one state of the funding market scales the firms' hazards and exit multiples.
 
     Parameters
@@ -240,7 +231,7 @@ _HOT = Regime(advance=1.2, exit=1.15, default=0.5, exit_multiple=1.1)
 _COLD = Regime(advance=0.6, exit=0.7, default=2.0, exit_multiple=0.8)
 
 
-class FundingCycle(_Model):
+class FundingCycle(InputModel):
     """A systematic funding cycle: a two-state (hot, cold) Markov chain per portfolio.
 
     Every firm of a portfolio lives in the same regime path; the regime switches in continuous
@@ -301,7 +292,7 @@ class FundingCycle(_Model):
         return self.hot_to_cold / total * move, self.cold_to_hot / total * move
 
 
-class Scenario(_Model):
+class Scenario(InputModel):
     """A population of applicant technology firms and the market they live in.
 
     Parameters
@@ -445,9 +436,7 @@ class Scenario(_Model):
         Every number and its source is in ``invlend/data/default_scenario.toml``
         and in ``docs/defaults.md``.
         """
-        from invlend.scenarios import default_scenario
-
-        return default_scenario()
+        return _default_scenario()
 
     @classmethod
     def from_toml(cls, path: str | Path) -> Scenario:
@@ -460,6 +449,21 @@ class Scenario(_Model):
         if path is not None:
             Path(path).write_text(text, encoding="utf-8")
         return text
+
+
+#: The built-in scenario inside the package: commented TOML, every number with its source.
+DEFAULT_SCENARIO_FILE = "data/default_scenario.toml"
+
+
+def default_scenario_toml() -> str:
+    """The built-in scenario as commented TOML, each number with its source."""
+    return resources.files("invlend").joinpath(DEFAULT_SCENARIO_FILE).read_text("utf-8")
+
+
+@cache
+def _default_scenario() -> Scenario:
+    # Parsed and validated once: the model is frozen, so every caller can share it.
+    return Scenario.model_validate(tomllib.loads(default_scenario_toml()))
 
 
 #: Largest TOML input read: a scenario or a structure list is a few kilobytes; anything near
@@ -505,7 +509,7 @@ def _depth(node: Any, limit: int = MAX_TOML_DEPTH + 1) -> int:
 # --------------------------------------------------------------------------------------------
 
 
-class Loan(_Model):
+class Loan(InputModel):
     """A term loan to the firm.
 
     Parameters
@@ -559,7 +563,7 @@ class Loan(_Model):
         return self.maturity_years if self.interest_only_years is None else self.interest_only_years
 
 
-class Warrant(_Model):
+class Warrant(InputModel):
     """An option on the firm's equity attached to the loan (认股选择权).
 
     Parameters
@@ -584,7 +588,7 @@ class Warrant(_Model):
     expiry_years: Annotated[Number, Field(gt=0.0, le=100.0)] = 5.0
 
 
-class Equity(_Model):
+class Equity(InputModel):
     """A direct stake taken by the bank's investment arm (内部投贷联动).
 
     Parameters
@@ -598,7 +602,7 @@ class Equity(_Model):
     equity_to_value: Annotated[Number, Field(ge=0.0, le=1.0)] = 0.03
 
 
-class Linkage(_Model):
+class Linkage(InputModel):
     """A VC partner's monitoring and follow-on support, as multipliers on event intensities.
 
     Parameters
@@ -617,7 +621,7 @@ class Linkage(_Model):
     exit_hazard_multiplier: Annotated[Number, Field(ge=0.0, le=100.0)] = 1.0
 
 
-class Screening(_Model):
+class Screening(InputModel):
     """The lender's selection of applicants under information asymmetry.
 
     The lender sees ``q + signal_noise * e`` with ``e ~ N(0, 1)`` and accepts applicants above
@@ -643,7 +647,7 @@ class Screening(_Model):
     cost: Fraction = 0.0
 
 
-class RiskShare(_Model):
+class RiskShare(InputModel):
     """A third party that covers part of each credit loss for a premium (风险补偿, 履约贷).
 
     Parameters
@@ -663,7 +667,7 @@ class RiskShare(_Model):
     premium: Annotated[Number, Field(ge=0.0, le=1.0)] = 0.01
 
 
-class RiskPool(_Model):
+class RiskPool(InputModel):
     """A government risk-compensation pool (风险补偿资金池) with an annual cap per portfolio.
 
     The pool pays ``covered_fraction`` of each credit loss, but in each year of the horizon
@@ -693,7 +697,7 @@ class RiskPool(_Model):
     contribution: Annotated[Number, Field(ge=0.0, le=1.0)] = 0.0
 
 
-class Structure(_Model):
+class Structure(InputModel):
     """A financing structure: a named loan with optional equity-linked components.
 
     Parameters
@@ -723,7 +727,7 @@ class Structure(_Model):
     @field_validator("name")
     @classmethod
     def _name_ok(cls, v: str) -> str:
-        return _check_name(v, "structure name")
+        return _checks.identifier("structure name", v)
 
     @model_validator(mode="after")
     def _cover_at_most_loss(self) -> Self:

@@ -33,7 +33,7 @@ import numpy as np
 from invlend import _checks
 from invlend import metrics as M
 from invlend._sim.layout import AGG_ACCEPTED
-from invlend._tables import Document, Footnotes, Rows, json_ready, text_table
+from invlend._tables import Document, Footnotes, Rows, json_ready, metric_rows, text_table
 from invlend.config import Structure
 
 __all__ = ["Comparison", "Difference", "Estimator", "Summary"]
@@ -95,22 +95,9 @@ class _Table(Mapping, Rows, Document):
     def __repr__(self) -> str:
         return self.__str__()
 
-    def _shown(self) -> list[str]:
-        """Metrics to print in the text table.
-
-        A row that is n/a for every structure (``pool_shortfall`` with no risk pool) is left
-        out; it stays in the data and in exports.
-        """
-        return [
-            m
-            for m in M.METRICS
-            if any(row[m].note != M.NOT_APPLICABLE for row in self._data.values()) or not self._data
-        ]
-
     def _text(self, head: str, columns: list[str]) -> str:
         marks = Footnotes()
-        names = list(self._data)
-        rows = [[m, *(marks.cell(m, self._data[n][m]) for n in names)] for m in self._shown()]
+        rows = metric_rows(self._data, marks)
         footer = "".join(f"\n{line}" for line in marks.lines())
         footer += "".join(f"\nnote: {n}" for n in self.notes)
         return head + text_table(["metric", *columns], rows) + footer

@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 from invlend import metrics as M
+from invlend._tables import Footnotes, metric_rows
 
 __all__ = ["write_report"]
 
@@ -80,11 +81,9 @@ def _structures_json(result) -> str:
 
 
 def _page(result, summary, comparison, figures: dict[str, bytes]) -> str:
-    from invlend.results import Footnotes
-
     names = list(summary)
     marks = Footnotes()
-    rows = summary._rows(names, marks)
+    rows = metric_rows(summary, marks)
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         "<title>invlend report</title><style>",
@@ -115,7 +114,7 @@ def _page(result, summary, comparison, figures: dict[str, bytes]) -> str:
         base = comparison.meta["baseline"]
         cnames = list(comparison)
         cmarks = Footnotes()
-        crow = comparison._rows(cnames, cmarks)
+        crow = metric_rows(comparison, cmarks)
         parts += [
             f"<h2>Paired differences against {html.escape(base)}</h2>",
             "<p>Both structures are evaluated on the same simulated firms, so the standard "

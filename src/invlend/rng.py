@@ -52,7 +52,8 @@ from __future__ import annotations
 from enum import IntEnum
 
 import numpy as np
-from numba.extending import register_jitable
+
+from invlend._numba import register_jitable
 
 __all__ = [
     "STREAM_VERSION",

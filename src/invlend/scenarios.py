@@ -11,21 +11,14 @@ True
 
 from __future__ import annotations
 
-import tomllib
-from functools import cache
-from importlib import resources
-
-from invlend.config import Scenario
+from invlend.config import Scenario, default_scenario_toml
 
 __all__ = ["default_scenario", "default_scenario_toml"]
 
-
-def default_scenario_toml() -> str:
-    """The built-in scenario as commented TOML, each number with its source."""
-    return resources.files("invlend").joinpath("data/default_scenario.toml").read_text("utf-8")
+# The data and its parsing live in invlend.config (``Scenario.default`` needs them and config
+# must not import this module back); this module is the public path to them.
 
 
-@cache
 def default_scenario() -> Scenario:
     """The built-in five-stage scenario for Chinese technology SMEs (frozen, cached)."""
-    return Scenario.model_validate(tomllib.loads(default_scenario_toml()))
+    return Scenario.default()

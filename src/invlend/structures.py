@@ -27,11 +27,12 @@ Example
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from invlend.config import Linkage, Loan, Screening, Structure, Warrant
 
-__all__ = ["default_structures", "pure_loan", "vc_linked", "warrant_loan"]
+__all__ = ["default_structures", "pure_loan", "structure_list", "vc_linked", "warrant_loan"]
 
 _COMPONENTS = ("warrant", "equity", "linkage", "screening", "risk_share", "risk_pool", "name")
 
@@ -123,3 +124,20 @@ def vc_linked(**terms: Any) -> Structure:
 def default_structures() -> list[Structure]:
     """The three presets with their default terms: pure loan, warrant loan, VC-linked."""
     return [pure_loan(), warrant_loan(), vc_linked()]
+
+
+def structure_list(structures: Structure | Sequence[Structure] | None) -> list[Structure]:
+    """The ``structures`` argument of :func:`invlend.simulate` and its kin, as a list.
+
+    ``None`` gives :func:`default_structures`, one :class:`~invlend.Structure` a list of it;
+    any other iterable is listed and each element checked (``TypeError`` naming its index).
+    """
+    if structures is None:
+        return default_structures()
+    if isinstance(structures, Structure):
+        return [structures]
+    out = list(structures)
+    for i, s in enumerate(out):
+        if not isinstance(s, Structure):
+            raise TypeError(f"structures[{i}]: expected an invlend.Structure, got {type(s)!r}")
+    return out

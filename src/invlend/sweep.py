@@ -32,7 +32,6 @@ import math
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,6 +40,7 @@ from scipy.optimize import brentq
 
 from invlend import _checks
 from invlend import metrics as M
+from invlend._tables import Footnotes, Rows, text_table
 from invlend.config import (
     Equity,
     FundingCycle,
@@ -50,8 +50,9 @@ from invlend.config import (
     Structure,
     Warrant,
 )
-from invlend.engine import _as_structures, simulate
-from invlend.results import Summary, _pandas, write_csv
+from invlend.engine import simulate
+from invlend.results import Summary
+from invlend.structures import structure_list
 
 __all__ = ["Breakeven", "SweepResult", "breakeven", "sensitivity", "set_param", "sweep"]
 
@@ -88,7 +89,10 @@ def _set_scenario(scenario: Scenario, keys: list[str], value: Any, path: str) ->
             raise _bad_path(path, "a stage field needs 'stages.<name>.<field>'")
         names = [s["name"] for s in data["stages"]]
         ref = keys[1]
-        idx = names.index(ref) if ref in names else (int(ref) if ref.isdigit() else None)
+        try:
+            idx = scenario.stage_index(ref)
+        except KeyError:  # a stage may also be named by its position
+            idx = int(ref) if ref.isdigit() else None
         if idx is None or idx >= len(names):
             raise _bad_path(path, f"no stage {ref!r} (stages are {names})")
         _set_in(data["stages"][idx], [keys[2]], value, path)
@@ -155,8 +159,11 @@ def _check_path(scenario, structures, path, value) -> None:
 
 
 @dataclass(frozen=True)
-class SweepResult:
+class SweepResult(Rows):
     """Every metric of every structure at every point of a sweep.
+
+    ``print`` it (or :meth:`table`) for one metric as text; :meth:`records`, ``to_frame()``
+    and ``to_csv(path)`` export every metric in tidy rows.
 
     Attributes
     ----------
@@ -203,28 +210,20 @@ class SweepResult:
             se.append(e.se)
         return np.array(xs), np.array(est), np.array(se)
 
-    def to_frame(self):
-        """The tidy rows as a pandas DataFrame (needs pandas)."""
-        return _pandas().DataFrame.from_records(self.records())
-
-    def to_csv(self, path: str | Path) -> None:
-        """Write the tidy rows as CSV."""
-        fields = [*self.params, "structure", "metric", *M.Estimate._fields]
-        write_csv(path, self.records(), fields)
+    def fields(self) -> list[str]:
+        """The columns of :meth:`records`, in the order of ``to_csv``."""
+        return [*self.params, "structure", "metric", *M.Estimate._fields]
 
     def table(self, metric: str = "npv_per_principal") -> str:
         """A text table of one metric: a row per point, a column per structure."""
-        if metric not in M.METRICS:
-            raise ValueError(f"metric: unknown {metric!r}; choose from {list(M.METRICS)}")
-        from invlend.results import Footnotes, _table
-
+        metric = _checks.metric("metric", metric, M.METRICS)
         marks = Footnotes()
         rows = []
         for point, summ in zip(self.points, self.summaries, strict=True):
             row = [", ".join(f"{v:.6g}" for v in point)]
             row += [marks.cell(metric, summ[n][metric]) for n in self.structures]
             rows.append(row)
-        table = _table([", ".join(self.params), *self.structures], rows)
+        table = text_table([", ".join(self.params), *self.structures], rows)
         return f"{metric} by {', '.join(self.params)}\n{table}" + "".join(
             f"\n{line}" for line in marks.lines()
         )
@@ -237,6 +236,12 @@ class SweepResult:
         from invlend.plotting import plot_sweep
 
         return plot_sweep(self, metric=metric, **kw)
+
+
+def _need_seed(simulate_kw: dict[str, Any], who: str, what: str) -> None:
+    """Refuse ``seed=None``: fresh entropy per run would leave ``what`` of ``who`` unpaired."""
+    why = f"{who} needs a fixed seed so that {what} are paired"
+    _checks.seed("seed", simulate_kw.get("seed"), fixed=why)
 
 
 #: Most values of one swept parameter, and most points of a sweep (each point is a run).
@@ -277,7 +282,7 @@ def sweep(
         ``backend``, ...). Give a ``seed``: with ``seed=None`` each point would draw fresh
         entropy and the points would not be paired.
     """
-    structs = _as_structures(structures)
+    structs = structure_list(structures)
     params = (param,) if isinstance(param, str) else tuple(param)
     if not 1 <= len(params) <= 2:
         raise ValueError(f"param: give one or two parameter paths, got {len(params)}")
@@ -293,8 +298,7 @@ def sweep(
             f"{MAX_POINTS} runs in one sweep"
         )
     n_boot = _checks.count("n_boot", n_boot, low=0)
-    if simulate_kw.get("seed") is None:
-        raise ValueError("seed: a sweep needs a fixed seed so that its points are paired")
+    _need_seed(simulate_kw, "a sweep", "its points")
     for p, grid in zip(params, grids, strict=True):  # check every path and value up front
         for v in grid:
             _check_path(scenario, structs, p, v)
@@ -385,8 +389,7 @@ def breakeven(
         target = _checks.number("target", target)
     if against is not None and not isinstance(against, Structure):
         raise TypeError(f"against: expected an invlend.Structure, got {type(against)!r}")
-    if metric not in M.METRICS:
-        raise ValueError(f"metric: unknown {metric!r}; choose from {list(M.METRICS)}")
+    metric = _checks.metric("metric", metric, M.METRICS)
     if M.is_tail(metric):
         raise ValueError(f"metric: {metric!r} is a tail metric; break-even needs a smooth one")
     if isinstance(bracket, str | bytes) or not hasattr(bracket, "__len__") or len(bracket) != 2:
@@ -396,8 +399,7 @@ def breakeven(
         raise ValueError(f"bracket: need lo < hi, got {bracket}")
     if xtol is not None:
         xtol = _checks.number("xtol", xtol, low=0.0, low_open=True)
-    if simulate_kw.get("seed") is None:
-        raise ValueError("seed: break-even needs a fixed seed so that evaluations are paired")
+    _need_seed(simulate_kw, "break-even", "evaluations")
     structs = [structure] if against is None else [structure, against]
     if against is not None and against.name == structure.name:
         raise ValueError("against: give a structure with another name")
@@ -468,10 +470,8 @@ def sensitivity(
         raise ValueError(f"rel_change: must be in (0, 1), got {rel_change}")
     if isinstance(params, str):
         params = [params]
-    if metric not in M.METRICS:
-        raise ValueError(f"metric: unknown {metric!r}; choose from {list(M.METRICS)}")
-    if simulate_kw.get("seed") is None:
-        raise ValueError("seed: sensitivity needs a fixed seed so that its runs are paired")
+    metric = _checks.metric("metric", metric, M.METRICS)
+    _need_seed(simulate_kw, "sensitivity", "its runs")
     base = simulate(scenario, structure, **simulate_kw).summary(n_boot=0)[structure.name][metric]
     out: dict[str, dict[str, float]] = {}
     for p in params:
@@ -493,8 +493,10 @@ def _get_param(scenario: Scenario, structure: Structure, path: str) -> float:
     if keys[0] in Scenario.model_fields:
         node: Any = scenario.model_dump()
         if keys[0] == "stages" and len(keys) == 3:
-            names = [s["name"] for s in node["stages"]]
-            idx = names.index(keys[1]) if keys[1] in names else int(keys[1])
+            try:
+                idx = scenario.stage_index(keys[1])
+            except KeyError:  # checked by _check_path: a stage's position
+                idx = int(keys[1])
             return float(node["stages"][idx][keys[2]])
     else:
         node = structure.model_dump()

@@ -37,6 +37,7 @@ from scipy import stats
 
 import invlend as il
 from invlend import closed_forms as cf
+from invlend._tables import text_table
 
 __all__ = ["CASES", "Check", "Report", "run"]
 
@@ -116,23 +117,13 @@ class Report:
                     result,
                 ]
             )
-        widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
-
-        def line(r: list[str]) -> str:
-            return "  ".join(
-                x.ljust(w) if i < 2 else x.rjust(w)
-                for i, (x, w) in enumerate(zip(r, widths, strict=True))
-            )
-
         n_fail = sum(not c.passed for c in self.checks if not c.info)
         counted = sum(not c.info for c in self.checks)
         size = "quick" if self.quick else "full"
         out = [
             f"invlend validate ({size} run, seed {self.seed}): pass when |estimate - reference|"
             " <= 4 SE + |bias|",
-            line(head),
-            "-" * len(line(head)),
-            *(line(r) for r in rows),
+            text_table(head, rows, left=2),
             "",
             f"{counted - n_fail} of {counted} checks passed"
             + ("" if n_fail == 0 else f"; {n_fail} FAILED"),

@@ -22,7 +22,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba.extending import register_jitable
+
+from invlend._numba import register_jitable
 
 __all__ = ["BRACKET", "MAX_NEWTON", "irr_row", "newton_step", "rate_of", "row_kind"]
 
