@@ -134,3 +134,10 @@ def test_no_private_names_across_modules(name):
 @pytest.mark.parametrize("name", KERNELS)
 def test_kernels_do_not_import_the_models(name):
     assert not {"invlend.config", "invlend.results", "invlend.engine"} & GRAPH[name], name
+
+
+def test_every_package_folder_is_a_regular_package():
+    # setuptools' find_packages (pyproject.toml) leaves a folder without __init__.py out of
+    # the wheel, although an editable install imports it as a namespace package.
+    folders = {p.parent for p in SRC.rglob("*.py") if "__pycache__" not in p.parts}
+    assert all((f / "__init__.py").exists() for f in folders), sorted(map(str, folders))
