@@ -146,8 +146,8 @@ def check(n_portfolios: int) -> list[str]:
         gpu = il.simulate(sc, structures, backend="cuda", **kw)
         worst = 0.0
         identical = 0
-        for key, want in cpu._arrays.items():
-            got = gpu._arrays[key]
+        for key, want in cpu.arrays.items():
+            got = gpu.arrays[key]
             if want.dtype.kind in "iub":
                 if not np.array_equal(got, want):
                     bad = int((got != want).sum())
@@ -164,7 +164,7 @@ def check(n_portfolios: int) -> list[str]:
         n = n_portfolios * SIZE
         lines.append(
             f"- {name}: {n:,} firm-paths, {len(structures)} structures: events, steps, "
-            f"stages and regimes identical; {identical}/{len(cpu._arrays)} arrays bit-identical, "
+            f"stages and regimes identical; {identical}/{len(cpu.arrays)} arrays bit-identical, "
             f"largest difference {worst:.1e} of an array's scale (tolerance {RTOL:g})"
         )
         print(lines[-1], flush=True)

@@ -28,7 +28,7 @@ import pytest
 import invlend as il
 from invlend._sim import cpu as K
 from invlend._sim import layout as L
-from test_performance import _cash_flow_rows
+from test_fast_paths import _cash_flow_rows
 
 SEED = 20261201
 TESTS = Path(__file__).resolve().parent
@@ -127,10 +127,10 @@ def assert_backends_agree(cpu, gpu) -> int:
     from invlend._sim.cuda import RTOL
 
     assert gpu.backend == "cuda" and cpu.backend == "cpu"
-    assert sorted(cpu._arrays) == sorted(gpu._arrays)
+    assert sorted(cpu.arrays) == sorted(gpu.arrays)
     identical = 0
-    for key, want in cpu._arrays.items():
-        got = gpu._arrays[key]
+    for key, want in cpu.arrays.items():
+        got = gpu.arrays[key]
         assert got.dtype == want.dtype and got.shape == want.shape, key
         if want.dtype.kind in "iub":
             np.testing.assert_array_equal(got, want, err_msg=key)
@@ -148,21 +148,21 @@ def test_cuda_equals_cpu_under_the_simulator(cuda_results, case):
     cpu = il.simulate(scenario, structures, backend="cpu", **kw)
     gpu = il.load(cuda_results / f"{case}.npz")
     identical = assert_backends_agree(cpu, gpu)
-    print(f"{case}: {identical}/{len(cpu._arrays)} arrays bit-identical")
+    print(f"{case}: {identical}/{len(cpu.arrays)} arrays bit-identical")
     assert gpu.versions["cuda_device"] == "simulator"
     # The cases exercise what they are named for.
     first = cpu[structures[0].name]
     if case == "cycle":
-        assert 0.0 < np.mean(cpu._arrays["cold_share"]) < 1.0
+        assert 0.0 < np.mean(cpu.arrays["cold_share"]) < 1.0
     if case == "pool_screening":
-        agg = cpu._arrays["s0.agg"]
+        agg = cpu.arrays["s0.agg"]
         assert (agg[:, L.AGG_POOL_PAID] < agg[:, L.AGG_POOL_CLAIMS]).any()  # the cap binds
         assert np.isnan(cpu["screened"].npv).any()  # rejected applicants
     if case == "jumps_barrier":
         steps = first.outcomes.time  # defaults before the horizon, barrier or hazard
         assert (first.outcomes.event == il.Event.DEFAULT).sum() > 0 and steps.min() < 5.0
     if "sample_paths" in kw:
-        assert np.isfinite(cpu._arrays["g0.paths"][:, 0]).all()
+        assert np.isfinite(cpu.arrays["g0.paths"][:, 0]).all()
 
 
 def test_auto_picks_cpu_under_the_simulator(cuda_results):
@@ -258,8 +258,8 @@ def test_auto_without_a_gpu_runs_cpu():
     auto = il.simulate(il.Scenario.default(), backend="auto", **kw)
     cpu = il.simulate(il.Scenario.default(), backend="cpu", **kw)
     assert auto.backend == "cpu"
-    for key, want in cpu._arrays.items():
-        np.testing.assert_array_equal(auto._arrays[key], want, err_msg=key)
+    for key, want in cpu.arrays.items():
+        np.testing.assert_array_equal(auto.arrays[key], want, err_msg=key)
 
 
 def test_importing_invlend_does_not_import_numba_cuda(tmp_path):
