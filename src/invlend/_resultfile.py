@@ -37,9 +37,8 @@ _MAX_META_BYTES = 16 * 2**20
 _MAX_HEADER_BYTES = 10_000 + 12
 _READ_CHUNK = 16 * 2**20  # bytes decompressed at a time
 _ZIP_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)  # what numpy.savez writes
-_META_FIELDS = ("format", "format_version", "n_portfolios", "portfolio_size", "seed",
-                "seed_spawn_key", "backend", "versions", "keep", "group_of", "scenario",
-                "structures")  # fmt: skip
+# The record of the run (RunInfo) and its inputs, under the file's format and version.
+_META_FIELDS = ("format", "format_version", *RunInfo._fields, "group_of", "scenario", "structures")
 
 
 class ResultFileError(ValueError):
