@@ -36,7 +36,9 @@ def test_shipped_sets_load_with_sources_and_marks():
     for name in SETS:
         ts = il.load_targets(name)
         assert ts.name == name
-        assert "domain.md §" in ts.reference and ts.source and ts.title
+        assert ts.reference.startswith("docs/sources.md: ") and ts.source and ts.title
+        # primary sources are cited, never the project's research notes or their sections
+        assert "domain.md" not in str(ts.model_dump()) and "§" not in str(ts.model_dump())
         for t in ts.targets:
             assert t.mark in {"S", "C", "E"} and t.source
     # the files are package data: pyproject's globs, relative to the package, cover them
@@ -88,7 +90,7 @@ def _round_trip_set(truth: il.Scenario) -> il.TargetSet:
         dict(name="alive_b_3y", outcome="alive", start_stage="b", horizon_years=3.0),
         dict(name="exit_b", outcome="exit", start_stage="b"),
     ]
-    draft = il.TargetSet(name="draft", title="t", source="s", reference="domain.md §0",
+    draft = il.TargetSet(name="draft", title="t", source="s", reference="docs/sources.md",
                          start_stage="a",
                          targets=[Target(value=0.5, mark="C", source="model", **s)
                                   for s in specs])  # fmt: skip
@@ -179,14 +181,15 @@ def test_inconsistent_targets_keep_their_residuals(default_scenario):
 
 
 def test_default_scenario_on_its_own_targets(default_scenario):
-    # The built-in scenario's default hazards are the "CN bank book" column of domain.md §6.1,
-    # set for a book that defaults at about 2-4% a year.
+    # The built-in scenario's default hazards are the project's "CN bank book" estimates
+    # (docs/sources.md), set for a book that defaults at about 2-4% a year.
     rep = il.calibration_report(default_scenario, "cn_bank_book")
     print(rep)
     rows = {r.name: r for r in rep.rows}
     assert abs(rows["book_default_1y"].residual_pp) <= 2.0
     assert abs(rows["early_default_1y"].residual_pp) <= 2.0
-    # the seed-stage hazard (0.12) is above §3.5's 4-8% for seed credit loans: stated in the docs
+    # the seed-stage hazard (0.12) is above the estimated 4-8% for seed credit loans (both [E]):
+    # stated in the docs
     assert rows["seed_default_1y"].residual_pp > 2.0
     assert rows["seed_default_1y"].model == pytest.approx(
         il.cohort(default_scenario, "seed", horizon_years=1.0).default, abs=1e-13
@@ -245,7 +248,7 @@ GOOD = """
 name = "mine"
 title = "t"
 source = "s"
-reference = "domain.md §1"
+reference = "docs/sources.md"
 start_stage = "seed"
 
 [[targets]]
@@ -276,7 +279,7 @@ def write(tmp_path, text: str) -> Path:
         (("value = 0.5", "value = 0.5\nvalu = 0.4"), r"targets\[0\]\.valu: Extra inputs"),
         (("source = \"me\"", "source = \"\""), r"targets\[0\]\.source"),
         (("outcome = \"default\"", "outcome = \"alive\""), r"\[0\]\.horizon_years: .*'alive'"),
-        (("reference = \"domain.md §1\"\n", ""), r"reference: Field required"),
+        (("reference = \"docs/sources.md\"\n", ""), r"reference: Field required"),
         (("name = \"x\"", "name = \"9x\""), r"targets\[0\]: name: target name '9x'"),
         (("start_stage = \"seed\"", "start_stage = \"seed\"\nfree = [\"drift\"]"), r"free\[0\]"),
     ],

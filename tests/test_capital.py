@@ -12,8 +12,9 @@ import invlend
 from invlend import capital as cap
 from invlend import closed_forms as cf
 
-# Basel II Annex 5 illustrative IRB risk weights, LGD 45%, M = 2.5, in percent (domain.md §5.2
-# [S]): PD -> (corporate S = 50, corporate SME S = 5, other retail).
+# Basel II Annex 5 illustrative IRB risk weights, LGD 45%, M = 2.5, in percent (BCBS 2006,
+# docs/sources.md [S]; the other-retail cell at PD 3% was not seen in the table and is [C]):
+# PD -> (corporate S = 50, corporate SME S = 5, other retail).
 ANNEX5 = {
     0.0003: (14.44, 11.30, 4.45),
     0.01: (92.32, 72.40, 45.77),
@@ -69,7 +70,7 @@ def test_annex5_table(pd):
 
 def test_annex5_rounding_and_the_one_cell_that_does_not_round():
     # Eight of the nine cells are the exact values rounded to 0.01 pp. The SME cell at PD 1% is
-    # 72.3947 exactly (domain.md: "mine 72.39"), published as 72.40: 0.0053 pp off, more than
+    # 72.3947 exactly (72.39 when rounded), published as 72.40: 0.0053 pp off, more than
     # rounding allows. No single rounding of an intermediate (Phi^-1(0.999) to 3.09 or 3.0902,
     # R or b to 2-4 decimals) reproduces all nine cells, so the formula here is kept exact.
     for pd, published in ANNEX5.items():
@@ -94,8 +95,9 @@ def test_sales_50_is_no_sme_adjustment():
     assert np.all(five < none)
 
 
-def test_pd_10_percent_domain_values():
-    # domain.md §5.2 [C]: R = 0.1208 (S = 50) and 0.0808 (S = 5); RW 193.09% and 146.51%.
+def test_pd_10_percent_computed_values():
+    # Computed from Basel II ¶272-273 [C] (docs/sources.md): R = 0.1208 (S = 50) and 0.0808
+    # (S = 5); RW 193.09% and 146.51%.
     assert r_corporate(0.10) == pytest.approx(0.1208, abs=5e-5)
     assert r_corporate(0.10, 5) == pytest.approx(0.0808, abs=5e-5)
     assert 100 * cap.irb_risk_weight(0.10, 0.45) == pytest.approx(193.09, abs=ANNEX5_TOL_PP)
@@ -174,7 +176,7 @@ def test_zero_at_pd_zero_without_floor_and_floor_binds():
 
 def test_maturity_factor_is_one_at_one_year():
     # At M = 1 the maturity factor (1 + (M - 2.5) b)/(1 - 1.5 b) is 1, so K is the Vasicek
-    # unexpected loss LGD (L_0.999 - PD) of the large homogeneous portfolio (domain.md §5.1).
+    # unexpected loss LGD (L_0.999 - PD) of the large homogeneous portfolio (Vasicek 2002).
     for pd in (0.0003, 0.01, 0.1):
         r = r_corporate(pd)
         vasicek = 0.45 * (cf.vasicek_quantile(pd, r, 0.999) - pd)

@@ -1,5 +1,6 @@
-"""invlend.cohort: the stage chain solved exactly, against hand algebra, domain.md, the
-quadrature's own convergence, an independent integration, the closed forms and simulation."""
+"""invlend.cohort: the stage chain solved exactly, against hand algebra, the chain values of
+docs/sources.md, the quadrature's own convergence, an independent integration, the closed forms
+and simulation."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from invlend import validation
 
 cohort_module = importlib.import_module("invlend.cohort")
 
-# domain.md §6.1: (name, advance, M&A, IPO, failure) per stage, US VC-backed and CN-VC.
+# The project's estimated hazards [E] (docs/sources.md, "Estimates of the project"): (name,
+# advance, M&A, IPO, failure) per stage, US VC-backed and CN-VC.
 US = [
     ("seed", 0.22, 0.03, 0.000, 0.25),
     ("early", 0.25, 0.05, 0.003, 0.15),
@@ -71,7 +73,7 @@ def test_one_stage_by_hand():
     assert h.alive == pytest.approx(survival, abs=1e-14)
     assert h.alive_in["only"] == pytest.approx(survival, abs=1e-14)
     assert h.expected_years == pytest.approx(-math.expm1(-total * t) / total, abs=1e-14)
-    # domain.md §4.6 worked values
+    # the worked values of the competing-hazards formula [C] (docs/validation.md)
     assert [h.default, h.ipo, h.ma, h.alive] == pytest.approx(
         [0.296715, 0.098905, 0.197810, 0.406570], abs=5e-7
     )
@@ -114,10 +116,10 @@ def test_two_stages_by_hand():
     assert cm.default == pytest.approx(0.25 * c.default + 0.75 * cb.default, abs=1e-14)
 
 
-# ------------------------------------------------------------------ domain.md §6.1
+# ------------------------------------------- the project's hazard tables (docs/sources.md)
 
 
-def test_domain_us_chain_from_seed():
+def test_us_chain_from_seed():
     c = il.cohort(chain_scenario(US), "seed")
     print(c)
     assert digits(c.reach["early"], "0.44")
@@ -126,11 +128,11 @@ def test_domain_us_chain_from_seed():
     assert digits(c.ma, "0.206")
     assert digits(c.ipo, "0.038")
     assert digits(c.default, "0.755")
-    # domain.md writes "4.0 y": the chain gives 4.054, which it truncated (4.1 when rounded)
+    # the chain gives 4.054 years, quoted as 4.05 in docs/sources.md and docs/calibration.md
     assert digits(c.expected_years, "4.05")
 
 
-def test_domain_us_and_cn_chains_from_series_a():
+def test_us_and_cn_chains_from_series_a():
     us = il.cohort(chain_scenario(US), "early")
     assert digits(us.ma, "0.33") and digits(us.ipo, "0.087") and digits(us.default, "0.58")
     cn = il.cohort(chain_scenario(CN_VC), "early")

@@ -1,6 +1,6 @@
 """Exact tests of the kernels (numba and their numpy twins) on hand-set inputs.
 
-Every expected number is worked out by hand below from the cash-flow rules of DESIGN.md §2:
+Every expected number is worked out by hand below from the cash-flow rules of docs/model.md:
 a bullet loan pays its coupon ``rate * dt * balance`` each step and the principal at maturity;
 a default at step k recovers ``min(outstanding, recovery_rate * V + collateral * P)``; an exit
 before maturity prepays ``min(outstanding, exit value)`` plus that step's coupon; at maturity a

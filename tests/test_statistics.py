@@ -38,7 +38,7 @@ def outcomes(scenario, *, n_portfolios, portfolio_size, seed, structure=None):
 
 
 # =============================================================================================
-# Competing hazards (domain.md §4.6)
+# Competing hazards (competing exponential risks; worked values [C], docs/validation.md)
 # =============================================================================================
 
 HAZARDS = dict(default_hazard=0.15, ipo_hazard=0.05, ma_hazard=0.10)
@@ -58,7 +58,7 @@ def test_competing_hazards_event_probabilities(competing):
     refs = {DEFAULT: 0.296715, IPO: 0.098905, MA: 0.197810, NONE: 0.406570}
     total = sum(HAZARDS.values())
     for (code, ref), lam in zip(refs.items(), [*HAZARDS.values(), None], strict=True):
-        # the reference values of domain.md §4.6, rebuilt from the formula
+        # the worked reference values [C], rebuilt from the formula
         exact = math.exp(-total * 3.0) if lam is None else lam / total * -math.expm1(-total * 3.0)
         assert exact == pytest.approx(ref, abs=5e-7)
         assert_mc_close(
@@ -193,8 +193,9 @@ def test_value_dispersion_and_quality_drift():
 
 
 def test_jumps_keep_the_arithmetic_drift_and_price_merton_1976():
-    # domain.md §4.5: S = K = 100, r = 0.05, sigma = 0.2, T = 1, lambda = 1, mu_J = -0.1,
-    # delta = 0.15 gives C = 12.7613. Under Q the drift is r; the engine compensates jumps.
+    # Merton (1976) test case [C]: S = K = 100, r = 0.05, sigma = 0.2, T = 1, lambda = 1,
+    # mu_J = -0.1, delta = 0.15 gives C = 12.7613. Under Q the drift is r; the engine
+    # compensates jumps.
     r = 0.05
     sc = plain_scenario(
         [one_stage(initial_value=100.0, drift=r, volatility=0.2)],
@@ -420,7 +421,7 @@ def test_merton_zero_coupon_loan(face, r, sigma, horizon, debt_ref):
     # Zero-rate bullet loan of principal D = ltv * V0 due at T, recovery_rate 1: the bank
     # receives min(V_T, D) at T, so E[NPV] = -D + D e^{-rT} - Put_BS(V0, D, r, sigma, T).
     debt, pd_ref = _merton_debt(100.0, face, r, sigma, horizon)
-    assert debt == pytest.approx(debt_ref, abs=1e-4)  # domain.md §4.1
+    assert debt == pytest.approx(debt_ref, abs=1e-4)  # Merton (1974) test values [C]
     sc = plain_scenario(
         [one_stage(initial_value=100.0, drift=r, volatility=sigma)],
         market=il.Market(discount_rate=r, factor_loading=0.0),
@@ -474,9 +475,9 @@ def _discrete_barrier_pd(mu, sigma, horizon, steps, barrier, h=0.002):
 
 @pytest.mark.slow
 def test_discretely_monitored_barrier_default():
-    # domain.md §4.2: V0 = 100, B = 60, mu = 0.10, sigma = 0.5, T = 3, monthly monitoring:
-    # an independent MC there gives 0.5231 (400k paths); the continuous formula 0.5836 does
-    # not apply to a barrier checked at step ends.
+    # Black & Cox (1976) test case [C]: V0 = 100, B = 60, mu = 0.10, sigma = 0.5, T = 3, monthly
+    # monitoring: an independent MC gives 0.5231 (400k paths); the continuous formula 0.5836
+    # does not apply to a barrier checked at step ends.
     ref = _discrete_barrier_pd(0.10, 0.5, 3.0, 36, 0.6)
     assert ref == pytest.approx(0.5231, abs=4 * binomial_se(0.5231, 400_000))
     sc = plain_scenario(

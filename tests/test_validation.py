@@ -13,6 +13,9 @@ from invlend import cli, validation
 from invlend import closed_forms as cf
 
 # --------------------------------------------------------------- closed forms vs sources
+# The worked values below are [C]: computed from the published formulas (Merton 1974, Black &
+# Cox 1976, Broadie, Glasserman & Kou 1997, Galai & Schneller 1978 with Hull's warrant example,
+# Merton 1976, Vasicek 2002; see docs/sources.md) and checked by independent Monte Carlo.
 
 
 def test_black_scholes_against_numerical_integration():
@@ -31,7 +34,7 @@ def test_black_scholes_against_numerical_integration():
 
 
 def test_galai_schneller_hull_example():
-    # domain.md §4.4: N = 1e6, M = 2e5, S = 40, K = 60, T = 5, r = 3%, sigma = 30%.
+    # Hull's warrant example [R]: N = 1e6, M = 2e5, S = 40, K = 60, T = 5, r = 3%, sigma = 30%.
     call = cf.bs_call(40.0, 60.0, 0.03, 0.30, 5.0)
     assert call == pytest.approx(7.0402, abs=5e-5)
     assert call / 1.2 == pytest.approx(5.8669, abs=5e-5)
@@ -45,7 +48,7 @@ def test_galai_schneller_hull_example():
         (100, 50, 0.03, 0.90, 5, 19.6909),
     ],
 )
-def test_merton_debt_matches_domain_table(v0, face, r, sigma, t, debt):
+def test_merton_debt_matches_worked_values(v0, face, r, sigma, t, debt):
     assert cf.merton_debt(v0, face, r, sigma, t) == pytest.approx(debt, abs=5e-5)
 
 
@@ -57,7 +60,7 @@ def test_merton_debt_matches_domain_table(v0, face, r, sigma, t, debt):
         (60, 0.10, 0.50, 3, 0.03, 0.617249),
     ],
 )
-def test_black_cox_matches_domain_table(b, mu, sigma, t, gamma, p):
+def test_black_cox_matches_worked_values(b, mu, sigma, t, gamma, p):
     assert cf.black_cox_default(100, b, mu, sigma, t, gamma) == pytest.approx(p, abs=5e-7)
 
 
@@ -109,8 +112,9 @@ def test_black_scholes_against_quantlib():
 
 
 @pytest.mark.parametrize(("m", "bgk", "mc"), [(12, 0.4781, 0.4823), (36, 0.5215, 0.5231)])
-def test_bgk_and_exact_discrete_barrier_match_domain_table(m, bgk, mc):
-    # domain.md §4.2: BGK values to 4 dp; its MC used 400k paths (SE about 0.0008).
+def test_bgk_and_exact_discrete_barrier_match_worked_values(m, bgk, mc):
+    # Black-Cox case with the BGK shift [C], to 4 dp; the independent MC used 400k paths (SE
+    # about 0.0008).
     shifted = cf.bgk_barrier(60.0, 0.5, 3.0 / m)
     assert cf.black_cox_default(100, shifted, 0.10, 0.5, 3.0) == pytest.approx(bgk, abs=5e-5)
     exact = cf.discrete_barrier_default(100, 60, 0.10, 0.5, 3.0, m)
@@ -124,7 +128,7 @@ def test_exact_discrete_barrier_with_one_date_is_a_normal_probability():
     assert p == pytest.approx(stats.norm.cdf(z), abs=1e-6)  # quadrature error ~1e-7
 
 
-def test_merton_jump_call_matches_domain_and_reduces_to_black_scholes():
+def test_merton_jump_call_matches_worked_value_and_reduces_to_black_scholes():
     assert cf.merton_jump_call(100, 100, 0.05, 0.2, 1.0, 1.0, -0.1, 0.15) == pytest.approx(
         12.7613, abs=5e-5
     )
@@ -133,7 +137,7 @@ def test_merton_jump_call_matches_domain_and_reduces_to_black_scholes():
     )
 
 
-def test_competing_hazards_match_domain():
+def test_competing_hazards_match_worked_values():
     probs, survival = cf.competing_hazards([0.15, 0.05, 0.10], 3.0)
     np.testing.assert_allclose(probs, [0.296715, 0.098905, 0.197810], atol=5e-7)
     assert survival == pytest.approx(0.406570, abs=5e-7)
@@ -147,7 +151,7 @@ def test_competing_hazards_match_domain():
         (0.10, 0.15, 0.46340, 0.33989, 0.90414),
     ],
 )
-def test_vasicek_matches_domain_table(p, rho, q999, q99, cdf2p):
+def test_vasicek_matches_worked_values(p, rho, q999, q99, cdf2p):
     assert cf.vasicek_quantile(p, rho, 0.999) == pytest.approx(q999, abs=5e-6)
     assert cf.vasicek_quantile(p, rho, 0.99) == pytest.approx(q99, abs=5e-6)
     assert cf.vasicek_cdf(2 * p, p, rho) == pytest.approx(cdf2p, abs=5e-6)

@@ -13,9 +13,9 @@ cohort model of :func:`invlend.cohort` computes exactly. A target is one of
   (``ipo`` among ``["ipo", "ma"]`` is the IPO share of exits),
 
 for a cohort that starts in ``start_stage`` (or the scenario's mix of stages). Sets ship as
-TOML files in ``invlend/data/targets/``, each target with its source and a mark from the
-project's domain research: [S] seen in the source, [C] computed from published numbers, [E]
-an estimate.
+TOML files in ``invlend/data/targets/``, each target with its source and a mark as in
+``docs/sources.md``: [S] seen in the source, [C] computed from published numbers, [E] an
+estimate.
 
 :func:`calibration_report` evaluates a scenario against a set; :func:`calibrate` fits stage
 hazards to it with ``scipy.optimize.least_squares`` on log-hazards, bounded by the
@@ -189,7 +189,8 @@ class TargetSet(InputModel):
     title, source : str
         What the numbers are and where they were published.
     reference : str
-        The section of the project's domain research (``domain.md``) that quotes them.
+        Where the project's bibliography lists the primary source: ``docs/sources.md`` and
+        the source's author and year there (for a set of your own, any citation).
     start_stage : str, optional
         Stage the cohort starts in (``None``: the scenario's mix of starting stages).
     horizon_years : float, optional

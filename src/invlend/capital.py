@@ -3,11 +3,12 @@ r"""Bank capital: Basel IRB risk weights, equity risk weights, RAROC and EVA.
 Overview
 --------
 A bank in 投贷联动 holds capital against two things: the loan (credit risk, here the Basel
-internal-ratings-based formula of domain.md §5.2) and, where its investment arm takes a stake,
+internal-ratings-based formula of Basel II ¶272-273) and, where its investment arm takes a stake,
 the equity (a flat risk weight). :func:`irb_capital` gives the capital requirement ``K`` per
 unit of exposure at default, :func:`irb_risk_weight` the risk weight ``12.5 K``,
 :func:`equity_risk_weight` the weight of an equity stake under a named framework, and
-:func:`raroc` / :func:`eva` the return on that capital (domain.md §5.3).
+:func:`raroc` / :func:`eva` the return on that capital (the standard RAROC and EVA
+definitions, see ``docs/sources.md``).
 
 Units: probabilities, LGD, risk weights and capital are fractions (a risk weight of 0.9232 is
 92.32%); maturities in years; sales in millions of euro. Risk-weighted assets are
@@ -17,8 +18,9 @@ The IRB functions are vectorised: ``pd``, ``lgd``, ``maturity_years`` and ``sale
 broadcast with numpy rules; scalars in give a Python ``float`` out.
 
 Sources: the IRB formulas are Basel II (June 2006 comprehensive version) ¶272-273 and ¶330
-with the BCBS *Explanatory Note on the IRB Risk Weight Functions* (2005), reproduced against
-Basel II Annex 5 in domain.md §5.2 [S]. Other paragraph numbers cited here (¶44, ¶231, ¶285,
+with the BCBS *Explanatory Note on the IRB Risk Weight Functions* (2005) [S], reproduced
+against the illustrative risk weights of Basel II Annex 5 [S]. Other paragraph numbers cited
+here (¶44, ¶231, ¶285,
 ¶318, ¶320, ¶331, ¶344) are recalled [R]; the numbers they carry are marked where they are used.
 
 Example
@@ -52,7 +54,7 @@ __all__ = [
     "raroc",
 ]
 
-# Basel II ¶272-273 and the BCBS Explanatory Note (2005), domain.md §5.2 [S]: the confidence
+# Basel II ¶272-273 and the BCBS Explanatory Note (2005) [S]: the confidence
 # level of the one-factor model and the constants of the correlation and maturity functions.
 #: Minimum total capital ratio (Basel II ¶40 [R]): capital is 8% of risk-weighted assets, so a
 #: risk weight RW costs ``MIN_CAPITAL_RATIO * RW`` of capital per unit of exposure.
@@ -128,7 +130,7 @@ def _irb_capital(
 ) -> np.ndarray:
     """Unscaled ``K`` per unit EAD on validated, floored, clamped arrays (broadcast)."""
     r = _correlation_retail(pd) if retail else _correlation_corporate(pd, sales)
-    # Conditional PD at the 99.9% quantile of the systematic factor (Vasicek; domain.md §5.1).
+    # Conditional PD at the 99.9% quantile of the systematic factor (Vasicek 2002).
     # At PD = 1 it is ndtr(+inf) = 1 and at PD = 0 it is ndtr(-inf) = 0: K is 0 at both ends.
     conditional = ndtr((ndtri(pd) + np.sqrt(r) * _Z_CONFIDENCE) / np.sqrt(1.0 - r))
     k = lgd * (conditional - pd)
@@ -149,7 +151,7 @@ def irb_capital(
 ):
     r"""Basel IRB capital requirement ``K`` per unit of exposure at default.
 
-    For ``kind="corporate"`` (Basel II ¶272-273; domain.md §5.2):
+    For ``kind="corporate"`` (Basel II ¶272-273; BCBS Explanatory Note 2005):
 
     .. math::
 
@@ -168,7 +170,7 @@ def irb_capital(
     ``scaling``.
 
     The maturity factor equals 1 at M = 1 year (not at 2.5): there ``K`` is the Vasicek
-    unexpected loss ``LGD (L_0.999 - PD)`` of domain.md §5.1.
+    unexpected loss ``LGD (L_0.999 - PD)`` of the large homogeneous portfolio (Vasicek 2002).
 
     Parameters
     ----------
@@ -193,9 +195,9 @@ def irb_capital(
         Basel III (BCBS d424, 2017) raises it to 0.05% [R]; pass ``pd_floor=0.0005`` for that.
         ``0`` disables the floor. Annex 5's first row (PD 0.03%) sits on the floor.
     scaling : float, default 1.0
-        Multiplier on ``K``: Basel II (¶44 [R]) and the EU CRR apply 1.06 to IRB credit RWA
-        (domain.md §5.2 [S]); Annex 5 does not, and Basel III (d424) removes it [R]. Must be
-        > 0.
+        Multiplier on ``K``: Basel II and the EU CRR apply 1.06 to IRB credit RWA [S] (the
+        paragraph, ¶44, is [R]); Annex 5 does not, and Basel III (d424) removes it [R]. Must
+        be > 0.
 
     Returns
     -------
@@ -292,10 +294,10 @@ class EquityWeight(NamedTuple):
 
     weight: float  #: risk weight as a fraction (2.5 for 250%)
     source: str  #: where the number comes from
-    mark: str  #: domain.md convention: "S" seen in a source, "R" recalled, "E" estimate
+    mark: str  #: "S" seen in a source, "R" recalled, "E" estimate (as in docs/sources.md)
 
 
-#: Equity risk weights by framework and kind, read-only. Marks follow domain.md: [S] seen in a
+#: Equity risk weights by framework and kind, read-only. Marks as in docs/sources.md: [S] seen in a
 #: source (here: in national rulebooks that transpose the Basel text), [R] recalled and not
 #: re-read in a source. The Chinese weights are [R]: check them before relying on them.
 EQUITY_RISK_WEIGHTS = MappingProxyType(
@@ -417,7 +419,8 @@ def equity_risk_weight(kind: str = "speculative_unlisted", framework: str = "bas
 # Return on capital
 # --------------------------------------------------------------------------------------------
 
-#: RAROC hurdle (cost of equity), domain.md §6.2 "Capital" row and §5.3 (10-15%) [E].
+#: RAROC hurdle (cost of equity): an estimate of the project, within the 10-15% cost of equity
+#: banks are taken to face (also an estimate; see docs/sources.md) [E].
 DEFAULT_HURDLE = 0.12
 
 
@@ -430,7 +433,7 @@ def _return_inputs(expected_return, expected_loss, capital):
 
 
 def raroc(expected_return, expected_loss, capital):
-    r"""Risk-adjusted return on capital, domain.md §5.3.
+    r"""Risk-adjusted return on capital (the standard definition, see ``docs/sources.md``).
 
     .. math::
 
@@ -475,7 +478,7 @@ def raroc(expected_return, expected_loss, capital):
 
 
 def eva(expected_return, expected_loss, capital, hurdle: float = DEFAULT_HURDLE):
-    r"""Economic value added: the return above the cost of the capital held, domain.md §5.3.
+    r"""Economic value added: the return above the cost of the capital held.
 
     .. math::
 
@@ -494,8 +497,8 @@ def eva(expected_return, expected_loss, capital, hurdle: float = DEFAULT_HURDLE)
     capital : float or array_like
         Capital held; finite, >= 0.
     hurdle : float, default 0.12
-        Hurdle rate h (cost of equity) over the same period as the return: 12%, the
-        domain.md §6.2 default within the 10-15% of §5.3 [E]. Finite.
+        Hurdle rate h (cost of equity) over the same period as the return: 12%, an estimate
+        of the project within an estimated 10-15% cost of equity [E]. Finite.
 
     Returns
     -------

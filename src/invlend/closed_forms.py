@@ -1,10 +1,12 @@
-r"""Closed forms the simulation must reproduce (reference/domain.md sections 4-5).
+r"""Closed forms the simulation must reproduce (the sources are listed in ``docs/sources.md``).
 
 Overview
 --------
 Pure functions of scalars (numpy where vectorised use is natural). They are the references of
-:mod:`invlend.validation` and are themselves checked in the tests against the worked values of
-domain.md and against independent computations (numerical integration with scipy).
+:mod:`invlend.validation` and are themselves checked in the tests against worked values
+computed from the published formulas (Merton 1974, Black & Cox 1976, Broadie, Glasserman &
+Kou 1997, Galai & Schneller 1978, Merton 1976, Vasicek 2002) and against independent
+computations (numerical integration with scipy).
 
 Example
 -------
@@ -41,7 +43,7 @@ __all__ = [
     "vasicek_quantile",
 ]
 
-#: Broadie-Glasserman-Kou constant ``-zeta(1/2) / sqrt(2 pi)`` (domain.md §4.3).
+#: Broadie-Glasserman-Kou constant ``-zeta(1/2) / sqrt(2 pi)`` (Broadie, Glasserman & Kou 1997).
 BGK_BETA = 0.5825971579390106
 
 
@@ -69,7 +71,7 @@ def black_cox_default(
 ) -> float:
     """Probability that GBM (arithmetic drift ``mu``) hits ``barrier * e^{gamma s}`` by ``t``.
 
-    Continuous monitoring (Black & Cox 1976; domain.md §4.2).
+    Continuous monitoring (Black & Cox 1976).
     """
     x0 = math.log(v0 / barrier)
     nu = mu - 0.5 * sigma**2 - gamma
@@ -91,7 +93,8 @@ def discrete_barrier_default(
 
     Computed by propagating the density of ``log V`` on a grid above the barrier, step by
     step, with the exact Gaussian transition (trapezoidal rule; error O(grid spacing^2),
-    about 5e-6 with the default 4000 points on the domain.md §4.2 case). This is the exact
+    about 5e-6 with the default 4000 points on the barrier case of ``docs/validation.md``:
+    V0 = 100, barrier 60, mu = 0.10, sigma = 0.5, T = 3, monthly). This is the exact
     discrete-monitoring reference the BGK shift approximates.
     """
     dt = t / n_steps

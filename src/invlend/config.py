@@ -181,19 +181,21 @@ class Market(InputModel):
     ----------
     discount_rate : float
         Continuously compounded annual rate at which the bank discounts cash flows.
-        Default 0.02: Chinese government bond yields of 1.5-2.0% (reference/domain.md §6.2,
-        marked there as not researched; an estimate).
+        Default 0.02: Chinese government bond yields of 1.5-2.0% (not researched; an
+        estimate of the project, see ``docs/sources.md``).
     factor_loading : float
         Loading ``a`` of each firm's growth shock on the portfolio's market factor; the asset
-        correlation between two firms is ``a**2``. Default 0.35 (``a**2 = 0.1225``), inside the
-        one-factor range rho = 0.12-0.20 of domain.md §6.2 and the Basel SME-adjusted
-        corporate correlation 0.08-0.20 (§5.2).
+        correlation between two firms is ``a**2``. Default 0.35 (``a**2 = 0.1225``, an
+        estimate), inside the project's one-factor range rho = 0.12-0.20 [E] and the Basel
+        SME-adjusted corporate correlation 0.08-0.20 (computed from the IRB formula of Basel II
+        ¶272-273).
     jump_rate : float
         Annual intensity of jumps in log firm value (compound Poisson). Default 0: no jumps
-        (an estimate; turn on for technology shocks such as a lost key contract, §4.5).
+        (an estimate; turn on for technology shocks such as a lost key contract).
     jump_mean, jump_vol : float
         Mean and standard deviation of each log-value jump. Defaults -0.10 and 0.15 are the
-        Merton (1976) test case of domain.md §4.5. Jumps are compensated, so ``drift`` stays
+        inputs of the project's Merton (1976) jump-diffusion test case (``docs/validation.md``).
+        Jumps are compensated, so ``drift`` stays
         the arithmetic drift of firm value.
     """
 
@@ -242,17 +244,17 @@ class FundingCycle(InputModel):
     ----------
     hot_to_cold, cold_to_hot : float
         Annual switching intensities; mean spells are their reciprocals. Defaults 0.25 and
-        0.5: hot markets last 4 years and cold ones 2 on average (estimates; the 2021 peak to
-        the 2022-24 trough of domain.md §1.1 and §7).
+        0.5: hot markets last 4 years and cold ones 2 on average (estimates, after the 2021
+        peak and the 2022-24 trough of Carta's round intervals).
     start : {"stationary", "hot", "cold"}
         Regime at time 0: drawn from the stationary distribution (the default) or fixed.
     hot, cold : Regime
         Multipliers in each state. Defaults: a cold market halves the advance hazard (Carta:
         the median seed-to-A interval went from 420 days in Q4 2021 to 774 days in Q4 2024,
-        and A-to-B intervals were 97% longer, domain.md §1.1), multiplies the default hazard
-        by 4 against a hot one (venture-debt defaults of about 1% in good times and 5-8% in a
-        tough environment, Kruze Consulting, §2; 4x is an estimate at the low end), lowers the
-        exit hazards to 0.7/1.15 of a hot market's and exit multiples to 0.8/1.1 (both
+        and A-to-B intervals were 97% longer), multiplies the default hazard by 4 against a
+        hot one (venture-debt defaults of about 1% in good times and 5-8% in a tough
+        environment, Kruze Consulting; 4x is an estimate at the low end), lowers the exit
+        hazards to 0.7/1.15 of a hot market's and exit multiples to 0.8/1.1 (both
         estimates). Each default multiplier averages 1 over the stationary distribution
         (1/3 cold): the cycle redistributes events in time without changing mean hazards.
     """
@@ -324,11 +326,12 @@ class Scenario(InputModel):
     -----
     Defaults (all estimates, the same as the built-in scenario; see ``docs/defaults.md``):
     ``value_dispersion`` 0.5, ``quality_drift`` 0.05, ``quality_hazard`` 0.3,
-    ``ipo_multiple`` 1.5 (Chinese IPO exits return about 4-5x book, Zero2IPO 2020, domain.md
-    §1.2; kept low because V is already a market value), ``ma_multiple`` 0.9 (30% of exited US
-    firms were acquired below capital raised, Sand Hill, §1.1), ``horizon_years`` 5 (a 3-year
-    loan and a 5-year warrant, §6.2), ``steps_per_year`` 12 (venture loans pay monthly, §2),
-    ``default_barrier`` 0 (failure comes from the hazards, §6.1).
+    ``ipo_multiple`` 1.5 (Chinese IPO exits return about 4-5x book, Zero2IPO 2020; kept low
+    because V is already a market value), ``ma_multiple`` 0.9 (30% of exited US firms were
+    acquired below capital raised, Sand Hill Econometrics), ``horizon_years`` 5 (a 3-year loan
+    and a 5-year warrant), ``steps_per_year`` 12 (venture loans pay monthly, Davis-Morse-Wang
+    slides 2018), ``default_barrier`` 0 (failure comes from the hazards; a value cutoff on top
+    of them would count failure twice).
     """
 
     stages: list[Stage] = Field(min_length=1, max_length=64)
@@ -516,12 +519,13 @@ class Loan(InputModel):
     ----------
     loan_to_value : float
         Principal as a fraction of the firm's value at entry ``V0``. Default 0.20: loan size
-        at most 20% of firm value (reference/domain.md §6.2, pure loan).
+        at most 20% of firm value (an estimate of the project for a credit loan).
     rate : float
         Annual interest rate on the outstanding balance, paid every step. Default 4.5%: the
-        1-year LPR 3.00% plus 150 bp (§3.4, §6.2).
+        1-year LPR 3.00% (PBoC, 20 May 2025) plus 150 bp (an estimate).
     maturity_years : float
-        Time to final repayment; must not exceed the scenario horizon. Default 3 years (§6.2).
+        Time to final repayment; must not exceed the scenario horizon. Default 3 years (an
+        estimate; venture loans run 36-48 months, venturecapitaltracker.com).
     interest_only_years : float
         Interest-only period, then linear amortisation to zero at maturity. ``None`` (the
         default) means equal to maturity: a bullet loan.
@@ -530,8 +534,9 @@ class Loan(InputModel):
     recovery_rate : float
         Fraction of the firm's value at default that the bank recovers (a distressed sale).
         Default 0.057, calibrated so that the pure loan's simulated LGD on the built-in
-        scenario is 65%, the unsecured credit-loan LGD of §6.2 (a hazard default leaves the
-        firm value near its entry value, so a rate applied to firm value must be small).
+        scenario is 65%, an estimated LGD for an unsecured credit loan (a hazard default
+        leaves the firm value near its entry value, so a rate applied to firm value must be
+        small).
     collateral : float
         Collateral (IP pledge, guarantees) recovered at a default, as a fraction of principal.
         The recovery is ``min(outstanding, recovery_rate * V + collateral * principal)``.
@@ -579,8 +584,9 @@ class Warrant(InputModel):
 
     Notes
     -----
-    Defaults from reference/domain.md §6.2: coverage 10% of principal (US practice 2-20%),
-    the bank keeps the whole gain, 5-year life.
+    Defaults (estimates of the project, see ``docs/defaults.md``): coverage 10% of principal
+    (US practice 2-10% of the loan, Kruze Consulting, and 5-20%, bizbuzzmag.org), the bank
+    keeps the whole gain, 5-year life.
     """
 
     coverage: Annotated[Number, Field(ge=0.0, le=10.0)] = 0.10
@@ -596,7 +602,7 @@ class Equity(InputModel):
     equity_to_value : float
         Amount invested as a fraction of ``V0``, buying that fraction of the firm at entry
         value; diluted by later rounds and paid pro rata after the loan at exit or horizon.
-        Default 0.03: the middle of the 1-5% stake of §6.2.
+        Default 0.03: the middle of an estimated 1-5% stake [E].
     """
 
     equity_to_value: Annotated[Number, Field(ge=0.0, le=1.0)] = 0.03
@@ -614,7 +620,8 @@ class Linkage(InputModel):
 
     Notes
     -----
-    Defaults are 1 (no partner); :func:`invlend.vc_linked` uses 0.75 and 1.2 (§6.2).
+    Defaults are 1 (no partner); :func:`invlend.vc_linked` uses 0.75 and 1.2 (estimates after
+    Puri & Zarutskie 2012 and Davis, Morse & Wang; see ``docs/defaults.md``).
     """
 
     default_hazard_multiplier: Annotated[Number, Field(ge=0.0, le=100.0)] = 1.0
@@ -659,8 +666,8 @@ class RiskShare(InputModel):
 
     Notes
     -----
-    Defaults (estimates; no published figures were found, domain.md §7): half of each loss
-    covered for 1% a year.
+    Defaults (estimates; no published figures were found, see ``docs/sources.md``): half of
+    each loss covered for 1% a year.
     """
 
     covered_fraction: Fraction = 0.5
@@ -680,13 +687,13 @@ class RiskPool(InputModel):
     Parameters
     ----------
     covered_fraction : float
-        Share of each credit loss claimed on the pool. Default 0.5 (an estimate: pilot
-        guidance calls for risk sharing with government compensation funds, domain.md §3.1,
-        but no published share was found, §7).
+        Share of each credit loss claimed on the pool. Default 0.5 (an estimate: the 2016
+        investment-lending pilot guidance of the CBRC, MOST and PBoC calls for risk sharing
+        with government compensation funds [R], but no published share was found).
     annual_cap : float
         Most the pool pays a portfolio in one year, as a fraction of the principal it lent.
         Default 0.02 (an estimate: about the 1.5-3% annual default of a sci-tech loan book,
-        §3.5, times the covered share).
+        itself an estimate, times the covered share).
     contribution : float
         Annual fee the bank pays into the pool on the outstanding balance. Default 0 (an
         estimate: pools are funded by local governments).

@@ -1,9 +1,9 @@
-"""Preset financing structures with terms from the domain research.
+"""Preset financing structures, with terms from the sources of ``docs/sources.md``.
 
 Overview
 --------
-Three structures the bank chooses between, on the same applicants (reference/domain.md §6.2;
-[S] seen in a source, [E] an estimate):
+Three structures the bank chooses between, on the same applicants (every term and its source
+is in ``docs/defaults.md``; [S] seen in a source, [C] computed, [E] an estimate of the project):
 
 * :func:`pure_loan` -- a bullet credit loan priced at the 1-year LPR plus 150 bp, screened
   by the bank alone with a noisy signal.
@@ -63,13 +63,13 @@ def _build(defaults: dict[str, Any], loan: dict[str, Any], terms: dict[str, Any]
 
 
 def pure_loan(**terms: Any) -> Structure:
-    """A plain credit loan (domain.md §6.2, "Pure loan" column).
+    """A plain credit loan.
 
-    Defaults: loan-to-value 0.20 (loan size <= 20% of firm value); rate 4.5% (1-year LPR
-    3.00% + 150 bp, §3.4/§6.2); 3-year bullet (§6.2); upfront fee 0.5% (middle of 0-1%, [E]);
-    recovery 5.7% of firm value at default, calibrated [C] so that the simulated LGD on the
-    built-in scenario is 65%, the unsecured credit-loan LGD of §6.2 (see ``docs/defaults.md``);
-    bank-alone screening (see module docs).
+    Defaults: loan-to-value 0.20 (loan size <= 20% of firm value, [E]); rate 4.5% (1-year LPR
+    3.00%, PBoC 20 May 2025 [S], + 150 bp [E]); 3-year bullet [E]; upfront fee 0.5% (middle of
+    0-1%, [E]); recovery 5.7% of firm value at default, calibrated [C] so that the simulated LGD
+    on the built-in scenario is 65%, an estimated unsecured credit-loan LGD [E] (see
+    ``docs/defaults.md``); bank-alone screening (see module docs).
     """
     loan = dict(
         loan_to_value=0.20,
@@ -84,14 +84,15 @@ def pure_loan(**terms: Any) -> Structure:
 
 
 def warrant_loan(**terms: Any) -> Structure:
-    """Venture debt with a warrant (认股选择权贷款; domain.md §2 and §6.2).
+    """Venture debt with a warrant (认股选择权贷款).
 
     Defaults: loan-to-value 0.10 (at Series A, up to 25% of the round or 10% of enterprise
     value, nighthawkpartners [S]); rate 4.0% (LPR + 100 bp: the warrant replaces part of the
-    spread, §6.2); 3 years with 6 months interest-only then linear amortisation (Davis-Morse-
-    Wang slides [S]); upfront fee 1% (§6.2); recovery 2.3% of firm value, calibrated [C] to the
-    LGD of 60% of §6.2 on the built-in scenario; warrant coverage 10% of principal, 5-year life,
-    full share of the gain (§6.2); bank-alone screening.
+    spread, [E]); 3 years with 6 months interest-only then linear amortisation (Davis-Morse-
+    Wang slides [S]); upfront fee 1% [E]; recovery 2.3% of firm value, calibrated [C] to an
+    estimated venture-debt LGD of 60% [E] on the built-in scenario; warrant coverage 10% of
+    principal (US practice 2-10% and 5-20%, Kruze Consulting and bizbuzzmag.org [S]), 5-year
+    life, full share of the gain [E]; bank-alone screening.
     """
     loan = {**_VENTURE_LOAN, "recovery_rate": 0.023}
     defaults = {
@@ -103,14 +104,15 @@ def warrant_loan(**terms: Any) -> Structure:
 
 
 def vc_linked(**terms: Any) -> Structure:
-    """Lending alongside a VC partner (外部投贷联动; domain.md §6.2, "VC-linked" column).
+    """Lending alongside a VC partner (外部投贷联动).
 
-    Defaults: loan-to-value 0.10 (25-35% of the VC round, §6.2); rate 4.0% (LPR + 100 bp);
-    3 years, 6 months interest-only (§6.2, §2); upfront fee 1%; recovery 3.2% of firm value,
-    calibrated [C] to the LGD of 50% with the VC's support of §6.2; linkage multipliers 0.75
-    on default (VC screening and monitoring; Puri-Zarutskie find lower early failure) and 1.2
-    on exits (Davis-Morse-Wang: +4-10% exits), both §6.2; the VC's due diligence halves the
-    signal noise and the bank pays a quarter of the bank-alone cost [E].
+    Defaults: loan-to-value 0.10 (25-35% of the VC round, [E]); rate 4.0% (LPR + 100 bp, [E]);
+    3 years, 6 months interest-only (Davis-Morse-Wang slides [S]); upfront fee 1% [E]; recovery
+    3.2% of firm value, calibrated [C] to an estimated LGD of 50% with the VC's support [E];
+    linkage multipliers 0.75 on default (VC screening and monitoring; Puri & Zarutskie 2012 find
+    lower early failure [S]) and 1.2 on exits (Davis, Morse & Wang: +4-10% exits [S]), both
+    [E]; the VC's due diligence halves the signal noise and the bank pays a quarter of the
+    bank-alone cost [E].
     """
     loan = {**_VENTURE_LOAN, "recovery_rate": 0.032}
     defaults = {

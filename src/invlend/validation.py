@@ -196,7 +196,7 @@ def _binomial(hits: np.ndarray, p: float) -> tuple[float, float]:
 
 
 def competing_hazards(quick: bool, seed: int) -> list[Check]:
-    """Competing exponential hazards: each event's probability by T and survival (§4.6)."""
+    """Competing exponential hazards: each event's probability by T and survival."""
     hz = dict(default_hazard=0.15, ipo_hazard=0.05, ma_hazard=0.10)
     t = 3.0
     sc = _scenario([il.Stage(name="s", volatility=0.3, **hz)], horizon_years=t)
@@ -217,7 +217,11 @@ def competing_hazards(quick: bool, seed: int) -> list[Check]:
 
 
 def barrier(quick: bool, seed: int) -> list[Check]:
-    """Black-Cox first passage, monitored at monthly step ends (§4.2-4.3)."""
+    """Black-Cox first passage, monitored at monthly step ends.
+
+    The continuous law is Black & Cox (1976); the discrete monitoring's correction is Broadie,
+    Glasserman & Kou (1997).
+    """
     v0, b, mu, sigma, t, m = 100.0, 60.0, 0.10, 0.50, 3.0, 36
     sc = _scenario(
         [il.Stage(name="s", drift=mu, volatility=sigma)],
@@ -239,7 +243,7 @@ def barrier(quick: bool, seed: int) -> list[Check]:
 
 
 def merton_debt(quick: bool, seed: int) -> list[Check]:
-    """Merton risky debt: a zero-rate bullet loan with recovery 1 (§4.1)."""
+    """Merton risky debt: a zero-rate bullet loan with recovery 1 (Merton 1974)."""
     out = []
     for v0, face, r, sigma, t in ((100.0, 70.0, 0.05, 0.25, 1.0), (100.0, 90.0, 0.03, 0.40, 3.0)):
         sc = _scenario(
@@ -313,7 +317,7 @@ def dilution(quick: bool, seed: int) -> list[Check]:
 
 
 def merton_jumps(quick: bool, seed: int) -> list[Check]:
-    """Merton (1976) jump-diffusion: E[V_T] and a call on V_T (§4.5)."""
+    """Merton (1976) jump-diffusion: E[V_T] and a call on V_T."""
     s, r, sigma, t, lam, mj, dj = 100.0, 0.05, 0.20, 1.0, 1.0, -0.10, 0.15
     sc = _scenario(
         [il.Stage(name="s", initial_value=s, drift=r, volatility=sigma)],
@@ -334,7 +338,7 @@ def merton_jumps(quick: bool, seed: int) -> list[Check]:
 
 
 def vasicek(quick: bool, seed: int) -> list[Check]:
-    """Vasicek portfolio: default only at maturity, asset correlation ``a^2`` (§5.1).
+    """Vasicek portfolio: default only at maturity, asset correlation ``a^2`` (Vasicek 2002).
 
     The loss rate of a portfolio of ``N`` names is binomial given the factor; the reference
     for ``P(L <= x)`` is that mixture, exact for finite ``N``, evaluated at the
