@@ -331,3 +331,14 @@ def test_streams_of_different_seeds_are_uncorrelated(ctr):
     a = rng.normal_array(_keys(500, N_PAIRS // 500, seed=1), word)
     b = rng.normal_array(_keys(500, N_PAIRS // 500, seed=2), word)
     _assert_uncorrelated(a, b, "seed 1 vs seed 2")
+
+
+def test_ziggurat_tables_are_the_frozen_definition():
+    # Computed on this CPU, the tables follow its exp and log to an ulp or two; the package
+    # reads them as constants (tests/make_ziggurat.py wrote them), the same on every machine.
+    x, _, f = rng._ziggurat_tables()
+    np.testing.assert_array_max_ulp(rng.ZIGGURAT_X, x, maxulp=4)
+    np.testing.assert_array_max_ulp(rng.ZIGGURAT_F, f, maxulp=4)
+    np.testing.assert_array_equal(rng.ZIGGURAT_RATIO, rng.ZIGGURAT_X[1:] / rng.ZIGGURAT_X[:-1])
+    assert rng.ZIGGURAT_X[1] == ZIGGURAT_R and rng.ZIGGURAT_X[-1] == 0.0 and rng.ZIGGURAT_F[-1] == 1
+    assert rng.ZIGGURAT_X[0].hex() == "0x1.f493b78164498p+1"  # the base strip's width, frozen

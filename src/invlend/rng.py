@@ -53,6 +53,7 @@ from enum import IntEnum
 
 import numpy as np
 
+from invlend import _ziggurat
 from invlend._numba import register_jitable
 
 __all__ = [
@@ -92,6 +93,10 @@ def _ziggurat_tables(n: int = 256, r: float = 3.6541528853610088, v: float = 0.0
     ``x[0] = v / f(r)`` is the width of the base strip (rectangle plus tail), ``x[1] = r``,
     ``x[i + 1] = sqrt(-2 log(v / x[i] + f(x[i])))`` and ``x[n] = 0``, with ``f(x) =
     exp(-x**2 / 2)``. Returns ``x``, the ratios ``x[i + 1] / x[i]`` and ``f(x)``.
+
+    The definition of the tables; the package reads them as constants from
+    :mod:`invlend._ziggurat` (written from this function by ``tests/make_ziggurat.py``), whose
+    last bits do not follow the CPU's ``exp`` and ``log``.
     """
     x = np.empty(n + 1)
     x[0] = v / np.exp(-0.5 * r * r)
@@ -103,7 +108,11 @@ def _ziggurat_tables(n: int = 256, r: float = 3.6541528853610088, v: float = 0.0
 
 
 ZIGGURAT_R = 3.6541528853610088
-ZIGGURAT_X, ZIGGURAT_RATIO, ZIGGURAT_F = _ziggurat_tables()
+# The tables as constants (invlend._ziggurat, written from _ziggurat_tables): computed here,
+# their last bits would follow the CPU's exp and log. The ratios are a division, exact to the
+# same rounding on every machine.
+ZIGGURAT_X, ZIGGURAT_F = _ziggurat.X, _ziggurat.F
+ZIGGURAT_RATIO = ZIGGURAT_X[1:] / ZIGGURAT_X[:-1]
 
 
 class Purpose(IntEnum):
