@@ -44,7 +44,7 @@ from invlend._sim.lowering import (
     run_sizes,
 )
 from invlend._version import __version__
-from invlend.config import Scenario, Structure, check_run
+from invlend.config import Linkage, Scenario, Structure, check_run
 from invlend.results import SimulationResult
 from invlend.rng import STREAM_VERSION, root_key
 from invlend.structures import structure_list
@@ -299,7 +299,9 @@ def _spec(scenario: Scenario, structures: list[Structure], seed_key: int, portfo
           backend: str, sample_paths: int, keep_firms: bool) -> _Spec:  # fmt: skip
     """Lower the run once: every linkage group's dynamics and every structure's terms."""
     group_of = linkage_groups(structures)
-    first = {g: s.linkage for s, g in zip(reversed(structures), reversed(group_of), strict=True)}
+    linkage: dict[int, Linkage] = {}  # each group's linkage: its first structure's
+    for s, g in zip(structures, group_of, strict=True):
+        linkage.setdefault(g, s.linkage)
     checkpoints = checkpoint_steps(scenario, structures)
     cycle = scenario.cycle
     return _Spec(
@@ -307,7 +309,7 @@ def _spec(scenario: Scenario, structures: list[Structure], seed_key: int, portfo
         backend=backend,
         sizes=run_sizes(scenario, structures, portfolio_size, sample_paths),
         dt=scenario.dt,
-        dynamics=tuple(lower_dynamics(scenario, first[g], checkpoints) for g in sorted(first)),
+        dynamics=tuple(lower_dynamics(scenario, lk, checkpoints) for lk in linkage.values()),
         terms=tuple(lower_structure(scenario, s, checkpoints) for s in structures),
         group_of=group_of,
         keep_firms=keep_firms,
@@ -315,11 +317,10 @@ def _spec(scenario: Scenario, structures: list[Structure], seed_key: int, portfo
     )
 
 
-def _allocate(spec: _Spec, n_port: int, firms: bool | None = None) -> dict[str, np.ndarray]:
+def _allocate(spec: _Spec, n_port: int) -> dict[str, np.ndarray]:
     """Output arrays for ``n_port`` portfolios (per-firm ones only when the run keeps them)."""
-    keep = spec.keep_firms if firms is None else firms
-    return {k: np.empty(shape, dtype) for k, (shape, dtype) in L.arrays(spec.sizes, n_port,
-                                                                         keep).items()}  # fmt: skip
+    layout = L.arrays(spec.sizes, n_port, spec.keep_firms)
+    return {k: np.empty(shape, dtype) for k, (shape, dtype) in layout.items()}
 
 
 def _views(out: dict[str, np.ndarray], p0: int, p1: int) -> dict[str, np.ndarray]:
@@ -487,13 +488,13 @@ def _run_range_on(backend: Backend, spec: _Spec, p0: int, p1: int, out: dict) ->
     backend.fetch(cold_share, out["cold_share"])
     for g, dyn in enumerate(spec.dynamics):
         outcomes = [buffer(L.group_key(g, f.key), (n,), f.dtype) for f in L.OUTCOMES]
-        chk = buffer(L.group_key(g, "chk"), (n, n_chk), np.float64)
+        chk, chk_host = buffer(L.group_key(g, "chk"), (n, n_chk), np.float64)
         paths = out[L.group_key(g, "paths")]
         paths_buf = backend.buffer(paths.shape, paths.dtype, paths)
         firms = L.FirmOutcomes(*(b for b, _ in outcomes))
-        backend.simulate_firms(draws, size, p0 * size, backend.inputs(dyn), firms, chk[0],
+        backend.simulate_firms(draws, size, p0 * size, backend.inputs(dyn), firms, chk,
                                paths_buf)  # fmt: skip
-        for b, host in [*outcomes, chk]:
+        for b, host in [*outcomes, (chk, chk_host)]:
             backend.fetch(b, host)
         # Rows of the sample paths that firms of this range fill.
         rows = slice(min(p0 * size, paths.shape[0]), min(p1 * size, paths.shape[0]))
@@ -502,16 +503,13 @@ def _run_range_on(backend: Backend, spec: _Spec, p0: int, p1: int, out: dict) ->
             if spec.group_of[s] != g:
                 continue
             per_firm = [buffer(L.structure_key(s, f.key), (n,), f.dtype) for f in L.PER_FIRM]
-            n_years = sizes.n_years
-            shapes = {"agg": (n_port, L.N_AGG), "pool_claims": (n_port, n_years),
-                      "pool_paid": (n_port, n_years), "irr": (n_port,)}  # fmt: skip
-            portfolio = [
-                buffer(L.structure_key(s, key), shape, np.float64) for key, shape in shapes.items()
-            ]
+            # Per-portfolio arrays are always kept: their shapes are the result's.
+            keys = [L.structure_key(s, k) for k in ("agg", "pool_claims", "pool_paid", "irr")]
+            portfolio = [buffer(key, out[key].shape, np.float64) for key in keys]
             agg, claims, paid, irr = (b for b, _ in portfolio)
             cf = backend.buffer((n_port, n_k), np.float64)
             work = backend.buffer((n_port, n_k + 1), np.float64)
-            backend.evaluate_structure(firms, chk[0], size, backend.inputs(terms),
+            backend.evaluate_structure(firms, chk, size, backend.inputs(terms),
                                        [b for b, _ in per_firm], agg, claims, paid, cf,
                                        work)  # fmt: skip
             backend.portfolio_irr(cf, spec.dt, irr)

@@ -84,10 +84,6 @@ class _Table(Mapping, Rows, Document):
         """The columns of :meth:`records`."""
         return ["structure", "metric", *self._row_type._fields]
 
-    def to_frame(self):
-        """The table as a long pandas DataFrame (needs pandas)."""
-        return super().to_frame()
-
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict: the records, notes and run metadata (NaN written as null)."""
         return {"meta": self.meta, "notes": self.notes, "rows": json_ready(self.records())}

@@ -36,6 +36,7 @@ from invlend import capital as C
 from invlend import metrics as M
 from invlend._sim import layout as L
 from invlend._sim.layout import RunInfo
+from invlend._sim.lowering import checkpoint_steps
 from invlend.config import Scenario, Structure
 from invlend.estimation import Comparison, Difference, Estimator, Summary
 
@@ -229,16 +230,14 @@ class SimulationResult(Mapping):
         ``group_of`` is each structure's linkage group.
         """
         a = {k: _ro(v) for k, v in arrays.items()}
-        chk_steps = np.unique(
-            [round(s.loan.maturity_years * scenario.steps_per_year) for s in structures]
-        )
+        chk_steps = _ro(checkpoint_steps(scenario, structures))
         outcomes = {}
         for g in sorted(set(group_of)):
             fields = {f.attr: a.get(L.group_key(g, f.key)) for f in L.OUTCOMES}
             outcomes[g] = Outcomes(
                 **fields,
                 checkpoint_values=a.get(L.group_key(g, "chk")),
-                checkpoint_steps=_ro(chk_steps.astype(np.int64)),
+                checkpoint_steps=chk_steps,
                 paths=a[L.group_key(g, "paths")],
                 dt=scenario.dt,
             )

@@ -187,12 +187,12 @@ def device_name() -> str:
 class CUDA(Backend):
     """The kernels on an NVIDIA GPU: buffers in device memory, results copied back."""
 
+    @contextlib.contextmanager
     def running(self):
-        # A small run launches few blocks, which numba-cuda warns about; nothing to act on.
-        stack = contextlib.ExitStack()
-        stack.enter_context(warnings.catch_warnings())
-        warnings.filterwarnings("ignore", message="Grid size .* low occupancy")
-        return stack
+        """Silence numba-cuda's low-occupancy warning: a small run launches few blocks."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Grid size .* low occupancy")
+            yield
 
     def draws(self, seed_key, p0, p1, n_steps, regime):
         n_port = p1 - p0

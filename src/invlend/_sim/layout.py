@@ -26,6 +26,7 @@ read it.
 
 from __future__ import annotations
 
+import math
 from enum import IntEnum
 from typing import Any, NamedTuple
 
@@ -203,10 +204,8 @@ def arrays(sizes: Sizes, n_port: int, firms: bool = True) -> dict[str, tuple[tup
 
 def result_bytes(sizes: Sizes, n_port: int, firms: bool = True) -> int:
     """Bytes of the arrays of :func:`arrays` (sample paths left out)."""
-    return sum(
-        int(np.prod(shape)) * dtype.itemsize
-        for key, (shape, dtype) in arrays(sizes._replace(sample_paths=0), n_port, firms).items()
-    )
+    layout = arrays(sizes._replace(sample_paths=0), n_port, firms)
+    return sum(math.prod(shape) * dtype.itemsize for shape, dtype in layout.values())
 
 
 class RunInfo(NamedTuple):

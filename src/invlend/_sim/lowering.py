@@ -118,7 +118,7 @@ def linkage_groups(structures: list[Structure]) -> tuple[int, ...]:
 
 def checkpoint_steps(scenario: Scenario, structures: list[Structure]) -> np.ndarray:
     """The sorted distinct maturity steps of ``structures``: where firm values are recorded."""
-    steps = [round(s.loan.maturity_years / scenario.dt) for s in structures]
+    steps = [step_of(s.loan.maturity_years, scenario.dt) for s in structures]
     return np.unique(steps).astype(np.int64)
 
 
