@@ -27,6 +27,7 @@ from invlend.calibrate import (
 )
 from invlend.cohort import Cohort, cohort
 from invlend.config import (
+    Collateral,
     Equity,
     FundingCycle,
     Linkage,
@@ -51,6 +52,7 @@ __all__ = [
     "Breakeven",
     "Calibration",
     "Cohort",
+    "Collateral",
     "Comparison",
     "Equity",
     "Event",

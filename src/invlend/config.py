@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import math
 import tomllib
+from collections.abc import Mapping
 from functools import cache
 from importlib import resources
 from pathlib import Path
+from types import MappingProxyType
 from typing import Annotated, Any, Literal, Self
 
 import numpy as np
@@ -45,6 +47,8 @@ from pydantic_core import PydanticCustomError
 from invlend import _checks
 
 __all__ = [
+    "COLLATERAL_KINDS",
+    "Collateral",
     "Equity",
     "FundingCycle",
     "Linkage",
@@ -149,6 +153,11 @@ class Stage(InputModel):
     round_size : float
         New money raised at a round out of this stage, as a fraction of the pre-round value;
         existing holders are diluted by ``1 / (1 + round_size)``.
+    runway_years : float or None
+        Cash runway: years after the stage's last funding round (or after entry) that the
+        money lasts. From the first step that starts at or after it, the default intensity is
+        multiplied by :attr:`Scenario.runway_hazard_multiplier`. ``None`` (the default): no
+        runway effect.
 
     Notes
     -----
@@ -167,6 +176,7 @@ class Stage(InputModel):
     ma_hazard: Hazard = 0.0
     advance_hazard: Hazard = 0.0
     round_size: Annotated[Number, Field(ge=0.0, le=100.0)] = 0.0
+    runway_years: Annotated[Number | None, Field(gt=0.0, le=100.0)] = None
 
     @field_validator("name")
     @classmethod
@@ -219,18 +229,22 @@ class Regime(InputModel):
         Multiplier on the default hazard.
     exit_multiple : float
         Multiplier on ``ipo_multiple`` and ``ma_multiple`` for exits in this state.
+    distress_value : float
+        Multiplier on the scenario's ``distress_value`` for defaults in this state: distressed
+        assets fetch less when the buyers who would pay most are distressed too.
     """
 
     advance: Annotated[Number, Field(ge=0.0, le=100.0)] = 1.0
     exit: Annotated[Number, Field(ge=0.0, le=100.0)] = 1.0
     default: Annotated[Number, Field(ge=0.0, le=100.0)] = 1.0
     exit_multiple: Annotated[Number, Field(gt=0.0, le=100.0)] = 1.0
+    distress_value: Annotated[Number, Field(ge=0.0, le=100.0)] = 1.0
 
 
 # Defaults of FundingCycle: each multiplier has stationary mean 1 (1/3 of the time cold), so
 # the cycle moves hazards together without changing their long-run average.
-_HOT = Regime(advance=1.2, exit=1.15, default=0.5, exit_multiple=1.1)
-_COLD = Regime(advance=0.6, exit=0.7, default=2.0, exit_multiple=0.8)
+_HOT = Regime(advance=1.2, exit=1.15, default=0.5, exit_multiple=1.1, distress_value=1.1)
+_COLD = Regime(advance=0.6, exit=0.7, default=2.0, exit_multiple=0.8, distress_value=0.8)
 
 
 class FundingCycle(InputModel):
@@ -255,7 +269,9 @@ class FundingCycle(InputModel):
         hot one (venture-debt defaults of about 1% in good times and 5-8% in a tough
         environment, Kruze Consulting; 4x is an estimate at the low end), lowers the exit
         hazards to 0.7/1.15 of a hot market's and exit multiples to 0.8/1.1 (both
-        estimates). Each default multiplier averages 1 over the stationary distribution
+        estimates), and what distressed assets fetch to 0.8/1.1 of the scenario's
+        ``distress_value`` (creditors recover less when the defaulter's industry is in
+        distress, Acharya, Bharath & Srinivasan 2007; the size is an estimate). Each default multiplier averages 1 over the stationary distribution
         (1/3 cold): the cycle redistributes events in time without changing mean hazards.
     """
 
@@ -312,6 +328,19 @@ class Scenario(InputModel):
         Extra drift per unit of latent quality ``q ~ N(0, 1)``.
     quality_hazard : float
         Default hazard scales as ``exp(-quality_hazard * q)``.
+    hazard_value_elasticity : float
+        Elasticity :math:`\\beta` of the default intensity to firm value: the intensity scales
+        as ``(V / V_ref) ** -hazard_value_elasticity``, ``V_ref`` the value just after the
+        last funding round (``V0`` before any). Firms fail when they are worth little, and
+        through the market factor in ``V`` defaults cluster in bad paths. 0 (the default
+        here): version 1's value-blind hazard.
+    runway_hazard_multiplier : float
+        Multiplier on the default intensity once the time since the last round passes the
+        stage's :attr:`Stage.runway_years`. 1 (the default here): no runway effect.
+    distress_value : float
+        What a defaulted firm's assets fetch, as a fraction of its value ``V`` at default: a
+        property of the firm, the same whatever the bank lent. A loan recovers its
+        ``recovery_rate`` share of it (plus its collateral), capped at the balance.
     ipo_multiple, ma_multiple : float
         Exit value as a multiple of firm value at an IPO or an M&A.
     horizon_years : float
@@ -331,7 +360,10 @@ class Scenario(InputModel):
     acquired below capital raised, Sand Hill Econometrics), ``horizon_years`` 5 (a 3-year loan
     and a 5-year warrant), ``steps_per_year`` 12 (venture loans pay monthly, Davis-Morse-Wang
     slides 2018), ``default_barrier`` 0 (failure comes from the hazards; a value cutoff on top
-    of them would count failure twice).
+    of them would count failure twice), ``distress_value`` 0.20 (the built-in scenario's,
+    calibrated there). ``hazard_value_elasticity`` 0 and ``runway_hazard_multiplier`` 1 are
+    version 1's model, the neutral settings; the built-in scenario sets its own (see
+    ``docs/defaults.md``).
     """
 
     stages: list[Stage] = Field(min_length=1, max_length=64)
@@ -340,6 +372,9 @@ class Scenario(InputModel):
     value_dispersion: Annotated[Number, Field(ge=0.0, le=5.0)] = 0.5
     quality_drift: Annotated[Number, Field(ge=-1.0, le=1.0)] = 0.05
     quality_hazard: Annotated[Number, Field(ge=-5.0, le=5.0)] = 0.3
+    hazard_value_elasticity: Annotated[Number, Field(ge=0.0, le=10.0)] = 0.0
+    runway_hazard_multiplier: Annotated[Number, Field(ge=0.0, le=100.0)] = 1.0
+    distress_value: Fraction = 0.20
     ipo_multiple: Annotated[Number, Field(gt=0.0, le=100.0)] = 1.5
     ma_multiple: Annotated[Number, Field(gt=0.0, le=100.0)] = 0.9
     horizon_years: Annotated[Number, Field(gt=0.0, le=100.0)] = 5.0
@@ -512,6 +547,81 @@ def _depth(node: Any, limit: int = MAX_TOML_DEPTH + 1) -> int:
 # --------------------------------------------------------------------------------------------
 
 
+#: Defaults of each kind of :class:`Collateral` (estimates of the project; ``docs/capital.md``).
+COLLATERAL_KINDS: Mapping[str, Mapping[str, float]] = MappingProxyType(
+    {
+        "ip": MappingProxyType(
+            dict(pledged_to_principal=1 / 0.3, haircut=0.5, appraisal_error=0.5,
+                 value_elasticity=0.5, liquidation_years=1.5, liquidation_cost=0.10)
+        ),  # fmt: skip
+        "equity": MappingProxyType(
+            dict(pledged_to_principal=2.0, haircut=0.0, appraisal_error=0.3,
+                 value_elasticity=1.0, liquidation_years=1.0, liquidation_cost=0.10)
+        ),  # fmt: skip
+        "cash": MappingProxyType(
+            dict(pledged_to_principal=1.0, haircut=0.0, appraisal_error=0.0,
+                 value_elasticity=0.0, liquidation_years=0.0, liquidation_cost=0.0)
+        ),  # fmt: skip
+    }
+)
+
+
+class Collateral(InputModel):
+    r"""A pledge whose realised value at default is uncertain (IP, shares or cash).
+
+    At a default at time :math:`\tau` the pledge realises, per unit of principal,
+
+    .. math::
+
+        c = P (1 - h)\, e^{s\varepsilon - s^2/2}
+            \left(\frac{V_\tau}{V_0}\right)^{\eta} (1 - \kappa)\, e^{-r L}
+
+    with :math:`P` = ``pledged_to_principal`` (appraised value pledged per unit of
+    principal), :math:`h` the ``haircut``, :math:`s` the ``appraisal_error`` (log-sd of the
+    true value around the appraisal, :math:`\varepsilon \sim N(0,1)` drawn once per firm, so
+    the appraisal is right on average), :math:`\eta` the ``value_elasticity`` (how the
+    pledged asset's value moves with the firm's), :math:`\kappa` the ``liquidation_cost``,
+    :math:`L` the ``liquidation_years`` and :math:`r` the market's discount rate.
+
+    Parameters
+    ----------
+    kind : {"ip", "equity", "cash"}
+        What is pledged; it sets the defaults of the other fields (:data:`COLLATERAL_KINDS`):
+        ``"ip"`` a patent or trademark pledge (appraised at 1/0.3 of principal: banks lend
+        about 30% of appraised value, Economic Daily 2021), ``"equity"`` the borrower's own
+        unlisted shares (elasticity 1: worth little exactly when the firm defaults; lent at
+        up to 50% of appraised value), ``"cash"`` a deposit (realises its face value).
+    pledged_to_principal, haircut, appraisal_error, value_elasticity : float
+    liquidation_years, liquidation_cost : float
+        As in the formula; any given overrides the kind's default.
+    """
+
+    kind: Literal["ip", "equity", "cash"]
+    pledged_to_principal: Annotated[Number, Field(ge=0.0, le=100.0)]
+    haircut: Fraction
+    appraisal_error: Annotated[Number, Field(ge=0.0, le=3.0)]
+    value_elasticity: Annotated[Number, Field(ge=0.0, le=3.0)]
+    liquidation_years: Annotated[Number, Field(ge=0.0, le=20.0)]
+    liquidation_cost: Fraction
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kind_defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("kind") in COLLATERAL_KINDS:
+            return {**COLLATERAL_KINDS[data["kind"]], **data}
+        return data
+
+    def realised_mean(self, value_ratio: float, discount_rate: float) -> float:
+        """Expected realised value per unit of principal at a default with ``V_tau / V0``."""
+        return (
+            self.pledged_to_principal
+            * (1.0 - self.haircut)
+            * value_ratio**self.value_elasticity
+            * (1.0 - self.liquidation_cost)
+            * math.exp(-discount_rate * self.liquidation_years)
+        )
+
+
 class Loan(InputModel):
     """A term loan to the firm.
 
@@ -532,15 +642,15 @@ class Loan(InputModel):
     upfront_fee : float
         Fee as a fraction of principal, received at entry. Default 0.
     recovery_rate : float
-        Fraction of the firm's value at default that the bank recovers (a distressed sale).
-        Default 0.057, calibrated so that the pure loan's simulated LGD on the built-in
-        scenario is 65%, an estimated LGD for an unsecured credit loan (a hazard default
-        leaves the firm value near its entry value, so a rate applied to firm value must be
-        small).
-    collateral : float
-        Collateral (IP pledge, guarantees) recovered at a default, as a fraction of principal.
-        The recovery is ``min(outstanding, recovery_rate * V + collateral * principal)``.
-        Default 0.
+        The loan's share of what the defaulted firm's assets fetch (its seniority): the
+        recovery is ``min(outstanding, recovery_rate * distress_value * V + collateral)``
+        with the scenario's :attr:`Scenario.distress_value`. Default 1: the bank is the
+        firm's senior lender and takes the distressed assets' proceeds up to its balance (an
+        estimate of the project).
+    collateral : float or Collateral
+        What a pledge realises at a default. A number keeps version 1's meaning: a certain
+        amount per unit of principal (a guarantee). A :class:`Collateral` models an IP,
+        equity or cash pledge whose realised value is uncertain. Default 0.
     """
 
     loan_to_value: Annotated[Number, Field(gt=0.0, le=10.0)] = 0.20
@@ -548,8 +658,8 @@ class Loan(InputModel):
     maturity_years: Annotated[Number, Field(gt=0.0, le=100.0)] = 3.0
     interest_only_years: Annotated[Number | None, Field(ge=0.0, le=100.0)] = None
     upfront_fee: Fraction = 0.0
-    recovery_rate: Fraction = 0.057
-    collateral: Annotated[Number, Field(ge=0.0, le=10.0)] = 0.0
+    recovery_rate: Fraction = 1.0
+    collateral: Annotated[Number, Field(ge=0.0, le=10.0)] | Collateral = 0.0
 
     @model_validator(mode="after")
     def _io_within_maturity(self) -> Self:

@@ -85,6 +85,13 @@ class Outcomes:
     regime : ndarray of int8
         Funding regime (0 hot, 1 cold) in the step of the event, or the last step; all 0
         without a funding cycle.
+    appraisal_error : ndarray of float64
+        Standard normal error of the appraisal of anything the firm pledges (one per firm, so
+        every structure's :class:`~invlend.Collateral` sees the same error).
+    stage2 : ndarray of int8
+        1 where the one-year IFRS 9 test puts the firm in stage 2: alive and unfunded in the
+        test's step, with a default intensity at least twice its origination intensity or
+        its runway run out.
     checkpoint_values : ndarray of float64, (n_portfolios, portfolio_size, n_checkpoints)
         Firm value at each loan maturity step (``checkpoint_steps``); NaN after the event.
     paths : ndarray of float64, (n_sample_paths, n_steps + 1)
@@ -109,6 +116,8 @@ class Outcomes:
     paths: np.ndarray
     dt: float
     regime: np.ndarray | None = None
+    appraisal_error: np.ndarray | None = None
+    stage2: np.ndarray | None = None
 
     @property
     def time(self) -> np.ndarray | None:

@@ -70,7 +70,7 @@ __all__ = [
 ]
 
 #: Version of the stream definition; it changes only when draws change on purpose.
-STREAM_VERSION = 1
+STREAM_VERSION = 2
 
 GAMMA = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -123,11 +123,13 @@ class Purpose(IntEnum):
     QUALITY = 2  #: normal latent quality q
     SIGNAL = 3  #: normal noise e of the lender's quality signal
     GROWTH = 4  #: normal idiosyncratic growth shock, counter = step - 1
-    EVENT = 5  #: uniform deciding the competing event, counter = step - 1
+    EVENT = 5  #: uniform choosing which event happens in a step that has one, counter = step - 1
     JUMP_COUNT = 6  #: uniform for the number of jumps, counter = step - 1
     JUMP_SIZE = 7  #: normal for the total log jump size, counter = step - 1
     MARKET = 8  #: normal market shock of the portfolio (market key), counter = step - 1
     REGIME = 9  #: uniform moving the portfolio's funding regime (regime key), counter = step - 1
+    CLOCK = 10  #: uniform of the event clock's unit exponential, counter = step its slot starts
+    APPRAISAL = 11  #: normal error of a pledge's appraisal, counter 0
 
 
 N_PURPOSES = len(Purpose)

@@ -67,9 +67,9 @@ def pure_loan(**terms: Any) -> Structure:
 
     Defaults: loan-to-value 0.20 (loan size <= 20% of firm value, [E]); rate 4.5% (1-year LPR
     3.00%, PBoC 20 May 2025 [S], + 150 bp [E]); 3-year bullet [E]; upfront fee 0.5% (middle of
-    0-1%, [E]); recovery 5.7% of firm value at default, calibrated [C] so that the simulated LGD
-    on the built-in scenario is 65%, an estimated unsecured credit-loan LGD [E] (see
-    ``docs/defaults.md``); bank-alone screening (see module docs).
+    0-1%, [E]); the shared recovery rule (the loan takes the defaulted firm's distressed
+    value up to its balance, ``Loan.recovery_rate`` 1 and the scenario's ``distress_value``;
+    see ``docs/defaults.md``); bank-alone screening (see module docs).
     """
     loan = dict(
         loan_to_value=0.20,
@@ -77,7 +77,6 @@ def pure_loan(**terms: Any) -> Structure:
         maturity_years=3.0,
         interest_only_years=None,
         upfront_fee=0.005,
-        recovery_rate=0.057,
         collateral=0.0,
     )
     return _build({"name": "pure_loan", "screening": _BANK_SCREENING}, loan, dict(terms))
@@ -89,12 +88,12 @@ def warrant_loan(**terms: Any) -> Structure:
     Defaults: loan-to-value 0.10 (at Series A, up to 25% of the round or 10% of enterprise
     value, nighthawkpartners [S]); rate 4.0% (LPR + 100 bp: the warrant replaces part of the
     spread, [E]); 3 years with 6 months interest-only then linear amortisation (Davis-Morse-
-    Wang slides [S]); upfront fee 1% [E]; recovery 2.3% of firm value, calibrated [C] to an
-    estimated venture-debt LGD of 60% [E] on the built-in scenario; warrant coverage 10% of
+    Wang slides [S]); upfront fee 1% [E]; the shared recovery rule (its LGD follows from the
+    loan's size and amortisation, not from a dial of its own); warrant coverage 10% of
     principal (US practice 2-10% and 5-20%, Kruze Consulting and bizbuzzmag.org [S]), 5-year
     life, full share of the gain [E]; bank-alone screening.
     """
-    loan = {**_VENTURE_LOAN, "recovery_rate": 0.023}
+    loan = dict(_VENTURE_LOAN)
     defaults = {
         "name": "warrant_loan",
         "warrant": Warrant(coverage=0.10, share_of_gain=1.0, expiry_years=5.0),
@@ -107,14 +106,13 @@ def vc_linked(**terms: Any) -> Structure:
     """Lending alongside a VC partner (外部投贷联动).
 
     Defaults: loan-to-value 0.10 (25-35% of the VC round, [E]); rate 4.0% (LPR + 100 bp, [E]);
-    3 years, 6 months interest-only (Davis-Morse-Wang slides [S]); upfront fee 1% [E]; recovery
-    3.2% of firm value, calibrated [C] to an estimated LGD of 50% with the VC's support [E];
-    linkage multipliers 0.75 on default (VC screening and monitoring; Puri & Zarutskie 2012 find
+    3 years, 6 months interest-only (Davis-Morse-Wang slides [S]); upfront fee 1% [E]; the
+    shared recovery rule; linkage multipliers 0.75 on default (VC screening and monitoring; Puri & Zarutskie 2012 find
     lower early failure [S]) and 1.2 on exits (Davis, Morse & Wang: +4-10% exits [S]), both
     [E]; the VC's due diligence halves the signal noise and the bank pays a quarter of the
     bank-alone cost [E].
     """
-    loan = {**_VENTURE_LOAN, "recovery_rate": 0.032}
+    loan = dict(_VENTURE_LOAN)
     defaults = {
         "name": "vc_linked",
         "linkage": Linkage(default_hazard_multiplier=0.75, exit_hazard_multiplier=1.2),

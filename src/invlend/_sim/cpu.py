@@ -33,8 +33,11 @@ from invlend._sim import irr as I
 from invlend._sim.backend import Backend
 from invlend._sim.layout import (
     AGG_ACCEPTED,
+    AGG_COLLATERAL,
     AGG_DEFAULTS,
     AGG_EAD,
+    AGG_ECL_12M,
+    AGG_ECL_LIFETIME,
     AGG_EXPOSURE,
     AGG_LOSS,
     AGG_LOSS_NET,
@@ -44,7 +47,9 @@ from invlend._sim.layout import (
     AGG_POOL_PAID,
     AGG_PRINCIPAL,
     AGG_QUALITY,
+    AGG_RECOVERED,
     AGG_SCREEN_REJECTED,
+    AGG_STAGE2,
     AGG_UPSIDE,
     EV_ADVANCE,
     EV_DEFAULT,
@@ -52,7 +57,7 @@ from invlend._sim.layout import (
     EV_MA,
     EV_NONE,
 )
-from invlend.rng import LAYER_MASK, UNIT_SHIFT, ZIGGURAT_RATIO, ZIGGURAT_X, Purpose, mix64, to_unit
+from invlend.rng import LAYER_MASK, ZIGGURAT_RATIO, ZIGGURAT_X, Purpose, mix64, to_unit
 from invlend.rng import firm_key as _firm_key
 from invlend.rng import normal_bits as _normal_bits
 from invlend.rng import uniform as _uniform
@@ -65,6 +70,11 @@ _P_GROWTH = int(Purpose.GROWTH)
 _P_EVENT = int(Purpose.EVENT)
 _P_JCOUNT = int(Purpose.JUMP_COUNT)
 _P_JSIZE = int(Purpose.JUMP_SIZE)
+_P_CLOCK = int(Purpose.CLOCK)
+_P_APPRAISAL = int(Purpose.APPRAISAL)
+#: Largest log of the value factor ``(V / V_ref) ** -beta``: e**50 makes default all but
+#: certain within a step at any hazard, and keeps the intensity finite.
+_MAX_LOG_FACTOR = 50.0
 
 
 @jit
@@ -85,15 +95,9 @@ def _normal(key, ctr):
 
 
 @jit
-def _unit_threshold(p):
-    """The integer ``t`` with ``to_unit(bits) < p`` exactly when ``(bits >> 12) < t``.
-
-    ``to_unit(bits)`` is ``(m + 0.5) * 2**-52`` with ``m = bits >> 12``, exact in float64, so
-    ``u < p`` is ``m < p * 2**52 - 0.5``, whose right side is also exact; for an integer ``m``
-    that is ``m < ceil(p * 2**52 - 0.5)``. Comparing integers spares the step loop a conversion
-    to float for the event uniform, which is needed only when an event happens.
-    """
-    return np.uint64(math.ceil(p * 4503599627370496.0 - 0.5))
+def _exponential(key, ctr):
+    """A unit exponential, ``-log(u)`` of the uniform at ``ctr`` (``u`` is never 0 or 1)."""
+    return -math.log(_uniform(key, ctr))
 
 
 @jit
@@ -103,8 +107,10 @@ def _stage_params(dyn, s, q, hazard_scale, r):
     ``dyn`` is the :class:`~invlend._sim.lowering.Dynamics`; ``hazard_scale`` is the firm's
     ``exp(-quality_hazard * q)``, the same in every stage; ``dyn.regime_scale[r]`` holds the
     regime's multipliers on the default, exit and advance hazards (all 1.0 without a cycle,
-    which leaves every product exact). The probability of an event in a step comes twice: as a
-    float and as the integer threshold of :func:`_unit_threshold`.
+    which leaves every product exact). Returns the log drift and volatility per step, the
+    default intensity before its value and runway factors, the IPO and M&A intensities, the
+    sum of the three that are not default, and the event chosen when rounding puts the scaled
+    uniform past the last threshold.
     """
     dt = dyn.dt
     scale = dyn.regime_scale
@@ -115,9 +121,6 @@ def _stage_params(dyn, s, q, hazard_scale, r):
     li = dyn.ipo_hazard[s] * scale[r, 1]
     lm = dyn.ma_hazard[s] * scale[r, 1]
     la = dyn.advance_hazard[s] * scale[r, 2]
-    total = ld + li + lm + la
-    p_event = -math.expm1(-total * dt)
-    # The event chosen when rounding puts the scaled uniform past the last threshold.
     last = EV_ADVANCE
     if la <= 0.0:
         last = EV_MA
@@ -125,8 +128,7 @@ def _stage_params(dyn, s, q, hazard_scale, r):
             last = EV_IPO
             if li <= 0.0:
                 last = EV_DEFAULT
-    t_event = _unit_threshold(p_event)
-    return mu_dt, sig_sqdt, p_event, t_event, total, ld, ld + li, ld + li + lm, last
+    return mu_dt, sig_sqdt, ld, li, lm, li + lm + la, last
 
 
 @pjit
@@ -146,6 +148,8 @@ def _simulate_firms(
     out_quality,
     out_signal,
     out_regime,
+    out_appraisal,
+    out_stage2,
     out_chk,
     out_paths,
 ):
@@ -158,6 +162,12 @@ def _simulate_firms(
     :data:`~invlend._sim.layout.OUTCOMES` in order, each (n_port * portfolio_size,), then
     ``out_chk`` (n_firms, n_chk) and ``out_paths`` (n_paths, n_steps + 1), whose row
     ``path_start + i`` receives flat firm ``i`` when it exists. Written in place.
+
+    Events run on a cumulative-hazard clock: each event slot (from entry, then from each
+    funding round) draws one unit exponential ``E``; every step adds its total intensity times
+    ``dt`` to the slot's hazard ``H``, and the step in which ``H`` passes ``E`` has the event,
+    chosen in proportion to that step's intensities by the step's event uniform. The chance of
+    an event in step ``k`` given none before is ``1 - exp(-L_k dt)``, as in a per-step draw.
     """
     ctr, pkeys, market, regime = draws
     weight_cdf = dyn.weight_cdf
@@ -165,6 +175,7 @@ def _simulate_firms(
     log_round = dyn.log_round
     dilution = dyn.dilution
     checkpoints = dyn.checkpoints
+    runway_steps = dyn.runway_steps
     dt = dyn.dt
     n_steps = dyn.n_steps
     log_barrier = dyn.log_barrier
@@ -174,6 +185,10 @@ def _simulate_firms(
     jump_rate = dyn.jump_rate
     jump_mean = dyn.jump_mean
     jump_vol = dyn.jump_vol
+    beta = dyn.value_elasticity
+    runway_multiplier = dyn.runway_multiplier
+    sicr_step = dyn.sicr_step
+    sicr_ratio = dyn.sicr_ratio
     n_firms = pkeys.shape[0] * portfolio_size
     n_stages = weight_cdf.shape[0]
     n_chk = checkpoints.shape[0]
@@ -182,9 +197,12 @@ def _simulate_firms(
     p_no_jump = math.exp(-jump_rate * dt)
     jump_dt = jump_rate * dt
     # Without a barrier (the default) the step loop skips the comparison: a branch on the
-    # log value, which is known late in each step, holds the loop back.
+    # log value, which is known late in each step, holds the loop back. Likewise the value
+    # factor (one exp per step) and the runway test run only where they can change a number.
     has_barrier = log_barrier > -math.inf
     has_cycle = dyn.regime_scale.shape[0] > 1
+    value_dependent = beta != 0.0
+    has_runway = runway_multiplier != 1.0
     for i in prange(n_firms):
         p = i // portfolio_size
         fkey = _firm_key(pkeys[p], i - p * portfolio_size)
@@ -203,15 +221,21 @@ def _simulate_firms(
         out_v0[i] = math.exp(logv0)
         out_quality[i] = q
         out_signal[i] = e
+        out_appraisal[i] = _normal(fkey, ctr[_P_APPRAISAL, 0])
         row = path_start + i
         record = row < n_paths
         if record:
             out_paths[row, 0] = out_v0[i]
         hazard_scale = math.exp(-quality_hazard * q)
         cur = regime[p, 0] if has_cycle else 0
-        mu_dt, sig_sqdt, p_event, t_event, total, t1, t2, t3, last = _stage_params(
-            dyn, s, q, hazard_scale, cur
-        )
+        mu_dt, sig_sqdt, ld, li, lm, other, last = _stage_params(dyn, s, q, hazard_scale, cur)
+        ld_origin = ld
+        stage2 = 0
+        log_ref = logv0  # log V just after the last round (entry before any)
+        k_round = 0  # step of the last round (0: entry)
+        runway = runway_steps[s]
+        clock = _exponential(fkey, ctr[_P_CLOCK, 0])
+        hazard = 0.0  # the slot's cumulative hazard
         dil = 1.0
         rounds = 0
         nxt = 0
@@ -242,17 +266,23 @@ def _simulate_firms(
                 break
             if has_cycle and regime[p, j] != cur:
                 cur = regime[p, j]
-                mu_dt, sig_sqdt, p_event, t_event, total, t1, t2, t3, last = _stage_params(
+                mu_dt, sig_sqdt, ld, li, lm, other, last = _stage_params(
                     dyn, s, q, hazard_scale, cur
                 )
-            bits = mix64(fkey ^ ctr[_P_EVENT, j])  # the event uniform is to_unit(bits)
-            if (bits >> UNIT_SHIFT) < t_event:
-                x = to_unit(bits) / p_event * total
-                if x < t1:
+            ldk = ld
+            if value_dependent:
+                ldk = ld * math.exp(min(beta * (log_ref - logv), _MAX_LOG_FACTOR))
+            if has_runway and k - 1 - k_round >= runway:
+                ldk *= runway_multiplier
+            total = ldk + other
+            hazard += total * dt
+            if hazard > clock:
+                x = _uniform(fkey, ctr[_P_EVENT, j]) * total
+                if x < ldk:
                     chosen = EV_DEFAULT
-                elif x < t2:
+                elif x < ldk + li:
                     chosen = EV_IPO
-                elif x < t3:
+                elif x < ldk + li + lm:
                     chosen = EV_MA
                 else:
                     chosen = last
@@ -264,9 +294,21 @@ def _simulate_firms(
                 dil *= dilution[s]
                 s += 1
                 rounds += 1
-                mu_dt, sig_sqdt, p_event, t_event, total, t1, t2, t3, last = _stage_params(
+                mu_dt, sig_sqdt, ld, li, lm, other, last = _stage_params(
                     dyn, s, q, hazard_scale, cur
                 )
+                log_ref = logv
+                k_round = k
+                runway = runway_steps[s]
+                hazard = 0.0
+                if k < n_steps:
+                    clock = _exponential(fkey, ctr[_P_CLOCK, k])
+            elif k == sicr_step:
+                # IFRS 9 staging at one year (a firm just funded is not deteriorated).
+                if ldk >= sicr_ratio * ld_origin and ldk > 0.0:
+                    stage2 = 1
+                if has_runway and k - 1 - k_round >= runway:
+                    stage2 = 1
             # Log values are stored as they come and exponentiated after the loop, which keeps
             # calls to exp out of it.
             if k == next_chk:
@@ -293,6 +335,23 @@ def _simulate_firms(
         out_rounds[i] = rounds
         out_dilution[i] = dil
         out_regime[i] = cur
+        out_stage2[i] = stage2
+
+
+@jit
+def _recovery(owed, v, v0, share, fixed, scale, sigma, eta, e):
+    """What a default at firm value ``v`` pays on a balance ``owed``, and the collateral's part.
+
+    ``share`` is the loan's share of the distressed assets (already times the distress value
+    of the scenario and the regime), ``fixed`` the certain collateral and ``scale``, ``sigma``,
+    ``eta`` the terms of a modelled pledge (all per the principal's currency units), ``e`` the
+    firm's appraisal error. The pledge's proceeds go to the balance first.
+    """
+    pledge = fixed
+    if scale > 0.0:
+        pledge += scale * math.exp(sigma * e + eta * math.log(v / v0))
+    paid = min(owed, share * v + pledge)
+    return paid, min(pledge, paid)
 
 
 @pjit
@@ -330,11 +389,19 @@ def _evaluate_structure(
     """
     event, step, value, v0 = firms.event, firms.step, firms.value, firms.v0
     quality, signal, dil, regime = firms.quality, firms.signal, firms.dilution, firms.regime
+    appraisal, stage2 = firms.appraisal, firms.stage2
     dt = terms.dt
     loan_to_value = terms.loan_to_value
     upfront_fee = terms.upfront_fee
     recovery_rate = terms.recovery_rate
     collateral = terms.collateral
+    collateral_scale = terms.collateral_scale
+    collateral_sigma = terms.collateral_sigma
+    collateral_elasticity = terms.collateral_elasticity
+    regime_distress = terms.regime_distress
+    ecl_discount = terms.ecl_discount
+    ecl_12m_step = terms.ecl_12m_step
+    sicr_step = terms.sicr_step
     rate = terms.rate
     checkpoint_index = terms.checkpoint_index
     balance = terms.balance
@@ -377,6 +444,11 @@ def _evaluate_structure(
         exposure = 0.0
         upside_sum = 0.0
         quality_sum = 0.0
+        ecl_12m = 0.0
+        ecl_life = 0.0
+        n_stage2 = 0.0
+        recovered = 0.0
+        from_pledge = 0.0
         for c in range(out_cf.shape[1]):
             out_cf[p, c] = 0.0
             work[p, c] = 0.0
@@ -418,7 +490,13 @@ def _evaluate_structure(
                 k_full = k - 1
                 owed = principal * balance[k - 1]
                 if ev == EV_DEFAULT:
-                    paid = min(owed, recovery_rate * v + collateral * principal)
+                    paid, pledged = _recovery(
+                        owed, v, v0[i], recovery_rate * regime_distress[regime[i]],
+                        collateral * principal, collateral_scale * principal,
+                        collateral_sigma, collateral_elasticity, appraisal[i],
+                    )  # fmt: skip
+                    recovered += paid
+                    from_pledge += pledged
                     loss = owed - paid
                     term = paid
                     defaulted = 1
@@ -436,7 +514,13 @@ def _evaluate_structure(
                 if vm >= owed:
                     term = principal * (rate - premium) * dt * balance[km - 1] + owed
                 else:
-                    paid = min(owed, recovery_rate * vm + collateral * principal)
+                    paid, pledged = _recovery(
+                        owed, vm, v0[i], recovery_rate * regime_distress[regime[i]],
+                        collateral * principal, collateral_scale * principal,
+                        collateral_sigma, collateral_elasticity, appraisal[i],
+                    )  # fmt: skip
+                    recovered += paid
+                    from_pledge += pledged
                     loss = owed - paid
                     term = paid
                     defaulted = 1
@@ -446,6 +530,10 @@ def _evaluate_structure(
             if loss > 0.0:  # an exit below the balance is a default too
                 defaulted = 1
                 term += covered_fraction * loss
+                kept = (1.0 - covered_fraction) * loss * ecl_discount[k_term]
+                ecl_life += kept
+                if k_term <= ecl_12m_step:
+                    ecl_12m += kept
                 if pool_fraction > 0.0:
                     out_pool_claims[p, (k_term - 1) // steps_per_year] += pool_fraction * loss
             npv += principal * pv_flow_cum[k_full] + discount[k_term] * term
@@ -480,6 +568,8 @@ def _evaluate_structure(
             exposure += principal * balance_years_cum[min(k, km)]
             upside_sum += upside
             quality_sum += quality[i]
+            if stage2[i] and km > sicr_step:
+                n_stage2 += 1.0
         claims_sum = 0.0
         pool_paid = 0.0
         if pool_fraction > 0.0:
@@ -520,6 +610,11 @@ def _evaluate_structure(
         out_agg[p, AGG_QUALITY] = quality_sum
         out_agg[p, AGG_POOL_CLAIMS] = claims_sum
         out_agg[p, AGG_POOL_PAID] = pool_paid
+        out_agg[p, AGG_ECL_12M] = ecl_12m
+        out_agg[p, AGG_ECL_LIFETIME] = ecl_life
+        out_agg[p, AGG_STAGE2] = n_stage2
+        out_agg[p, AGG_RECOVERED] = recovered
+        out_agg[p, AGG_COLLATERAL] = from_pledge
         in_force = 0.0
         for kk in range(1, out_cf.shape[1]):
             in_force += work[p, kk]
@@ -643,7 +738,8 @@ def _portfolio_irr(cf, dt, out):
 #: helpers they call), by name: the one place the cuda backend reaches into this module.
 PORTABLE = {
     "_normal": _normal,
-    "_unit_threshold": _unit_threshold,
+    "_exponential": _exponential,
+    "_recovery": _recovery,
     "_stage_params": _stage_params,
     "_simulate_firms": _simulate_firms,
     "_evaluate_structure": _evaluate_structure,

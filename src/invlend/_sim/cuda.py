@@ -19,7 +19,7 @@ their module replaced (:func:`_retarget`):
   ``exp`` and ``log`` on the CPU, so this changes nothing there.
 
 Everything else -- the counter-based draws of :mod:`invlend.rng`, the ziggurat tables (numba
-places module-level arrays in the GPU's constant memory), the event test on integer bits --
+places module-level arrays in the GPU's constant memory), the event clock --
 is the CPU code itself. The portfolio IRR takes the steps of :mod:`invlend._sim.irr`, as the
 CPU kernel does: that kernel solves four rows side by side in scratch arrays it allocates, which
 device code cannot, so here :func:`invlend._sim.irr.irr_row` solves one row per thread; a test
@@ -102,8 +102,8 @@ def _grid_stride(n):
 _device = cuda.jit(device=True)
 _normal_bits = _device(_retarget(rng.normal_bits, np=_NP_SCALAR))
 _normal = _device(_retarget(K.PORTABLE["_normal"], _normal_bits=_normal_bits))
-_unit_threshold = _device(_retarget(K.PORTABLE["_unit_threshold"]))
-_stage_params = _device(_retarget(K.PORTABLE["_stage_params"], _unit_threshold=_unit_threshold))
+_exponential = _device(_retarget(K.PORTABLE["_exponential"]))
+_stage_params = _device(_retarget(K.PORTABLE["_stage_params"]))
 
 #: :func:`invlend._sim.cpu._simulate_firms` on the GPU: one thread per firm, same arguments.
 simulate_firms = cuda.jit(
@@ -111,11 +111,15 @@ simulate_firms = cuda.jit(
         K.PORTABLE["_simulate_firms"],
         prange=_grid_stride,
         _normal=_normal,
+        _exponential=_exponential,
         _stage_params=_stage_params,
     )
 )
 #: :func:`invlend._sim.cpu._evaluate_structure` on the GPU: one thread per portfolio.
-evaluate_structure = cuda.jit(_retarget(K.PORTABLE["_evaluate_structure"], prange=_grid_stride))
+_recovery = _device(_retarget(K.PORTABLE["_recovery"]))
+evaluate_structure = cuda.jit(
+    _retarget(K.PORTABLE["_evaluate_structure"], prange=_grid_stride, _recovery=_recovery)
+)
 
 
 @cuda.jit

@@ -100,6 +100,8 @@ OUTCOMES = _fields(
     ("quality", "quality", np.float64, "latent quality q, in standard deviations"),
     ("signal", "signal_error", np.float64, "noise e of the lenders' quality signal"),
     ("regime", "regime", np.int8, "funding regime (0 hot, 1 cold) in the event's step"),
+    ("appraisal", "appraisal_error", np.float64, "normal error of a pledge's appraisal"),
+    ("stage2", "stage2", np.int8, "1 where the one-year IFRS 9 test puts the firm in stage 2"),
 )
 
 #: Per-firm results of one structure's evaluation, in the order of the kernels' outputs.
@@ -130,6 +132,11 @@ AGGREGATES = {
     "quality": "sum of the latent quality q of accepted applicants",
     "pool_claims": "claims on the risk pool (before its annual cap)",
     "pool_paid": "compensation the risk pool paid (after its annual cap)",
+    "ecl_12m": "credit loss after risk sharing from defaults within 12 months, PV at the rate",
+    "ecl_lifetime": "credit loss after risk sharing over the loan's life, PV at the rate",
+    "stage2": "loans outstanding at the one-year test whose firm is then in IFRS 9 stage 2",
+    "recovered": "recoveries at default (distressed assets and collateral)",
+    "collateral": "the part of the recoveries that the collateral realised",
 }
 _COLUMN = {name: i for i, name in enumerate(AGGREGATES)}
 AGG_ACCEPTED = _COLUMN["accepted"]
@@ -146,6 +153,11 @@ AGG_UPSIDE = _COLUMN["upside"]
 AGG_QUALITY = _COLUMN["quality"]
 AGG_POOL_CLAIMS = _COLUMN["pool_claims"]
 AGG_POOL_PAID = _COLUMN["pool_paid"]
+AGG_ECL_12M = _COLUMN["ecl_12m"]
+AGG_ECL_LIFETIME = _COLUMN["ecl_lifetime"]
+AGG_STAGE2 = _COLUMN["stage2"]
+AGG_RECOVERED = _COLUMN["recovered"]
+AGG_COLLATERAL = _COLUMN["collateral"]
 N_AGG = len(AGGREGATES)
 
 

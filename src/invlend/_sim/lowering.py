@@ -18,7 +18,7 @@ import numpy as np
 from scipy.special import ndtri
 
 from invlend._sim import layout as L
-from invlend.config import Linkage, Scenario, Structure
+from invlend.config import Collateral, Linkage, Scenario, Structure
 
 __all__ = [
     "Dynamics",
@@ -27,7 +27,10 @@ __all__ = [
     "linkage_groups",
     "lower_dynamics",
     "lower_structure",
+    "regime_distress",
     "regime_multiple",
+    "runway_steps",
+    "sicr_step",
     "regime_scale",
     "run_sizes",
     "step_of",
@@ -60,6 +63,11 @@ class Dynamics(NamedTuple):
     jump_vol: float
     jump_compensator: float  # jump_rate * (E[exp(J)] - 1): keeps `drift` the total drift
     regime_scale: np.ndarray  # (n_regimes, 3) default, exit, advance hazard multipliers
+    value_elasticity: float  # beta: default intensity x (V / V_ref) ** -beta
+    runway_steps: np.ndarray  # (n_stages,) int64 steps after a round before the multiplier
+    runway_multiplier: float  # default intensity multiplier past the runway
+    sicr_step: int  # step of the one-year staging test (IFRS 9 stage 2)
+    sicr_ratio: float  # stage 2 when the default intensity is at least this x origination
 
 
 class Terms(NamedTuple):
@@ -68,8 +76,15 @@ class Terms(NamedTuple):
     dt: float
     loan_to_value: float
     upfront_fee: float
-    recovery_rate: float
-    collateral: float
+    recovery_rate: float  # the loan's share x the scenario's distress value: fraction of V
+    collateral: float  # certain collateral per unit of principal (version 1's number)
+    collateral_scale: float  # P (1-h)(1-cost) e^{-rL} e^{-s^2/2} of a Collateral, else 0
+    collateral_sigma: float  # appraisal error s (log-sd)
+    collateral_elasticity: float  # eta: pledged value x (V_tau / V0) ** eta
+    regime_distress: np.ndarray  # (n_regimes,) distress-value multiplier per funding regime
+    ecl_discount: np.ndarray  # (n_steps + 1,) exp(-rate k dt): IFRS 9 discounting at the EIR
+    ecl_12m_step: int  # losses whose term step is at most this one fall within 12 months
+    sicr_step: int  # step of the staging test; counts only loans outstanding after it
     rate: float
     maturity_step: int
     checkpoint_index: int  # column of the outcomes' checkpoint values at maturity
@@ -173,7 +188,35 @@ def lower_dynamics(
         jump_vol=m.jump_vol,
         jump_compensator=jump_comp,
         regime_scale=regime_scale(scenario),
+        value_elasticity=scenario.hazard_value_elasticity,
+        runway_steps=np.array([runway_steps(s.runway_years, scenario) for s in st], np.int64),
+        runway_multiplier=scenario.runway_hazard_multiplier,
+        sicr_step=sicr_step(scenario),
+        sicr_ratio=SICR_RATIO,
     )
+
+
+#: IFRS 9 staging rule of the simulation: a loan moves to stage 2 at the one-year test when its
+#: firm's default intensity is at least this multiple of the intensity at origination (a
+#: relative increase of 100%, the low end of practice, 100-200%), or its runway has run out.
+SICR_RATIO = 2.0
+
+
+def sicr_step(scenario: Scenario) -> int:
+    """Step of the one-year staging test (the horizon if it is shorter)."""
+    return min(scenario.steps_per_year, scenario.n_steps)
+
+
+def runway_steps(runway_years: float | None, scenario: Scenario) -> int:
+    """Steps after a round from which the runway multiplier applies.
+
+    The multiplier applies to the steps that start at or after the runway: step ``k`` after a
+    round at step ``k0`` when ``k - 1 - k0 >= ceil(runway / dt)``. Without a runway (or with a
+    multiplier of 1) the count is past any horizon.
+    """
+    if runway_years is None or scenario.runway_hazard_multiplier == 1.0:
+        return scenario.n_steps + 1
+    return math.ceil(runway_years / scenario.dt - 1e-9)
 
 
 def regime_scale(scenario: Scenario) -> np.ndarray:
@@ -182,6 +225,12 @@ def regime_scale(scenario: Scenario) -> np.ndarray:
     if c is None:
         return np.ones((1, 3))
     return np.array([[r.default, r.exit, r.advance] for r in (c.hot, c.cold)])
+
+
+def regime_distress(scenario: Scenario) -> np.ndarray:
+    """Distress-value multipliers per regime (``[1.0]`` without a cycle)."""
+    c = scenario.cycle
+    return np.ones(1) if c is None else np.array([c.hot.distress_value, c.cold.distress_value])
 
 
 def regime_multiple(scenario: Scenario) -> np.ndarray:
@@ -219,6 +268,14 @@ def lower_structure(scenario: Scenario, structure: Structure, checkpoints: np.nd
     discount = np.exp(-scenario.market.discount_rate * dt * k)
     pv_flow_cum = np.cumsum(flow * discount)
     balance_years_cum = np.concatenate(([0.0], np.cumsum(balance[:-1] * dt)))
+    coll = loan.collateral
+    if isinstance(coll, Collateral):
+        fixed = 0.0
+        r = scenario.market.discount_rate
+        c_scale = coll.realised_mean(1.0, r) * math.exp(-0.5 * coll.appraisal_error**2)
+        c_sigma, c_eta = coll.appraisal_error, coll.value_elasticity
+    else:
+        fixed, c_scale, c_sigma, c_eta = coll, 0.0, 0.0, 0.0
     w = structure.warrant
     e = structure.equity
     sc = structure.screening
@@ -232,8 +289,15 @@ def lower_structure(scenario: Scenario, structure: Structure, checkpoints: np.nd
         dt=dt,
         loan_to_value=loan.loan_to_value,
         upfront_fee=loan.upfront_fee,
-        recovery_rate=loan.recovery_rate,
-        collateral=loan.collateral,
+        recovery_rate=loan.recovery_rate * scenario.distress_value,
+        collateral=fixed,
+        collateral_scale=c_scale,
+        collateral_sigma=c_sigma,
+        collateral_elasticity=c_eta,
+        regime_distress=regime_distress(scenario),
+        ecl_discount=np.exp(-loan.rate * dt * k),
+        ecl_12m_step=scenario.steps_per_year,
+        sicr_step=sicr_step(scenario),
         rate=loan.rate,
         maturity_step=km,
         checkpoint_index=int(np.searchsorted(checkpoints, km)),

@@ -26,14 +26,16 @@ def _stage_params(d, s, r, q):
     ld = d.default_hazard[s] * np.exp(-d.quality_hazard * q) * scale[r, 0]
     li, lm = d.ipo_hazard[s] * scale[r, 1], d.ma_hazard[s] * scale[r, 1]
     la = d.advance_hazard[s] * scale[r, 2]
-    total = ld + li + lm + la
-    p_event = -np.expm1(-total * dt)
     last = np.where(
         la > 0,
         L.EV_ADVANCE,
         np.where(lm > 0, L.EV_MA, np.where(li > 0, L.EV_IPO, L.EV_DEFAULT)),
     )
-    return mu_dt, sig_sqdt, p_event, total, ld, ld + li, ld + li + lm, last
+    return mu_dt, sig_sqdt, ld, li, lm, li + lm + la, last
+
+
+#: As the kernels' cap on the log of the value factor.
+_MAX_LOG_FACTOR = 50.0
 
 
 def simulate_firms(
@@ -52,6 +54,8 @@ def simulate_firms(
     out_quality,
     out_signal,
     out_regime,
+    out_appraisal,
+    out_stage2,
     out_chk,
     out_paths,
 ):
@@ -83,14 +87,21 @@ def simulate_firms(
     out_v0[:] = np.exp(logv0)
     out_quality[:] = q
     out_signal[:] = e
+    out_appraisal[:] = normal_array(fk, ctr[Purpose.APPRAISAL, 0])
     n_paths = out_paths.shape[0]
     rows = path_start + np.arange(n)
     rec = rows < n_paths
     out_paths[rows[rec], 0] = out_v0[rec]
     has_cycle = regime_scale.shape[0] > 1
     cur = regime[pidx, 0].astype(np.int64) if has_cycle else np.zeros(n, np.int64)
-    mu_dt, sig_sqdt, p_event, total, t1, t2, t3, last = _stage_params(d, s, cur, q)
-    params = (mu_dt, sig_sqdt, p_event, total, t1, t2, t3, last)
+    params = list(_stage_params(d, s, cur, q))  # mu_dt, sig_sqdt, ld, li, lm, other, last
+    ld_origin = params[2].copy()
+    stage2 = np.zeros(n, np.int8)
+    log_ref = logv0.copy()
+    k_round = np.zeros(n, np.int64)
+    clock = -np.log(uniform(fk, ctr[Purpose.CLOCK, 0]))
+    hazard = np.zeros(n)
+    beta, mult = d.value_elasticity, d.runway_multiplier
     dil = np.ones(n)
     rounds = np.zeros(n, np.int64)
     event = np.zeros(n, np.int64)
@@ -106,6 +117,7 @@ def simulate_firms(
             break
         j = k - 1
         a = alive
+        mu_dt, sig_sqdt, ld, li, lm, other, last = params
         z = normal_array(fk[a], ctr[Purpose.GROWTH, j])
         logv[a] += mu_dt[a] + sig_sqdt[a] * (factor_loading * market[pidx[a], j] + idio * z)
         if jump_dt > 0.0:
@@ -133,15 +145,25 @@ def simulate_firms(
             moved = a[regime[pidx[a], j] != cur[a]]
             if moved.size:
                 cur[moved] = regime[pidx[moved], j]
-                new = _stage_params(d, s[moved], cur[moved], q[moved])
-                for arr, val in zip(params, new, strict=True):
+                for arr, val in zip(params, _stage_params(d, s[moved], cur[moved], q[moved]),
+                                    strict=True):  # fmt: skip
                     arr[moved] = val
-        u = uniform(fk[a], ctr[Purpose.EVENT, j])
-        occurs = u < p_event[a]
+        ldk = ld[a]
+        if beta != 0.0:
+            ldk = ld[a] * np.exp(np.minimum(beta * (log_ref[a] - logv[a]), _MAX_LOG_FACTOR))
+        aged = (k - 1 - k_round[a]) >= d.runway_steps[s[a]]
+        if mult != 1.0:
+            ldk = np.where(aged, ldk * mult, ldk)
+        total = ldk + other[a]
+        hazard[a] += total * dt
+        occurs = hazard[a] > clock[a]
         b = a[occurs]
-        x = u[occurs] / p_event[b] * total[b]
+        x = uniform(fk[b], ctr[Purpose.EVENT, j]) * total[occurs]
+        lb = ldk[occurs]
         chosen = np.select(
-            [x < t1[b], x < t2[b], x < t3[b]], [L.EV_DEFAULT, L.EV_IPO, L.EV_MA], last[b]
+            [x < lb, x < lb + li[b], x < lb + li[b] + lm[b]],
+            [L.EV_DEFAULT, L.EV_IPO, L.EV_MA],
+            last[b],
         )
         ends = chosen != L.EV_ADVANCE
         event[b[ends]] = chosen[ends]
@@ -152,9 +174,19 @@ def simulate_firms(
             dil[adv] *= dilution[s[adv]]
             s[adv] += 1
             rounds[adv] += 1
-            new = _stage_params(d, s[adv], cur[adv], q[adv])
-            for arr, val in zip(params, new, strict=True):
+            for arr, val in zip(params, _stage_params(d, s[adv], cur[adv], q[adv]), strict=True):
                 arr[adv] = val
+            log_ref[adv] = logv[adv]
+            k_round[adv] = k
+            hazard[adv] = 0.0
+            if k < n_steps:
+                clock[adv] = -np.log(uniform(fk[adv], ctr[Purpose.CLOCK, k]))
+        if k == d.sicr_step:
+            quiet = ~occurs
+            worse = (ldk >= d.sicr_ratio * ld_origin[a]) & (ldk > 0.0)
+            if mult != 1.0:
+                worse |= aged
+            stage2[a[quiet & worse]] = 1
         still = np.ones(a.size, bool)
         still[np.flatnonzero(occurs)[ends]] = False
         alive = a[still]
@@ -174,6 +206,7 @@ def simulate_firms(
     out_rounds[:] = rounds
     out_dilution[:] = dil
     out_regime[:] = cur
+    out_stage2[:] = stage2
 
 
 def evaluate_structure(
@@ -222,8 +255,18 @@ def evaluate_structure(
     default_early = early & (ev == L.EV_DEFAULT)
     # Default (early or at maturity): recovery; exit or maturity with enough value: repaid.
     repays = np.where(early, ~default_early, vm >= owed)
-    recovery = np.minimum(owed, t.recovery_rate * v_at + t.collateral * principal)
+    pledge = t.collateral * principal
+    if t.collateral_scale > 0.0:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            factor = np.exp(
+                t.collateral_sigma * firms.appraisal
+                + t.collateral_elasticity * np.log(v_at / v0)
+            )
+        pledge = pledge + t.collateral_scale * principal * factor
+    share = t.recovery_rate * t.regime_distress[regime.astype(np.int64)]
+    recovery = np.minimum(owed, share * v_at + pledge)
     paid = np.where(repays, np.minimum(owed, v_at), recovery)
+    from_pledge = np.where(repays, 0.0, np.minimum(pledge, recovery))
     loss = owed - paid
     term = np.where(repays, coupon + paid, paid)
     term = term + np.where(loss > 0.0, t.covered_fraction * loss, 0.0)
@@ -291,6 +334,13 @@ def evaluate_structure(
     out_agg[:, L.AGG_QUALITY] = per_port(quality * acc)
     out_agg[:, L.AGG_POOL_CLAIMS] = out_pool_claims.sum(axis=1)
     out_agg[:, L.AGG_POOL_PAID] = pool_paid
+    kept = np.where(loss > 0.0, (1.0 - t.covered_fraction) * loss * t.ecl_discount[k_term], 0.0)
+    out_agg[:, L.AGG_ECL_12M] = per_port(np.where(k_term <= t.ecl_12m_step, kept, 0.0) * acc)
+    out_agg[:, L.AGG_ECL_LIFETIME] = per_port(kept * acc)
+    staged = (firms.stage2 != 0) & (km > t.sicr_step)
+    out_agg[:, L.AGG_STAGE2] = per_port(staged * acc)
+    out_agg[:, L.AGG_RECOVERED] = per_port(np.where(repays, 0.0, paid) * acc)
+    out_agg[:, L.AGG_COLLATERAL] = per_port(from_pledge * acc)
     # Cash flows by step: scheduled flows while in force, then terminal and upside amounts.
     n_k = out_cf.shape[1]
     active = np.zeros((n_port, n_k + 1))
