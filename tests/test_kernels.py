@@ -89,7 +89,8 @@ def evaluate(backend, scenario, structure, firms, portfolio_size):
     n_stage = np.zeros(n, np.int8)
     firms = L.FirmOutcomes(event=event, step=step, value=value, stage0=n_stage, stage=n_stage,
                            rounds=np.zeros(n, np.int16), dilution=dil, v0=v0, quality=quality,
-                           signal=signal, regime=regime)  # fmt: skip
+                           signal=signal, regime=regime, appraisal=np.zeros(n),
+                           stage2=np.zeros(n, np.int8))  # fmt: skip
     per_firm = [out[f.key] for f in L.PER_FIRM]
     EVALUATE[backend](firms, chk, portfolio_size, terms, *per_firm, out["agg"], out["pool_claims"],
                       out["pool_paid"], out["cf"], out["work"])  # fmt: skip
@@ -531,6 +532,8 @@ def simulate(backend, scenario, n_port=4, size=50, seed=5, checkpoints=(), n_pat
         quality=np.full(n, np.nan),
         signal=np.full(n, np.nan),
         regime=np.full(n, -1, np.int8),
+        appraisal=np.full(n, np.nan),
+        stage2=np.full(n, -1, np.int8),
         chk=np.full((n, len(chk)), -1.0),
         paths=np.full((n_paths, n_steps + 1), -1.0),
     )

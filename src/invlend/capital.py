@@ -3,12 +3,14 @@ r"""Bank capital: Basel IRB risk weights, equity risk weights, RAROC and EVA.
 Overview
 --------
 A bank in 投贷联动 holds capital against two things: the loan (credit risk, here the Basel
-internal-ratings-based formula of Basel II ¶272-273) and, where its investment arm takes a stake,
-the equity (a flat risk weight). :func:`irb_capital` gives the capital requirement ``K`` per
-unit of exposure at default, :func:`irb_risk_weight` the risk weight ``12.5 K``,
-:func:`equity_risk_weight` the weight of an equity stake under a named framework, and
-:func:`raroc` / :func:`eva` the return on that capital (the standard RAROC and EVA
-definitions, see ``docs/sources.md``).
+internal-ratings-based formula of Basel II ¶272-273) and, where its investment arm takes a stake
+or the loan carries a warrant, the equity (a flat risk weight). :func:`irb_capital` gives the
+capital requirement ``K`` per unit of exposure at default, :func:`irb_risk_weight` the risk
+weight ``12.5 K``, :func:`effective_maturity` the loan's IRB effective maturity ``M`` from its
+contractual cash flows, :func:`equity_risk_weight` the weight of an equity stake under a named
+framework, :func:`warrant_value_proxy` the value of a warrant that weight applies to (a
+Black-Scholes proxy until fair values exist), and :func:`raroc` / :func:`eva` the return on
+that capital (the standard RAROC and EVA definitions, see ``docs/sources.md``).
 
 Units: probabilities, LGD, risk weights and capital are fractions (a risk weight of 0.9232 is
 92.32%); maturities in years; sales in millions of euro. Risk-weighted assets are
@@ -32,6 +34,8 @@ Example
 0.7239
 >>> capital.equity_risk_weight("speculative_unlisted")  # Basel III: 400%
 4.0
+>>> round(capital.effective_maturity((0.045, 3.0, 3.0), 12), 4)  # 3-year monthly bullet
+2.8265
 """
 
 from __future__ import annotations
@@ -42,16 +46,21 @@ from typing import NamedTuple
 import numpy as np
 from scipy.special import ndtr, ndtri
 
+from invlend import _checks
+from invlend.closed_forms import bs_call
+
 __all__ = [
     "DEFAULT_HURDLE",
     "EQUITY_RISK_WEIGHTS",
     "MIN_CAPITAL_RATIO",
     "EquityWeight",
+    "effective_maturity",
     "equity_risk_weight",
     "eva",
     "irb_capital",
     "irb_risk_weight",
     "raroc",
+    "warrant_value_proxy",
 ]
 
 # Basel II ¶272-273 and the BCBS Explanatory Note (2005) [S]: the confidence
@@ -62,7 +71,8 @@ MIN_CAPITAL_RATIO = 0.08
 _CONFIDENCE = 0.999
 _Z_CONFIDENCE = float(ndtri(_CONFIDENCE))
 _MATURITY_REFERENCE = 2.5  # years, the maturity the formula is calibrated at (¶272)
-_MATURITY_BOUNDS = (1.0, 5.0)  # years, Basel II ¶320: M at least 1 and at most 5 [R]
+#: Years, Basel II ¶320 / Basel Framework CRE32.47 (advanced IRB): M at least 1, at most 5 [R].
+_MATURITY_BOUNDS = (1.0, 5.0)
 _SALES_BOUNDS = (5.0, 50.0)  # EUR millions, Basel II ¶273: S clamped to [5, 50]
 _KINDS = ("corporate", "retail")
 
@@ -285,6 +295,92 @@ def irb_risk_weight(
 
 
 # --------------------------------------------------------------------------------------------
+# Effective maturity
+# --------------------------------------------------------------------------------------------
+
+
+def _loan_terms(loan) -> tuple[float, float, float]:
+    """``(rate, maturity_years, io_years)`` of an invlend ``Loan`` or of those three numbers."""
+    if all(hasattr(loan, a) for a in ("rate", "maturity_years", "io_years")):
+        terms = (loan.rate, loan.maturity_years, loan.io_years)
+    else:
+        try:
+            terms = tuple(loan)
+        except TypeError:
+            terms = ()
+        if len(terms) != 3:
+            raise ValueError(
+                "loan must be an invlend.Loan or the numbers (rate, maturity_years, "
+                f"io_years); got {loan!r}"
+            )
+    rate = _check_scalar(terms[0], "rate", 0.0, np.inf)
+    maturity = _check_scalar(terms[1], "maturity_years", 0.0, np.inf, lo_open=True)
+    io = _check_scalar(terms[2], "io_years", 0.0, maturity)
+    return rate, maturity, io
+
+
+def effective_maturity(loan, steps_per_year: int = 12) -> float:
+    r"""Basel IRB effective maturity ``M`` of a loan, in years, from its contractual cash flows.
+
+    .. math::
+
+        M = \min\!\left(5,\ \max\!\left(1,\ \frac{\sum_k t_k\,CF_k}{\sum_k CF_k}\right)\right),
+        \qquad CF_k = r\,\Delta t\,b_{k-1} + (b_{k-1} - b_k),\quad t_k = k\,\Delta t,
+
+    the cash-flow-weighted (undiscounted) time to payment of interest and principal per unit of
+    principal (Basel II ¶320, Basel Framework CRE32.47: the advanced-IRB rule, floored at one
+    year and capped at five [R]; the 2.5-year foundation value of ¶318 is not used). The
+    balance ``b_k`` follows the simulation's schedule (:mod:`invlend._sim.lowering`): 1 during
+    the interest-only period, then linear to 0 at maturity, on a grid of ``steps_per_year``
+    steps, with interest each step at the annual ``rate`` on the balance outstanding.
+
+    Parameters
+    ----------
+    loan : invlend.Loan or tuple of float
+        The loan, or the numbers ``(rate, maturity_years, io_years)``: annual rate (>= 0),
+        maturity in years (> 0) and interest-only years (in [0, maturity]; the maturity for a
+        bullet loan, as ``Loan.io_years``).
+    steps_per_year : int, default 12
+        Payments per year (the scenario's ``steps_per_year``); maturity and the interest-only
+        period are rounded to whole steps (at least one step to maturity).
+
+    Returns
+    -------
+    float
+        ``M`` in years, in [1, 5]. A bullet loan at zero rate has ``M`` equal to its maturity
+        (within the bounds); interest and amortisation pay earlier and shorten it.
+
+    Raises
+    ------
+    ValueError
+        Naming the term: not a loan or three numbers, a negative rate, a maturity not > 0, an
+        interest-only period outside [0, maturity], ``steps_per_year`` outside [1, 3650].
+    TypeError
+        ``steps_per_year`` not an integer.
+
+    Examples
+    --------
+    >>> import invlend as il
+    >>> bullet = il.Loan(rate=0.045, maturity_years=3.0)  # 3-year bullet, monthly interest
+    >>> round(effective_maturity(bullet, steps_per_year=12), 4)  # just under 3
+    2.8265
+    >>> effective_maturity((0.0, 3.0, 3.0), 12)  # no interest: all paid at maturity
+    3.0
+    """
+    rate, maturity, io = _loan_terms(loan)
+    dt = 1.0 / _checks.count("steps_per_year", steps_per_year, high=3650)
+    km = max(1, round(maturity / dt))
+    kio = min(round(io / dt), km)
+    k = np.arange(km + 1)
+    balance = np.ones(km + 1)
+    balance[kio:] = (km - k[kio:]) / (km - kio) if kio < km else 0.0
+    balance[km] = 0.0
+    flow = rate * dt * balance[:-1] + (balance[:-1] - balance[1:])
+    m = float(np.dot(k[1:] * dt, flow) / flow.sum())
+    return float(np.clip(m, *_MATURITY_BOUNDS))
+
+
+# --------------------------------------------------------------------------------------------
 # Equity stakes
 # --------------------------------------------------------------------------------------------
 
@@ -413,6 +509,67 @@ def equity_risk_weight(kind: str = "speculative_unlisted", framework: str = "bas
         valid = ", ".join(map(repr, table))
         raise ValueError(f"kind for framework {framework!r} must be one of {valid}; got {kind!r}")
     return case.weight
+
+
+def warrant_value_proxy(
+    coverage: float,
+    share_of_gain: float,
+    weights,
+    volatilities,
+    default_hazards,
+    discount_rate: float,
+    years: float,
+) -> float:
+    r"""Black-Scholes proxy of a warrant's value per unit of principal, for its equity charge.
+
+    .. math::
+
+        W = g\,c \sum_s w_s\, C_{BS}\!\left(1, 1, r + \lambda^D_s, \sigma_s, T\right)
+
+    with ``g`` the bank's share of the gain, ``c`` the coverage (strike as a fraction of
+    principal, so the warrant is a call on ``c`` of principal's worth of the firm struck at
+    the money), ``w_s``, ``sigma_s`` and ``lambda^D_s`` the stages' weights, volatilities and
+    default hazards, ``r`` the discount rate and ``T`` the warrant's life within the horizon.
+    Adding the default hazard to the rate prices the firm's jump to zero at default (Merton
+    1976 with total loss: the call on a stock that can vanish at rate lambda is the Black-
+    Scholes call at rate ``r + lambda``).
+
+    **A proxy, to be replaced by the warrant's fair value** from the simulation: it ignores
+    the stages' drift and exits, funding rounds and dilution, quality, linkage multipliers and
+    the market factor's jumps. It is the exposure the 400% equity weight applies to until then.
+
+    Parameters
+    ----------
+    coverage, share_of_gain : float
+        ``Warrant.coverage`` (>= 0) and ``Warrant.share_of_gain`` (in [0, 1]).
+    weights, volatilities, default_hazards : array_like
+        Per stage: entry weights (summing to 1), annual volatilities and default hazards.
+    discount_rate : float
+        Annual risk-free (discount) rate ``r``.
+    years : float
+        ``T = min(expiry_years, horizon_years)``, > 0.
+
+    Returns
+    -------
+    float
+        ``W`` per unit of principal.
+
+    Examples
+    --------
+    >>> round(warrant_value_proxy(0.1, 1.0, [1.0], [0.0], [0.0], 0.02, 5.0), 6)  # 0.1 (1 - e^-0.1)
+    0.009516
+    """
+    c = _check_scalar(coverage, "coverage", 0.0, np.inf)
+    g = _check_scalar(share_of_gain, "share_of_gain", 0.0, 1.0)
+    r = _check_scalar(discount_rate, "discount_rate", -np.inf, np.inf)
+    t = _check_scalar(years, "years", 0.0, np.inf, lo_open=True)
+    w = _as_checked(weights, "weights", 0.0, 1.0)
+    sigma = _as_checked(volatilities, "volatilities", 0.0, np.inf)
+    lam = _as_checked(default_hazards, "default_hazards", 0.0, np.inf)
+    if not w.ndim == sigma.ndim == lam.ndim == 1 or not w.size == sigma.size == lam.size:
+        raise ValueError("weights, volatilities and default_hazards must be 1-d, one per stage")
+    calls = [bs_call(1.0, 1.0, r + lam_s, sig_s, t) for sig_s, lam_s in zip(sigma, lam)]
+    return g * c * float(np.dot(w, calls))
 
 
 # --------------------------------------------------------------------------------------------

@@ -154,7 +154,10 @@ class Report:
 
 
 def _scenario(stages, *, market=None, **fields) -> il.Scenario:
-    """A scenario without dispersion, quality effects, factor or jumps unless given."""
+    """A scenario without dispersion, quality effects, factor or jumps unless given.
+
+    Its ``distress_value`` is 1, so a loan's ``recovery_rate`` is a fraction of firm value.
+    """
     base = dict(
         market=market or il.Market(discount_rate=0.0, factor_loading=0.0, jump_rate=0.0),
         default_barrier=0.0,
@@ -163,6 +166,7 @@ def _scenario(stages, *, market=None, **fields) -> il.Scenario:
         quality_hazard=0.0,
         ipo_multiple=1.0,
         ma_multiple=1.0,
+        distress_value=1.0,
     )
     base.update(fields)
     return il.Scenario(stages=stages, **base)
