@@ -66,8 +66,10 @@ def test_irb_capital_is_the_basel_formula_at_the_estimated_pd_and_lgd(res, summa
     agg = res[name].aggregates
     h = agg[:, K.AGG_EAD].sum() / agg[:, K.AGG_EXPOSURE].sum()
     assert s["annual_pd"].estimate == pytest.approx(-math.expm1(-h), rel=1e-12)
-    maturity = res[name].structure.loan.maturity_years
+    st, sc = res[name].structure, res.scenario
+    maturity = C.effective_maturity(st.loan, sc.steps_per_year)  # Basel advanced-IRB M
     k = C.irb_capital(s["annual_pd"].estimate, s["lgd"].estimate, maturity, M.IRB_SALES_EUR_M)
+    k += _warrant_charge(st, sc)  # 8% x 400% of the warrant's Black-Scholes proxy, if any
     assert s["irb_capital"].estimate == pytest.approx(k, rel=1e-12)
     years = agg[:, K.AGG_EXPOSURE].sum() / agg[:, K.AGG_PRINCIPAL].sum()
     npv = s["npv_per_principal"].estimate
@@ -75,6 +77,19 @@ def test_irb_capital_is_the_basel_formula_at_the_estimated_pd_and_lgd(res, summa
     assert s["eva_irb"].estimate == pytest.approx(npv / years - C.DEFAULT_HURDLE * k, rel=1e-12)
     ec = s["economic_capital"].estimate
     assert s["eva"].estimate == pytest.approx(npv / years - C.DEFAULT_HURDLE * ec, rel=1e-9)
+
+
+def _warrant_charge(structure, scenario) -> float:
+    w = structure.warrant
+    if w is None:
+        return 0.0
+    st = scenario.stages
+    value = C.warrant_value_proxy(
+        w.coverage, w.share_of_gain, [s.weight for s in st], [s.volatility for s in st],
+        [s.default_hazard for s in st], scenario.market.discount_rate,
+        min(w.expiry_years, scenario.horizon_years),
+    )  # fmt: skip
+    return M.warrant_charge(value)
 
 
 def test_hurdle_and_sales_are_arguments_with_clear_errors(res):
@@ -109,7 +124,7 @@ def test_delta_method_se_agrees_with_a_bootstrap_of_the_same_estimator(res, summ
     for _ in range(300):
         idx = rng.integers(0, n, n)
         sm = M.smooth_metrics(r.aggregates[idx], r.portfolio_irr[idx], res.portfolio_size,
-                              r.structure.loan.maturity_years)  # fmt: skip
+                              C.effective_maturity(r.structure.loan, 12))  # fmt: skip
         reps.append(sm[metric][0])
     boot = float(np.std(reps, ddof=1))
     delta = summary["pure_loan"][metric].se

@@ -183,8 +183,15 @@ def _one_default(collateral, *, value_ratio: float, distress: float = 0.1,
 
 
 def test_collateral_without_error_recovers_by_hand():
-    coll = il.Collateral(kind="ip", pledged_to_principal=0.5, haircut=0.2, appraisal_error=0.0,
-                         value_elasticity=0.0, liquidation_years=0.0, liquidation_cost=0.1)  # fmt: skip
+    coll = il.Collateral(
+        kind="ip",
+        pledged_to_principal=0.5,
+        haircut=0.2,
+        appraisal_error=0.0,
+        value_elasticity=0.0,
+        liquidation_years=0.0,
+        liquidation_cost=0.1,
+    )
     sc, s = _one_default(coll, value_ratio=0.8)
     res = il.simulate(sc, [s], n_portfolios=2, portfolio_size=50, seed=1)
     r = res["s"]

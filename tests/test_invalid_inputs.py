@@ -321,10 +321,9 @@ def _nan_cells(summary) -> list[tuple[str, str, object]]:
 
 
 NAN_CASES = {
-    # full risk sharing: no net loss, so no economic capital to divide by
+    # one portfolio: no value shortfall below the mean, so no economic capital to divide by
     "raroc with capital 0": (
-        dict(structures=[il.pure_loan(risk_share=il.RiskShare(covered_fraction=1.0))]),
-        dict(n_boot=20), "pure_loan", "raroc", "economic capital is 0"),
+        dict(n_portfolios=1), dict(n_boot=20), "pure_loan", "raroc", "economic capital is 0"),
     "tail SE with n_boot=0": (dict(), dict(n_boot=0), "pure_loan", "loss_var_99", "n_boot=0"),
     "one portfolio": (dict(n_portfolios=1), dict(n_boot=10), "pure_loan", "pd",
                       "at least 2 portfolios"),

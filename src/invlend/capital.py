@@ -191,7 +191,9 @@ def irb_capital(
     maturity_years : float or array_like, default 2.5
         Effective maturity M in years, >= 0. Corporate only: clamped to [1, 5] years
         (Basel II ¶320: M is at least one year and at most five). 2.5 is the foundation-IRB
-        value (¶318) and the one Basel II Annex 5 uses. Validated but unused for retail.
+        value (¶318) and the one Basel II Annex 5 uses; a simulation's summary takes the
+        advanced-IRB M of the loan's cash flows, :func:`effective_maturity`. Validated but
+        unused for retail.
     sales_eur_m : float or array_like, optional
         Annual sales of the borrower in millions of euro, >= 0, for the SME firm-size
         adjustment (¶273); clamped to [5, 50]. ``None`` (default) means no adjustment, the same
@@ -568,7 +570,7 @@ def warrant_value_proxy(
     lam = _as_checked(default_hazards, "default_hazards", 0.0, np.inf)
     if not w.ndim == sigma.ndim == lam.ndim == 1 or not w.size == sigma.size == lam.size:
         raise ValueError("weights, volatilities and default_hazards must be 1-d, one per stage")
-    calls = [bs_call(1.0, 1.0, r + lam_s, sig_s, t) for sig_s, lam_s in zip(sigma, lam)]
+    calls = [bs_call(1.0, 1.0, r + lam[s], sigma[s], t) for s in range(w.size)]
     return g * c * float(np.dot(w, calls))
 
 

@@ -33,11 +33,13 @@ __all__ = [
     "bs_call",
     "bs_put",
     "competing_hazards",
+    "default_correlation",
     "discrete_barrier_default",
     "merton_debt",
     "merton_jump_call",
     "stage_chain",
     "stage_chain_steps",
+    "value_hazard_pd",
     "vasicek_cdf",
     "vasicek_finite_cdf",
     "vasicek_quantile",
@@ -212,3 +214,32 @@ def vasicek_finite_cdf(x: float, p: float, rho: float, n: int, points: int = 40_
     pz = ndtr((ndtri(p) - math.sqrt(rho) * z) / math.sqrt(1.0 - rho))
     k = math.floor(x * n + 1e-9)
     return float(np.trapezoid(stats.norm.pdf(z) * stats.binom.cdf(k, n, pz), z))
+
+
+def default_correlation(pd: float, rho: float) -> float:
+    """Correlation of two obligors' default indicators in the one-factor Gaussian model.
+
+    ``(Phi_2(k, k; rho) - pd^2) / (pd (1 - pd))`` with ``k = Phi^-1(pd)`` and ``rho`` the
+    asset correlation (Basel II ¶272's ``R``). At ``pd`` 3%: 0.0146 at ``rho`` 0.08, 0.0445
+    at 0.20. The bivariate normal probability is computed as the one-factor integral
+    ``E_Z[Phi((k - sqrt(rho) Z) / sqrt(1 - rho))^2]`` on a fine grid.
+    """
+    k = float(ndtri(pd))
+    z = np.linspace(-12.0, 12.0, 48_001)
+    cond = ndtr((k - math.sqrt(rho) * z) / math.sqrt(1.0 - rho))
+    joint = float(np.trapezoid(stats.norm.pdf(z) * cond**2, z))
+    return (joint - pd * pd) / (pd * (1.0 - pd))
+
+
+def value_hazard_pd(hazard: float, beta: float, log_drift: float, dt: float, n_steps: int):
+    """PD by steps ``1..n_steps`` of a deterministic path with a value-driven intensity.
+
+    With zero volatility ``log V`` grows at ``log_drift`` a year, so the intensity of step
+    ``k`` (read at the step's end value, as the engine does) is
+    ``hazard * exp(-beta * log_drift * k dt)`` and the PD by step ``n`` is
+    ``1 - exp(-sum_{k <= n} hazard_k dt)``: exact on the grid. Against continuous time the
+    cumulative hazard is a right Riemann sum of a monotone function, so it errs by at most
+    ``dt * |hazard_0 - hazard_T|`` (first order in ``dt``).
+    """
+    k = np.arange(1, n_steps + 1)
+    return -np.expm1(-np.cumsum(hazard * np.exp(-beta * log_drift * k * dt) * dt))

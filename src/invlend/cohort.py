@@ -197,6 +197,7 @@ class _Law(NamedTuple):
     absorbed: np.ndarray  # (m, k, 3)
     alive_in: np.ndarray  # (m, k, n_stages)
     years_in: np.ndarray  # (m, k, n_stages)
+    absorbed_in: np.ndarray | None = None  # (m, k, n_stages, 3): absorbed from each stage
 
 
 def _chain_law(
@@ -207,6 +208,7 @@ def _chain_law(
     n_stages: int,
     horizon: float | None,
     dt: float | None,
+    by_stage: bool = False,
 ) -> _Law:
     """Reach, absorption and occupancy of a chain whose transient states carry stage labels.
 
@@ -226,6 +228,8 @@ def _chain_law(
         Years; ``None`` for eventual quantities.
     dt : float or None
         Step of the engine's grid; ``None`` for continuous time.
+    by_stage : bool
+        Also return ``absorbed_in``: absorption split by the stage it happens from.
     """
     m, n = k_tt.shape[0], k_tt.shape[-1]
     total = -np.diagonal(k_tt, axis1=-2, axis2=-1)  # (m, n)
@@ -265,7 +269,8 @@ def _chain_law(
         reach = np.einsum("ai,ij,mil,lj->maj", p0, below, last, above)
     absorbed = np.einsum("mai,mic->mac", years, r)
     onehot = (label[:, None] == stage).astype(float)
-    return _Law(reach, absorbed, alive @ onehot, years @ onehot)
+    absorbed_in = np.einsum("mai,mic,ij->majc", years, r, onehot) if by_stage else None
+    return _Law(reach, absorbed, alive @ onehot, years @ onehot, absorbed_in)
 
 
 class _StuckStage(Exception):
@@ -365,11 +370,13 @@ def law_averaged(
     horizon: float | None,
     dt: float | None,
     nodes: int | None,
+    by_stage: bool = False,
 ) -> tuple[dict[str, Any], int]:
     """Cohort quantities averaged over quality, and the number of nodes used.
 
     ``p0`` is (k, n_stages), one start distribution per row; each returned array has the
-    start axis first.
+    start axis first. ``by_stage`` adds ``absorbed_in`` (k, n_stages, 3): the probability of
+    each absorption from each stage.
     """
     n = hz.default.size
 
@@ -381,8 +388,12 @@ def law_averaged(
         k_tt = np.ascontiguousarray(k_tt)
         r = np.ascontiguousarray(r)
         p_states = np.kron(start[None, :], p0)  # (k, n_regimes * n): regime-major states
-        law = _chain_law(k_tt, r, p_states, label, n, horizon, dt)
-        return {f: np.tensordot(w, getattr(law, f), axes=(0, 0)) for f in _Law._fields}
+        law = _chain_law(k_tt, r, p_states, label, n, horizon, dt, by_stage)
+        return {
+            f: np.tensordot(w, getattr(law, f), axes=(0, 0))
+            for f in _Law._fields
+            if getattr(law, f) is not None
+        }
 
     if hz.quality_hazard == 0.0:
         return at(1), 1

@@ -271,8 +271,9 @@ class FundingCycle(InputModel):
         hazards to 0.7/1.15 of a hot market's and exit multiples to 0.8/1.1 (both
         estimates), and what distressed assets fetch to 0.8/1.1 of the scenario's
         ``distress_value`` (creditors recover less when the defaulter's industry is in
-        distress, Acharya, Bharath & Srinivasan 2007; the size is an estimate). Each default multiplier averages 1 over the stationary distribution
-        (1/3 cold): the cycle redistributes events in time without changing mean hazards.
+        distress, Acharya, Bharath & Srinivasan 2007; the size is an estimate). Each default
+        multiplier averages 1 over the stationary distribution (1/3 cold): the cycle
+        redistributes events in time without changing mean hazards.
     """
 
     hot_to_cold: Annotated[Number, Field(ge=0.0, le=100.0)] = 0.25
@@ -311,7 +312,7 @@ class FundingCycle(InputModel):
 
 
 class Scenario(InputModel):
-    """A population of applicant technology firms and the market they live in.
+    r"""A population of applicant technology firms and the market they live in.
 
     Parameters
     ----------
@@ -329,7 +330,7 @@ class Scenario(InputModel):
     quality_hazard : float
         Default hazard scales as ``exp(-quality_hazard * q)``.
     hazard_value_elasticity : float
-        Elasticity :math:`\\beta` of the default intensity to firm value: the intensity scales
+        Elasticity :math:`\beta` of the default intensity to firm value: the intensity scales
         as ``(V / V_ref) ** -hazard_value_elasticity``, ``V_ref`` the value just after the
         last funding round (``V0`` before any). Firms fail when they are worth little, and
         through the market factor in ``V`` defaults cluster in bad paths. 0 (the default
@@ -551,17 +552,35 @@ def _depth(node: Any, limit: int = MAX_TOML_DEPTH + 1) -> int:
 COLLATERAL_KINDS: Mapping[str, Mapping[str, float]] = MappingProxyType(
     {
         "ip": MappingProxyType(
-            dict(pledged_to_principal=1 / 0.3, haircut=0.5, appraisal_error=0.5,
-                 value_elasticity=0.5, liquidation_years=1.5, liquidation_cost=0.10)
-        ),  # fmt: skip
+            dict(
+                pledged_to_principal=1 / 0.3,
+                haircut=0.5,
+                appraisal_error=0.5,
+                value_elasticity=0.5,
+                liquidation_years=1.5,
+                liquidation_cost=0.10,
+            )
+        ),
         "equity": MappingProxyType(
-            dict(pledged_to_principal=2.0, haircut=0.0, appraisal_error=0.3,
-                 value_elasticity=1.0, liquidation_years=1.0, liquidation_cost=0.10)
-        ),  # fmt: skip
+            dict(
+                pledged_to_principal=2.0,
+                haircut=0.0,
+                appraisal_error=0.3,
+                value_elasticity=1.0,
+                liquidation_years=1.0,
+                liquidation_cost=0.10,
+            )
+        ),
         "cash": MappingProxyType(
-            dict(pledged_to_principal=1.0, haircut=0.0, appraisal_error=0.0,
-                 value_elasticity=0.0, liquidation_years=0.0, liquidation_cost=0.0)
-        ),  # fmt: skip
+            dict(
+                pledged_to_principal=1.0,
+                haircut=0.0,
+                appraisal_error=0.0,
+                value_elasticity=0.0,
+                liquidation_years=0.0,
+                liquidation_cost=0.0,
+            )
+        ),
     }
 )
 

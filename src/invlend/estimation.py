@@ -31,10 +31,11 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from invlend import _checks
+from invlend import capital as C
 from invlend import metrics as M
 from invlend._sim.layout import AGG_ACCEPTED
 from invlend._tables import Document, Footnotes, Rows, json_ready, metric_rows, text_table
-from invlend.config import Structure
+from invlend.config import Scenario, Structure
 
 __all__ = ["Comparison", "Difference", "Estimator", "Summary"]
 
@@ -134,10 +135,30 @@ class Comparison(_Table):
         return self._text(head, [f"{n} - {base}" for n in names])
 
 
-def _equity_charge(structure: Structure) -> float:
-    """Regulatory capital of the structure's equity stake per unit of principal."""
-    e = structure.equity
-    return 0.0 if e is None else M.equity_charge(e.equity_to_value, structure.loan.loan_to_value)
+def _equity_charge(structure: Structure, scenario: Scenario) -> float:
+    """Equity-risk capital of the structure's equity stake and warrant per unit of principal.
+
+    The warrant's value is the Black-Scholes proxy of
+    :func:`invlend.capital.warrant_value_proxy` over the scenario's entry stages, with a life
+    of ``min(expiry_years, horizon_years)``, until the simulation gives its fair value.
+    """
+    charge = 0.0
+    e, w = structure.equity, structure.warrant
+    if e is not None:
+        charge += M.equity_charge(e.equity_to_value, structure.loan.loan_to_value)
+    if w is not None:
+        stages = scenario.stages
+        value = C.warrant_value_proxy(
+            w.coverage,
+            w.share_of_gain,
+            [s.weight for s in stages],
+            [s.volatility for s in stages],
+            [s.default_hazard for s in stages],
+            scenario.market.discount_rate,
+            min(w.expiry_years, scenario.horizon_years),
+        )
+        charge += M.warrant_charge(value)
+    return charge
 
 
 def _differences(
@@ -203,10 +224,11 @@ class Estimator:
     ) -> tuple[dict, dict, list[str]]:
         res, run = self.result, self.result.run
         size, n_port = run.portfolio_size, run.n_portfolios
+        sc = res.scenario
         smooth = {
             n: M.smooth_metrics(r.aggregates, r.portfolio_irr, size,
-                                r.structure.loan.maturity_years, hurdle, sales_eur_m,
-                                _equity_charge(r.structure))
+                                C.effective_maturity(r.structure.loan, sc.steps_per_year),
+                                hurdle, sales_eur_m, _equity_charge(r.structure, sc))
             for n, r in res.items()
         }  # fmt: skip
         full = np.ones((1, n_port))
@@ -252,8 +274,8 @@ class Estimator:
         if beyond < 10:
             notes.append(
                 f"{n_port} portfolios leave {beyond:.1f} beyond the 99.9% loss "
-                "quantile: loss_var_999, loss_es_999, economic_capital, raroc and eva are rough; "
-                "use >= 10000 portfolios for them"
+                "quantile: loss_var_999, loss_es_999, economic_capital, credit_capital, raroc "
+                "and eva are rough; use >= 10000 portfolios for them"
             )
         return notes
 

@@ -12,7 +12,7 @@ the portfolio as the sampling unit:
   :math:`u_p = (y_p - \hat R x_p)/\bar x` and :math:`\mathrm{SE} = \mathrm{sd}(u)/\sqrt{n}`.
   A paired difference of two structures uses :math:`\mathrm{sd}(u^A - u^B)/\sqrt{n}`, which is
   small because both are evaluated on the same firms (common random numbers).
-* **Tail metrics** (loss VaR and ES, economic capital, RAROC) use a bootstrap over
+* **Tail metrics** (loss VaR and ES, economic and credit capital, RAROC, EVA) use a bootstrap over
   portfolios with ``B`` replicates whose resampling indices are derived from the run's seed,
   so they are reproducible; paired differences reuse the same replicates.
 
@@ -32,14 +32,30 @@ Metric definitions (all per unit of principal unless stated):
 ``annual_pd``         ``1 - exp(-h)`` with ``h`` = balance at default / balance-years
                       outstanding: the one-year PD the IRB formula takes
 ``lgd``               bank's credit loss after risk sharing / exposure at default
+``collateral_share``  part of the recoveries at default that the collateral realised
+                      (the rest: the distressed assets); NaN where nothing was recovered
 ``expected_loss``     mean portfolio loss rate (credit loss after risk sharing / principal)
+``ecl_12m``           IFRS 9 / CAS 22 12-month expected credit loss at origination per unit
+                      lent: credit loss after risk sharing from losses in the first year,
+                      discounted at the effective interest rate (the loan's rate)
+``ecl_lifetime``      the same over the loan's whole life (the stage 2 provision)
+``stage2_share``      loans outstanding after one year whose firm is then in IFRS 9 stage 2
+                      (default intensity at least twice its origination intensity, or its
+                      runway run out) / loans
 ``loss_var_99``       99% quantile of the portfolio loss rate (``_999``: 99.9%)
 ``loss_es_99``        expected shortfall: mean of the loss-rate quantiles above 99%
-``economic_capital``  ``loss_var_999 - expected_loss``
+``economic_capital``  value-based: mean minus the 0.1% quantile of the portfolio's value per
+                      unit lent ``npv / principal`` (every cash flow of the structure): the
+                      99.9% shortfall of value below its mean
+``credit_capital``    ``loss_var_999 - expected_loss``: the loan book's credit capital (the
+                      ``economic_capital`` of model version 1)
 ``irb_capital``       Basel IRB capital ``K`` per unit of exposure (corporate formula with the
                       SME adjustment, :func:`invlend.capital.irb_capital`) at ``annual_pd``,
-                      ``lgd`` and the loan's maturity, plus the capital of an equity stake
-                      (8% x 400%, Basel III speculative unlisted equity) per unit lent
+                      ``lgd`` and the loan's effective maturity
+                      (:func:`invlend.capital.effective_maturity`), plus 8% x 400% (Basel III
+                      speculative unlisted equity) of an equity stake and of a warrant per
+                      unit lent (the warrant at a Black-Scholes proxy of its value,
+                      :func:`warrant_charge`)
 ``raroc``             ``npv_per_principal / (economic_capital * exposure_years)``: annual
                       NPV per unit of capital, with ``exposure_years`` the principal-weighted
                       years the loans are outstanding
@@ -49,6 +65,24 @@ Metric definitions (all per unit of principal unless stated):
 ``eva_irb``           the same with ``irb_capital``
 ``prob_negative_npv`` loans with NPV < 0 / loans
 ``pool_shortfall``    share of the claims on a risk pool its annual cap left unpaid
+==================== =====================================================================
+
+Which capital
+-------------
+Model version 2 holds capital on what the bank actually holds:
+
+==================== =====================================================================
+``credit_capital``    the loan book's credit risk alone: what the bank's credit losses can
+                      exceed their mean by at 99.9%. Comparable with ``irb_capital`` (the
+                      same confidence on the same losses, by simulation instead of the
+                      one-factor formula) and with version 1's ``economic_capital``.
+``economic_capital``  what the bank's whole position in the structure can lose: interest,
+                      fees, recoveries, warrant and equity proceeds and screening costs
+                      together. The right denominator of ``raroc`` and ``eva`` for structures
+                      that hold equity or warrants, whose risk a credit loss misses; for a
+                      plain loan it is close to ``credit_capital``.
+``irb_capital``       the regulator's requirement (credit by the Basel formula, equity and
+                      warrants by the 400% weight): the capital the bank must hold.
 ==================== =====================================================================
 """
 
@@ -77,12 +111,17 @@ METRICS = (
     "pd",
     "annual_pd",
     "lgd",
+    "collateral_share",
     "expected_loss",
+    "ecl_12m",
+    "ecl_lifetime",
+    "stage2_share",
     "loss_var_99",
     "loss_var_999",
     "loss_es_99",
     "loss_es_999",
     "economic_capital",
+    "credit_capital",
     "irb_capital",
     "raroc",
     "raroc_irb",
@@ -102,13 +141,18 @@ DESCRIPTIONS = {
     "pd": "share of loans that default (a default may lose nothing)",
     "annual_pd": "one-year PD: defaulted balance per balance-year outstanding, as 1 - exp(-h)",
     "lgd": "bank's credit loss after risk sharing per unit of exposure at default",
+    "collateral_share": "part of the recoveries at default that the collateral realised",
     "expected_loss": "mean portfolio loss rate (credit loss after risk sharing / principal)",
+    "ecl_12m": "IFRS 9 12-month expected credit loss at origination per unit lent, PV at rate",
+    "ecl_lifetime": "IFRS 9 lifetime expected credit loss at origination per unit lent",
+    "stage2_share": "share of loans outstanding after a year that IFRS 9 then puts in stage 2",
     "loss_var_99": "99% quantile of the portfolio loss rate",
     "loss_var_999": "99.9% quantile of the portfolio loss rate",
     "loss_es_99": "mean portfolio loss rate beyond its 99% quantile",
     "loss_es_999": "mean portfolio loss rate beyond its 99.9% quantile",
-    "economic_capital": "loss_var_999 minus expected_loss",
-    "irb_capital": "Basel IRB capital K per unit of exposure at annual_pd, lgd and maturity",
+    "economic_capital": "mean minus 0.1% quantile of portfolio value per unit lent (all flows)",
+    "credit_capital": "loss_var_999 minus expected_loss: the loan book's credit capital",
+    "irb_capital": "Basel IRB K at annual_pd, lgd and effective maturity, plus equity and warrant",
     "raroc": "NPV per principal / (economic capital x years the loans are outstanding)",
     "raroc_irb": "NPV per principal / (IRB capital x years the loans are outstanding)",
     "eva": "annual NPV per unit lent minus the hurdle rate x economic capital",
@@ -122,6 +166,7 @@ _TAIL = (
     "loss_es_99",
     "loss_es_999",
     "economic_capital",
+    "credit_capital",
     "raroc",
     "eva",
 )
@@ -151,8 +196,14 @@ _LABEL_WORDS = {
     "es": "ES",
     "99": "99%",
     "999": "99.9%",
+    "ecl": "ECL",
+    "12m": "12-month",
 }
-_LABELS = {"prob_negative_npv": "share of loans with NPV < 0"}
+_LABELS = {
+    "prob_negative_npv": "share of loans with NPV < 0",
+    "stage2_share": "share of loans in IFRS 9 stage 2",
+    "collateral_share": "collateral share of recoveries",
+}
 
 
 def axis_label(metric: str) -> str:
@@ -187,6 +238,13 @@ def loss_rate(agg: np.ndarray) -> np.ndarray:
     principal = agg[:, L.AGG_PRINCIPAL]
     loss = agg[:, L.AGG_LOSS_NET]
     return np.divide(loss, principal, out=np.zeros_like(loss), where=principal > 0)
+
+
+def value_rate(agg: np.ndarray) -> np.ndarray:
+    """Portfolio value per unit lent: NPV (every cash flow) / principal (0 where none lent)."""
+    principal = agg[:, L.AGG_PRINCIPAL]
+    npv = agg[:, L.AGG_NPV]
+    return np.divide(npv, principal, out=np.zeros_like(npv), where=principal > 0)
 
 
 def _weighted_tail(sorted_x: np.ndarray, w: np.ndarray, alpha: float) -> tuple:
@@ -236,8 +294,10 @@ def smooth_metrics(
 
     The IRB metrics are smooth functions of ratios, so their influence values follow by the
     chain rule: ``K`` is linear in LGD and differentiated numerically in PD.
-    ``equity_charge`` is the capital of an equity stake per unit of principal (see
-    :func:`equity_charge`), added to the loan's ``K`` in ``irb_capital``.
+    ``maturity_years`` is the loan's effective maturity ``M`` (the summaries pass
+    :func:`invlend.capital.effective_maturity`). ``equity_charge`` is the equity-risk capital
+    per unit of principal of the structure's equity stake and warrant (:func:`equity_charge`
+    plus :func:`warrant_charge`), added to the loan's ``K`` in ``irb_capital``.
     """
     a = agg
     ones = np.ones(a.shape[0])
@@ -260,7 +320,11 @@ def smooth_metrics(
         "pd": _ratio(a[:, L.AGG_DEFAULTS], a[:, L.AGG_ACCEPTED]),
         "annual_pd": annual_pd,
         "lgd": lgd,
+        "collateral_share": _ratio(a[:, L.AGG_COLLATERAL], a[:, L.AGG_RECOVERED]),
         "expected_loss": _ratio(lr, ones),
+        "ecl_12m": _ratio(a[:, L.AGG_ECL_12M], a[:, L.AGG_PRINCIPAL]),
+        "ecl_lifetime": _ratio(a[:, L.AGG_ECL_LIFETIME], a[:, L.AGG_PRINCIPAL]),
+        "stage2_share": _ratio(a[:, L.AGG_STAGE2], a[:, L.AGG_ACCEPTED]),
         "irb_capital": irb,
         "raroc_irb": _quotient(npv_pp, _product(irb, years)),
         "eva_irb": _difference(_quotient(npv_pp, years), _scaled(irb, hurdle)),
@@ -283,6 +347,19 @@ def equity_charge(equity_to_value: float, loan_to_value: float) -> float:
     if equity_to_value == 0.0:
         return 0.0
     return C.MIN_CAPITAL_RATIO * C.equity_risk_weight() * equity_to_value / loan_to_value
+
+
+def warrant_charge(value_per_principal: float) -> float:
+    """Regulatory capital of a warrant per unit of principal lent: ``0.08 * 4.0 * value``.
+
+    The warrant is an option on the firm's unlisted equity and takes the stake's 400% weight
+    (as :func:`equity_charge`) on its value per unit of principal. Until the simulation gives
+    the warrant's fair value, that value is the Black-Scholes proxy
+    :func:`invlend.capital.warrant_value_proxy` (to be replaced by the fair value).
+    """
+    if value_per_principal == 0.0:
+        return 0.0
+    return C.MIN_CAPITAL_RATIO * C.equity_risk_weight() * value_per_principal
 
 
 # Estimates with influence values, combined by the chain rule (NaN propagates).
@@ -325,20 +402,28 @@ def _irb(pd: Smooth, lgd: Smooth, maturity_years: float, sales_eur_m: float | No
 
 
 def tail_metrics(agg: np.ndarray, weights: np.ndarray, hurdle: float = C.DEFAULT_HURDLE) -> dict:
-    """Tail metrics for each row of resampling ``weights`` (shape (b, n_portfolios))."""
+    r"""Tail metrics for each row of resampling ``weights`` (shape (b, n_portfolios)).
+
+    With ``x_p`` the portfolio's value per unit lent (:func:`value_rate`) and ``l_p`` its
+    loss rate (:func:`loss_rate`), under the weights ``w``:
+    ``economic_capital = mean_w(x) - q_w(x; 0.001)`` and
+    ``credit_capital = q_w(l; 0.999) - mean_w(l)``, with ``q_w`` the lower weighted quantile.
+    ``raroc`` and ``eva`` divide by (charge for) ``economic_capital``.
+    """
     lr = loss_rate(agg)
     order = np.argsort(lr, kind="stable")
-    xs = lr[order]
-    w = weights[:, order]
-    var99, es99 = _weighted_tail(xs, w, 0.99)
-    var999, es999 = _weighted_tail(xs, w, 0.999)
+    var99, es99 = _weighted_tail(lr[order], weights[:, order], 0.99)
+    var999, es999 = _weighted_tail(lr[order], weights[:, order], 0.999)
+    value = value_rate(agg)
+    order = np.argsort(value, kind="stable")
+    value_q001 = _weighted_tail(value[order], weights[:, order], 0.001)[0]
     total = weights.sum(axis=1)
     el = weights @ lr / total
     principal = weights @ agg[:, L.AGG_PRINCIPAL]
     with np.errstate(divide="ignore", invalid="ignore"):
         npv_pp = (weights @ agg[:, L.AGG_NPV]) / principal
         years = (weights @ agg[:, L.AGG_EXPOSURE]) / principal
-        ec = var999 - el
+        ec = weights @ value / total - value_q001
         raroc = np.where(ec > 0, npv_pp / (ec * years), np.nan)
         eva = npv_pp / years - hurdle * ec
     return {
@@ -347,6 +432,7 @@ def tail_metrics(agg: np.ndarray, weights: np.ndarray, hurdle: float = C.DEFAULT
         "loss_es_99": es99,
         "loss_es_999": es999,
         "economic_capital": ec,
+        "credit_capital": var999 - el,
         "raroc": raroc,
         "eva": eva,
     }
@@ -420,10 +506,16 @@ def nan_notes(
     if metric == "lgd" or (metric in ("irb_capital", "raroc_irb", "eva_irb") and
                            not math.isfinite(lgd)):  # fmt: skip
         return "no loan defaulted, so LGD is undefined"
+    if metric == "collateral_share":
+        if total[L.AGG_DEFAULTS] == 0:
+            return "no loan defaulted, so nothing was recovered"
+        return "nothing was recovered at the defaults (distressed assets or collateral)"
     if metric == "irr":
         return "no rate prices the cash flows in any portfolio"
+    if metric == "raroc" and economic_capital == 0:
+        return "economic capital is 0: value does not fall below its mean at 99.9%"
     if metric == "raroc" and not economic_capital > 0:
-        return "economic capital is 0: no loss beyond the expected at 99.9%"
+        return "economic capital is negative: the 0.1% value quantile is above the mean"
     if metric == "raroc_irb" and irb_capital == 0:
         return "IRB capital is 0"
     return "undefined for this run"
@@ -437,7 +529,7 @@ def _se_note(metric: str, n: int, n_boot: int, replicates: np.ndarray | None) ->
             return f"n_boot={n_boot}: a standard error needs at least 2 bootstrap replicates"
         if replicates is not None:
             bad = int(np.sum(~np.isfinite(replicates)))
-            why = " (economic capital 0 there)" if metric == "raroc" else ""
+            why = " (economic capital not positive there)" if metric == "raroc" else ""
             return (
                 f"standard error undefined: NaN in {bad} of {replicates.size} bootstrap "
                 f"replicates{why}"

@@ -107,10 +107,10 @@ def vc_linked(**terms: Any) -> Structure:
 
     Defaults: loan-to-value 0.10 (25-35% of the VC round, [E]); rate 4.0% (LPR + 100 bp, [E]);
     3 years, 6 months interest-only (Davis-Morse-Wang slides [S]); upfront fee 1% [E]; the
-    shared recovery rule; linkage multipliers 0.75 on default (VC screening and monitoring; Puri & Zarutskie 2012 find
-    lower early failure [S]) and 1.2 on exits (Davis, Morse & Wang: +4-10% exits [S]), both
-    [E]; the VC's due diligence halves the signal noise and the bank pays a quarter of the
-    bank-alone cost [E].
+    shared recovery rule; linkage multipliers 0.75 on default (VC screening and monitoring;
+    Puri & Zarutskie 2012 find lower early failure [S]) and 1.2 on exits (Davis, Morse &
+    Wang: +4-10% exits [S]), both [E]; the VC's due diligence halves the signal noise and the
+    bank pays a quarter of the bank-alone cost [E].
     """
     loan = dict(_VENTURE_LOAN)
     defaults = {

@@ -29,10 +29,10 @@ __all__ = [
     "lower_structure",
     "regime_distress",
     "regime_multiple",
-    "runway_steps",
-    "sicr_step",
     "regime_scale",
     "run_sizes",
+    "runway_steps",
+    "sicr_step",
     "step_of",
 ]
 

@@ -259,8 +259,7 @@ def evaluate_structure(
     if t.collateral_scale > 0.0:
         with np.errstate(divide="ignore", invalid="ignore"):
             factor = np.exp(
-                t.collateral_sigma * firms.appraisal
-                + t.collateral_elasticity * np.log(v_at / v0)
+                t.collateral_sigma * firms.appraisal + t.collateral_elasticity * np.log(v_at / v0)
             )
         pledge = pledge + t.collateral_scale * principal * factor
     share = t.recovery_rate * t.regime_distress[regime.astype(np.int64)]
