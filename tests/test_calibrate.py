@@ -19,6 +19,19 @@ ROOT = Path(__file__).resolve().parents[1]
 SETS = il.target_sets()
 
 
+@pytest.fixture
+def default_scenario() -> il.Scenario:
+    """The built-in scenario's stages on version 1's model: no value or runway factor, no cycle.
+
+    These tests are about the stage chain, which is exact only without the value and runway
+    factors (the built-in scenario has both; ``test_calibrate_v2.py`` covers such scenarios),
+    and some state what a funding cycle adds to a scenario without one.
+    """
+    return il.Scenario.default().replace(
+        hazard_value_elasticity=0.0, runway_hazard_multiplier=1.0, cycle=None
+    )
+
+
 def cohort_value(sc, tset: il.TargetSet, t: Target) -> float:
     """A target's model value through the public il.cohort (an independent route)."""
     c = il.cohort(sc, tset.start_of(t), horizon_years=tset.horizon_of(t))

@@ -37,6 +37,19 @@ CN_VC = [
 ]
 
 
+@pytest.fixture
+def default_scenario() -> il.Scenario:
+    """The built-in scenario's stages on version 1's model: no value or runway factor, no cycle.
+
+    These tests are about the stage chain, which is exact only without the value and runway
+    factors (the built-in scenario has both; ``test_calibrate_v2.py`` covers such scenarios),
+    and some state what a funding cycle adds to a scenario without one.
+    """
+    return il.Scenario.default().replace(
+        hazard_value_elasticity=0.0, runway_hazard_multiplier=1.0, cycle=None
+    )
+
+
 def chain_scenario(table, quality_hazard=0.0, **fields) -> il.Scenario:
     stages = [
         il.Stage(name=n, weight=1.0 if i == 0 else 0.0, advance_hazard=a, ma_hazard=m,

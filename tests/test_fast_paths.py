@@ -1,8 +1,7 @@
 """Exact tier: the kernels' fast paths give the same numbers bit for bit as the plain ones.
 
 ``_sim.cpu._normal`` inlines the ziggurat's fast path of :func:`invlend.rng.normal`,
-``_sim.cpu._unit_threshold`` turns the event test ``u < p`` into an integer comparison, and
-``_sim.cpu._portfolio_irr`` solves several rows side by side. Each must be a pure speed-up:
+and ``_sim.cpu._portfolio_irr`` solves several rows side by side. Each must be a pure speed-up:
 the same bits as the definition, whatever the inputs and the company a row keeps.
 :func:`_cash_flow_rows` is shared with ``test_cuda.py``.
 """
@@ -43,28 +42,6 @@ def test_inlined_normal_is_rng_normal_bit_for_bit():
     # The sample reaches the slow paths.
     assert slow.sum() > 100
     assert (slow & (layer == 0)).sum() > 5
-
-
-def test_unit_threshold_matches_the_float_comparison():
-    gen = np.random.default_rng(11)
-    grid = (np.arange(0, 2**52, 2**40, dtype=np.float64) + 0.5) * 2.0**-52  # values u takes
-    ps = np.concatenate(
-        [
-            [0.0, 5e-324, 2.0**-60, 2.0**-53, 2.0**-52, 1.0 - 2.0**-53, 1.0],
-            gen.uniform(0.0, 1.0, 2000),
-            10.0 ** gen.uniform(-12, 0, 500),
-            grid,
-            np.nextafter(grid, 0.0),
-            np.nextafter(grid, 1.0),
-        ]
-    )
-    for p in ps:
-        t = int(K._unit_threshold(p))
-        assert 0 <= t <= 2**52
-        for m in (t - 2, t - 1, t, t + 1):
-            if 0 <= m < 2**52:
-                u = (m + 0.5) * 2.0**-52  # rng.to_unit of any word with bits >> 12 == m
-                assert (u < p) == (m < t), (p, m, t)
 
 
 def _cash_flow_rows(n=203, n_k=61, seed=5):

@@ -37,7 +37,7 @@ from __future__ import annotations
 import math
 import tomllib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple, Self
@@ -47,12 +47,35 @@ from pydantic import Field, ValidationError, model_validator
 from scipy.optimize import least_squares
 
 from invlend import _checks
+from invlend._sim.layout import Event
 from invlend._tables import Document, Rows, json_ready, pandas, text_table
-from invlend.cohort import Hazards, check_barrier, law_averaged, start_weights
+from invlend.cohort import (
+    HAZARD_FIELDS,
+    SIMULATION_PORTFOLIO_SIZE,
+    Hazards,
+    StageDefaults,
+    check_barrier,
+    check_exact,
+    check_steps,
+    check_stream,
+    clustered_se,
+    effective_ratios,
+    eventual_years,
+    law_averaged,
+    mix_share,
+    path_dependence,
+    simulate_outcomes,
+    simulation_scenario,
+    simulation_seed,
+    stage_defaults,
+    start_weights,
+)
 from invlend.config import InputModel, Linkage, Number, Scenario, Stage
 
 __all__ = [
     "Calibration",
+    "HazardRatio",
+    "SimulatedTarget",
     "Target",
     "TargetReport",
     "TargetRow",
@@ -63,8 +86,7 @@ __all__ = [
     "target_sets",
 ]
 
-#: Stage fields that :func:`calibrate` can fit.
-HAZARD_FIELDS = ("default_hazard", "ipo_hazard", "ma_hazard", "advance_hazard")
+#: Stage fields that :func:`calibrate` can fit: ``HAZARD_FIELDS`` (from :mod:`invlend.cohort`).
 HazardField = Literal["default_hazard", "ipo_hazard", "ma_hazard", "advance_hazard"]
 Outcome = Literal["default", "ipo", "ma", "exit", "ended", "alive", "reach"]
 Part = Literal["default", "ipo", "ma", "alive"]
@@ -322,12 +344,20 @@ class TargetReport(Rows, Document):
     """A scenario against a target set: one :class:`TargetRow` per target.
 
     ``print`` it for the table; :meth:`records`, ``to_frame()``, ``to_csv(path)``,
-    :meth:`to_dict` and ``to_json(path)`` export it.
+    :meth:`to_dict` and ``to_json(path)`` export it. ``note`` is empty for the exact chain and
+    says how the model values were approximated otherwise (``calibration_report(...,
+    approximate=True)``).
     """
 
     target_set: str
     title: str
     rows: tuple[TargetRow, ...]
+    note: str = ""
+
+    @property
+    def approximate(self) -> bool:
+        """Whether the model values are the approximate chain's (see ``note``)."""
+        return bool(self.note)
 
     @property
     def max_abs_residual(self) -> float:
@@ -347,13 +377,16 @@ class TargetReport(Rows, Document):
         return ["target_set", *TargetRow._fields]
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        return {
+        """JSON-ready dict (with ``note`` when the values are approximate)."""
+        out = {
             "target_set": self.target_set,
             "title": self.title,
             "max_abs_residual_pp": self.max_abs_residual,
             "rows": self.records(),
         }
+        if self.note:
+            out["note"] = self.note
+        return out
 
     def __str__(self) -> str:
         rows = [
@@ -363,6 +396,8 @@ class TargetReport(Rows, Document):
         head = ["target", "quantity", "mark", "target", "model", "resid (pp)"]
         lines = [f"{self.target_set}: {self.title}", text_table(head, rows, left=3)]
         lines.append(f"max |residual| = {self.max_abs_residual:.2f} pp")
+        if self.note:
+            lines.append(self.note)
         return "\n".join(lines)
 
     __repr__ = __str__
@@ -387,10 +422,28 @@ def _stage_of(scenario: Scenario, name: str, where: str) -> int:
         ) from None
 
 
-class _Evaluator:
-    """Model values of a target set's targets as a function of the stage hazards."""
+#: Default-hazard ratios of the simulation method, keyed by (horizon, start stage) as the
+#: evaluator groups its targets (horizon ``None``: eventual; start ``None``: the stage mix).
+Ratios = dict[tuple[float | None, str | None], np.ndarray]
 
-    def __init__(self, scenario: Scenario, tset: TargetSet, linkage: Linkage | None):
+
+class _Evaluator:
+    """Model values of a target set's targets as a function of the stage hazards.
+
+    ``dt`` is the engine's step for the law of the grid (``None``: continuous time). With
+    ``ratios`` each (horizon, start) group of targets is evaluated on the chain with its
+    default hazards times the group's ratios (the simulation method); without, every start of
+    a horizon shares one solve.
+    """
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        tset: TargetSet,
+        linkage: Linkage | None,
+        dt: float | None = None,
+    ):
+        self.dt = dt
         lk = linkage if linkage is not None else Linkage()
         self.mult = np.array(
             [lk.default_hazard_multiplier, lk.exit_hazard_multiplier,
@@ -417,17 +470,36 @@ class _Evaluator:
                 self.p0.setdefault(horizon, []).append(start_weights(scenario, start))
             self.plan.append((horizon, starts.index(start), t, j))
 
-    def laws(self, hazards: np.ndarray, nodes: int | None) -> tuple[dict, int]:
+    def chain_hazards(self, hazards: np.ndarray, ratio: np.ndarray | None = None) -> Hazards:
+        """The chain's hazards: ``hazards`` (4, n_stages) under the linkage, times ``ratio``."""
         h = hazards * self.mult
-        hz = Hazards(h[0], h[1], h[2], h[3], self.gamma, self.cycle)
+        default = h[0] if ratio is None else h[0] * ratio
+        return Hazards(default, h[1], h[2], h[3], self.gamma, self.cycle)
+
+    def laws(
+        self, hazards: np.ndarray, nodes: int | None, ratios: Ratios | None = None
+    ) -> tuple[dict, int]:
         out, used = {}, 1
+        if ratios is None:
+            hz = self.chain_hazards(hazards)
+            for horizon, p0 in self.p0.items():
+                out[horizon], n = law_averaged(hz, np.array(p0), horizon, self.dt, nodes)
+                used = max(used, n)
+            return out, used
         for horizon, p0 in self.p0.items():
-            out[horizon], n = law_averaged(hz, np.array(p0), horizon, None, nodes)
-            used = max(used, n)
+            rows = []
+            for start, p in zip(self.starts[horizon], p0, strict=True):
+                hz = self.chain_hazards(hazards, ratios[(horizon, start)])
+                law, n = law_averaged(hz, p[None, :], horizon, self.dt, nodes)
+                rows.append(law)
+                used = max(used, n)
+            out[horizon] = {f: np.concatenate([r[f] for r in rows]) for f in rows[0]}
         return out, used
 
-    def values(self, hazards: np.ndarray, nodes: int | None = None) -> tuple[np.ndarray, int]:
-        laws, used = self.laws(hazards, nodes)
+    def values(
+        self, hazards: np.ndarray, nodes: int | None = None, ratios: Ratios | None = None
+    ) -> tuple[np.ndarray, int]:
+        laws, used = self.laws(hazards, nodes, ratios)
         vals = np.empty(len(self.plan))
         for k, (horizon, row, t, j) in enumerate(self.plan):
             law = {f: v[row] for f, v in laws[horizon].items()}
@@ -469,10 +541,229 @@ def _report(tset: TargetSet, values: np.ndarray) -> TargetReport:
     return TargetReport(tset.name, tset.title, tuple(rows))
 
 
+# ------------------------------------------------------------- the simulation method
+
+
+class HazardRatio(NamedTuple):
+    """One stage's effective default-hazard ratio ``m_s`` for one group of targets.
+
+    ``horizon_years`` is the group's (``None``: eventual) and ``measured_years`` the horizon the
+    simulated defaults were counted by; ``se`` is the ratio's standard error (delta method,
+    from the clustered standard error of the simulated defaults; NaN where not measured) and
+    ``defaults`` the simulated defaults in the stage behind it (0: not measured, ratio 1).
+    """
+
+    horizon_years: float | None
+    measured_years: float
+    start: str
+    stage: str
+    ratio: float
+    se: float
+    defaults: int
+
+
+class SimulatedTarget(NamedTuple):
+    """A target measured in a fresh simulation of the fitted scenario.
+
+    ``horizon_years`` is the target's horizon, or the simulated years for an eventual target
+    (which is then checked by that horizon: ``chain`` is the fitted chain's value there too).
+    ``z = (simulated - chain) / se``.
+    """
+
+    name: str
+    horizon_years: float
+    eventual: bool
+    target: float
+    chain: float
+    simulated: float
+    se: float
+    z: float
+
+
+class _Measured(NamedTuple):
+    ratio: np.ndarray  # (n_stages,)
+    se_log: np.ndarray  # (n_stages,)
+    defaults: StageDefaults
+
+
+class _Simulation:
+    """The simulation method's measurements for one target set.
+
+    Every (horizon, start) group of the evaluator gets its own ratios: simulated defaults by
+    the group's horizon (eventual groups: by ``years``), from the group's start law. One
+    simulation serves all groups: its firms start as the average of the groups' start laws
+    and each group's estimate reweights them by start stage (:func:`invlend.cohort.mix_share`).
+    """
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        tset: TargetSet,
+        ev: _Evaluator,
+        linkage: Linkage | None,
+        n_firms: Any,
+        seed: Any,
+        years: Any,
+    ):
+        self.scenario, self.tset, self.ev, self.linkage = scenario, tset, ev, linkage
+        self.names = tuple(s.name for s in scenario.stages)
+        size = SIMULATION_PORTFOLIO_SIZE
+        n_firms = _checks.count("n_firms", n_firms, low=2 * size, high=100_000_000)
+        self.n_firms = -(-n_firms // size) * size  # whole portfolios
+        self.root = simulation_seed(seed)
+        longest = _check_target_steps(scenario, tset)
+        self.keys = [(h, start) for h, starts in ev.starts.items() for start in starts]
+        self.law = {start: start_weights(scenario, start) for _, start in self.keys}
+        if years is None:
+            years = longest
+            eventual = [self.law[start] for h, start in self.keys if h is None]
+            if eventual:
+                hz = ev.chain_hazards(_base_hazards(scenario))
+                years = max(years, eventual_years(hz, np.array(eventual), max(longest, 1.0)))
+        else:
+            years = _checks.number("simulation_years", years, low=0.0, high=100.0,
+                                   low_open=True)  # fmt: skip
+            check_steps(years, scenario, "simulation_years")
+            if years < longest - 1e-9:
+                raise ValueError(
+                    f"simulation_years: {years:g} y is shorter than the longest target horizon "
+                    f"({longest:g} y)"
+                )
+        self.years = float(years)
+        weights = np.mean([self.law[s] for s in dict.fromkeys(st for _, st in self.keys)], axis=0)
+        self.weights = weights / weights.sum()
+        self.nodes: dict[tuple[float, str | None], int] = {}
+
+    def measured_years(self, horizon: float | None) -> float:
+        return self.years if horizon is None else horizon
+
+    def simulate(self, hazards: np.ndarray, years: float, seed: np.random.SeedSequence):
+        scn = simulation_scenario(self.scenario, hazards, self.weights, years)
+        return simulate_outcomes(scn, self.linkage, self.n_firms, seed)
+
+    def ratios(self, hazards: np.ndarray) -> dict[tuple[float | None, str | None], _Measured]:
+        """Simulate at ``hazards`` on the common random numbers, and solve every group's ratios."""
+        outcomes = self.simulate(hazards, self.years, self.root)
+        hz = self.ev.chain_hazards(hazards)
+        dt = self.scenario.dt
+        solved: dict[tuple[float, str | None], _Measured] = {}
+        for h, start in self.keys:
+            years = self.measured_years(h)
+            key = (years, start)
+            if key in solved:
+                continue
+            law = self.law[start]
+            steps = round(years * self.scenario.steps_per_year)
+            simulated = stage_defaults(outcomes, steps, law, self.names)
+            if key not in self.nodes:
+                self.nodes[key] = law_averaged(hz, law[None, :], years, dt, None)[1]
+            ratio, se_log = effective_ratios(hz, law, years, dt, simulated, self.nodes[key])
+            solved[key] = _Measured(ratio, se_log, simulated)
+        return {(h, start): solved[(self.measured_years(h), start)] for h, start in self.keys}
+
+    def rows(self, measured: dict) -> tuple[HazardRatio, ...]:
+        out = []
+        for (h, start), m in measured.items():
+            for j, name in enumerate(self.names):
+                out.append(HazardRatio(
+                    horizon_years=h, measured_years=self.measured_years(h),
+                    start=start or "mix", stage=name, ratio=float(m.ratio[j]),
+                    se=float(m.ratio[j] * m.se_log[j]), defaults=int(m.defaults.count[j]),
+                ))  # fmt: skip
+        return tuple(out)
+
+    def check(
+        self, hazards: np.ndarray, ratios: Ratios, dt: float | None
+    ) -> tuple[SimulatedTarget, ...]:
+        """Every target in a fresh simulation at ``hazards``, next to the fitted chain's value.
+
+        An eventual target is checked by ``years`` on both sides. The simulation uses
+        :func:`invlend.cohort.check_stream` of the root: independent of the fit's numbers.
+        """
+        tset = self.tset
+        by = [self.measured_years(tset.horizon_of(t)) for t in tset.targets]
+        moved = [t if tset.horizon_of(t) is not None else t.model_copy(
+            update={"horizon_years": self.years}) for t in tset.targets]  # fmt: skip
+        check_set = tset.model_copy(update={"targets": moved})
+        cev = _Evaluator(self.scenario, check_set, self.linkage, dt)
+        cratios = {(self.measured_years(h), s): r for (h, s), r in ratios.items()}
+        chain, _ = cev.values(hazards, None, cratios)
+        stream = check_stream(self.root)
+        runs = {years: self.simulate(hazards, years, stream) for years in sorted(set(by))}
+        rows = []
+        for k, t in enumerate(tset.targets):
+            value, se = self.simulated(t, runs[by[k]], tset.start_of(t))
+            z = (value - chain[k]) / se if se > 0 else math.nan
+            rows.append(SimulatedTarget(t.name, by[k], tset.horizon_of(t) is None, t.value,
+                                        float(chain[k]), value, se, z))  # fmt: skip
+        return tuple(rows)
+
+    def simulated(self, t: Target, outcomes, start: str | None) -> tuple[float, float]:
+        """A target's value, by the run's horizon, and its standard error (by portfolio)."""
+        event = np.asarray(outcomes.event)
+        initial = np.asarray(outcomes.initial_stage)
+        law = self.law[start] if start in self.law else start_weights(self.scenario, start)
+
+        def share(hit: np.ndarray) -> tuple[float, np.ndarray]:
+            return mix_share(hit, initial, law, self.names)
+
+        if t.outcome == "reach":
+            j = self.scenario.stage_index(t.stage)
+            value, psi = share((initial <= j) & (np.asarray(outcomes.stage) >= j))
+        else:
+            part = {"default": event == int(Event.DEFAULT), "ipo": event == int(Event.IPO),
+                    "ma": event == int(Event.MA), "alive": event == int(Event.NONE)}  # fmt: skip
+            value, psi = share(np.logical_or.reduce([part[p] for p in _PARTS[t.outcome]]))
+            if t.among is not None:
+                den, dpsi = share(np.logical_or.reduce([part[p] for p in t.among]))
+                value, psi = (value / den, (psi - value / den * dpsi) / den) if den > 0 else (
+                    0.0, np.zeros_like(psi))  # fmt: skip
+        return float(value), clustered_se(psi)
+
+
+def _ratio_arrays(measured: dict) -> Ratios:
+    return {k: m.ratio for k, m in measured.items()}
+
+
+def _ratio_change(old: dict, new: dict) -> float:
+    """Largest move of a measured ratio, ``max |log m_new - log m_old|``."""
+    return max(float(np.max(np.abs(np.log(new[k].ratio) - np.log(old[k].ratio)))) for k in old)
+
+
+_REPORT_REMEDY = (
+    "Simulate the scenario (il.simulate), pass approximate=True for the chain with each "
+    "stage's default hazard rescaled by a simulation (an approximation), or fit with "
+    "calibrate(..., method='simulation'), which reports a simulation check of each target."
+)
+_EXACT_REMEDY = (
+    "Use method='simulation' (or 'auto'), which fits the chain with each stage's default "
+    "hazard rescaled by a simulation and checks the fit in a fresh one, or simulate the "
+    "scenario (il.simulate)."
+)
+
+
+def _check_target_steps(scenario: Scenario, tset: TargetSet) -> float:
+    """Check that every target horizon is whole steps of the grid; return the longest (or 0)."""
+    longest = 0.0
+    for i, t in enumerate(tset.targets):
+        h = tset.horizon_of(t)
+        if h is not None:
+            where = f"targets[{i}].horizon_years" if t.horizon_years else "horizon_years"
+            check_steps(h, scenario, f"{tset.name}: {where}")
+            longest = max(longest, h)
+    return longest
+
+
 def _check_scenario(scenario: Scenario, ignore_barrier: bool) -> None:
     if not isinstance(scenario, Scenario):
         raise TypeError(f"scenario: expected an invlend.Scenario, got {type(scenario).__name__}")
     check_barrier(scenario, ignore_barrier)
+
+
+def _flag(name: str, value: Any) -> bool:
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(f"{name}: expected True or False, got {type(value).__name__}")
+    return bool(value)
 
 
 def calibration_report(
@@ -481,8 +772,18 @@ def calibration_report(
     *,
     linkage: Linkage | None = None,
     ignore_barrier: bool = False,
+    grid: bool = False,
+    approximate: bool = False,
+    n_firms: int = 100_000,
+    seed: int | np.random.SeedSequence | None = 0,
+    simulation_years: float | None = None,
 ) -> TargetReport:
     """Evaluate a scenario against a target set, without fitting.
+
+    The model values are those of the stage chain (:func:`invlend.cohort`): exact when the
+    default intensity depends on a firm's stage alone (``hazard_value_elasticity`` 0 and no
+    runway effect). For a scenario with a value or runway factor this raises ``ValueError``
+    naming the field, unless ``approximate=True``.
 
     Parameters
     ----------
@@ -494,6 +795,16 @@ def calibration_report(
         Evaluate the cohort under a VC partner's hazard multipliers.
     ignore_barrier : bool
         As in :func:`invlend.cohort`.
+    grid : bool
+        Evaluate the law of the engine's grid (``cohort(..., grid=True)``) rather than
+        continuous time; every target horizon must then be a whole number of steps.
+    approximate : bool
+        For a scenario with a value or runway factor: the chain with each stage's default
+        hazard times the ratio measured by simulation, per group of targets (as
+        :func:`calibrate`'s simulation method measures it). The report's ``note`` says so.
+        Where the chain is exact this changes nothing.
+    n_firms, seed, simulation_years
+        The simulation of ``approximate``, as in :func:`calibrate`.
 
     Returns
     -------
@@ -501,10 +812,30 @@ def calibration_report(
         Target, model value and residual (model - target, in percentage points) per target.
     """
     _check_scenario(scenario, ignore_barrier)
+    grid, approximate = _flag("grid", grid), _flag("approximate", approximate)
+    if not approximate:
+        check_exact(scenario, _REPORT_REMEDY)
     tset = load_targets(targets)
-    ev = _Evaluator(scenario, tset, linkage)
-    values, _ = ev.values(_base_hazards(scenario))
-    return _report(tset, values)
+    if grid:
+        _check_target_steps(scenario, tset)
+    ev = _Evaluator(scenario, tset, linkage, scenario.dt if grid else None)
+    if not (approximate and path_dependence(scenario)):
+        values, _ = ev.values(_base_hazards(scenario))
+        return _report(tset, values)
+    sim = _Simulation(scenario, tset, ev, linkage, n_firms, seed, simulation_years)
+    measured = sim.ratios(_base_hazards(scenario))
+    values, _ = ev.values(_base_hazards(scenario), None, _ratio_arrays(measured))
+    groups = "; ".join(
+        f"{'eventual' if h is None else f'by {h:g} y'} from {start or 'mix'}: "
+        + " ".join(f"{n} {m.ratio[j]:.3f}" for j, n in enumerate(sim.names))
+        for (h, start), m in measured.items()
+    )
+    note = (
+        f"APPROXIMATE ({', '.join(f for f, _ in path_dependence(scenario))}): the chain with "
+        f"default hazards x ratios measured by simulating {sim.n_firms} firms over "
+        f"{sim.years:g} y ({groups})"
+    )
+    return replace(_report(tset, values), note=note)
 
 
 # ----------------------------------------------------------------------------- the fit
@@ -528,9 +859,11 @@ class Calibration(Document):
     scenario : Scenario
         The input scenario with the fitted hazards (validated).
     report : TargetReport
-        The fitted scenario against the targets.
+        The fitted scenario against the targets: on the chain the fit used (with the
+        simulation method, the chain with default hazards times ``ratios``).
     initial : TargetReport
-        The input scenario against the targets.
+        The input scenario against the targets, on the same chain (with the simulation
+        method, with the ratios measured at the input hazards).
     parameters : tuple of FittedHazard
         Every hazard the fit could move, with its start and fitted value.
     success : bool
@@ -539,11 +872,33 @@ class Calibration(Document):
     message : str
         The optimiser's message.
     nfev : int
-        Model evaluations.
+        Model evaluations (of every fit, with the simulation method).
     free : tuple of str
         The hazard fields that were free.
     tie_stages : bool
         Whether one multiplier per field was fitted (True) or one hazard per stage.
+    method : {"exact", "simulation"}
+        The method used (``"auto"`` resolved).
+    grid : bool
+        Whether the chain was the law of the engine's grid (True) or continuous time.
+    iterations : int
+        Fits made by the simulation method (0 for the exact one).
+    ratio_change : float
+        Largest ``|log m_new - log m|`` between the ratios used by the last fit and those
+        measured at its hazards (NaN for the exact method).
+    ratio_converged : bool
+        Whether ``ratio_change`` fell to the tolerance (True for the exact method).
+    ratios : tuple of HazardRatio
+        The ratios the last fit used, per group of targets and stage (empty for the exact
+        method).
+    check : tuple of SimulatedTarget
+        Each target in a fresh simulation of the fitted scenario, with its standard error,
+        next to the chain's value (empty for the exact method).
+    simulation : dict or None
+        How the simulation method simulated: ``n_firms``, ``portfolio_size``,
+        ``simulation_years``, ``seed`` and ``spawn_key`` of the root (replay with
+        ``SeedSequence(seed, spawn_key=spawn_key)``), ``check_spawn_key`` of the check's
+        stream.
     """
 
     scenario: Scenario
@@ -555,6 +910,14 @@ class Calibration(Document):
     nfev: int
     free: tuple[str, ...]
     tie_stages: bool
+    method: str = "exact"
+    grid: bool = False
+    iterations: int = 0
+    ratio_change: float = math.nan
+    ratio_converged: bool = True
+    ratios: tuple[HazardRatio, ...] = ()
+    check: tuple[SimulatedTarget, ...] = ()
+    simulation: dict[str, Any] | None = None
 
     @property
     def max_abs_residual(self) -> float:
@@ -563,7 +926,7 @@ class Calibration(Document):
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict: the reports, the fitted hazards and the fitted scenario."""
-        return {
+        out = {
             "target_set": self.report.target_set,
             "success": self.success,
             "message": self.message,
@@ -575,12 +938,32 @@ class Calibration(Document):
             "initial": self.initial.records(),
             "parameters": [p._asdict() for p in self.parameters],
             "scenario": self.scenario.model_dump(mode="json"),
+            "method": self.method,
+            "grid": self.grid,
         }
+        if self.method == "simulation":
+            out.update(
+                iterations=self.iterations,
+                ratio_change=self.ratio_change,
+                ratio_converged=self.ratio_converged,
+                ratios=[json_ready(r._asdict()) for r in self.ratios],
+                check=[json_ready(r._asdict()) for r in self.check],
+                simulation=json_ready(dict(self.simulation or {})),
+            )
+        return out
 
     def to_frame(self):
-        """Target, start and fitted values, residuals: a pandas DataFrame (pandas optional)."""
+        """Target, start and fitted values, residuals: a pandas DataFrame (pandas optional).
+
+        With the simulation method, also the check: ``simulated``, ``simulated_se`` and
+        ``z`` (NaN where a target was not checked).
+        """
         df = pandas().DataFrame.from_records(self.report.records())
         df.insert(df.columns.get_loc("model"), "start", [r.model for r in self.initial.rows])
+        if self.check:
+            df["simulated"] = [c.simulated for c in self.check]
+            df["simulated_se"] = [c.se for c in self.check]
+            df["z"] = [c.z for c in self.check]
         return df
 
     def __str__(self) -> str:
@@ -592,20 +975,66 @@ class Calibration(Document):
         ]  # fmt: skip
         head = ["target", "quantity", "mark", "target", "start", "fitted", "resid (pp)"]
         prow = [[p.stage, p.field, f"{p.start:.4g}", f"{p.fitted:.4g}"] for p in self.parameters]
-        return "\n".join(
-            [
-                f"Calibration to {self.report.target_set}: {self.report.title}",
-                f"free: {', '.join(self.free)}"
-                f"{' (one multiplier per field)' if self.tie_stages else ' (per stage)'}; "
-                f"{status} after {self.nfev} evaluations; max |residual| = "
-                f"{self.max_abs_residual:.2f} pp",
-                text_table(head, rows, left=3),
-                "",
-                text_table(["stage", "hazard", "start", "fitted"], prow, left=2),
-            ]
-        )
+        lines = [
+            f"Calibration to {self.report.target_set}: {self.report.title}",
+            f"free: {', '.join(self.free)}"
+            f"{' (one multiplier per field)' if self.tie_stages else ' (per stage)'}; "
+            f"{status} after {self.nfev} evaluations; max |residual| = "
+            f"{self.max_abs_residual:.2f} pp",
+        ]
+        if self.method == "simulation":
+            lines.append(self._method_line())
+        lines += [
+            text_table(head, rows, left=3),
+            "",
+            text_table(["stage", "hazard", "start", "fitted"], prow, left=2),
+        ]
+        if self.method == "simulation":
+            lines += ["", *self._simulation_tables()]
+        return "\n".join(lines)
 
     __repr__ = __str__
+
+    def _method_line(self) -> str:
+        sim = self.simulation or {}
+        moved = "converged" if self.ratio_converged else "NOT converged"
+        return (
+            f"method: simulation (APPROXIMATE chain: default hazards x ratios m measured by "
+            f"simulating {sim.get('n_firms')} firms over {sim.get('simulation_years'):g} y on "
+            f"common random numbers); {self.iterations} fit(s), ratios {moved} (last move "
+            f"{100 * self.ratio_change:.2f}%)"
+        )
+
+    def _simulation_tables(self) -> list[str]:
+        stages = list(dict.fromkeys(r.stage for r in self.ratios))
+        groups: dict[tuple[float | None, str], dict[str, HazardRatio]] = {}
+        for r in self.ratios:
+            groups.setdefault((r.horizon_years, r.start), {})[r.stage] = r
+
+        def cell(r: HazardRatio) -> str:
+            return f"{r.ratio:.3f} ({r.se:.3f})" if r.defaults > 0 else "1 (n/m)"
+
+        rrows = [
+            [f"{'eventual' if h is None else f'by {h:g} y'} from {start}",
+             *(cell(g[s]) for s in stages)]
+            for (h, start), g in groups.items()
+        ]  # fmt: skip
+        crows = [
+            [c.name, f"by {c.horizon_years:g} y" + (" (eventual)" if c.eventual else ""),
+             f"{c.target:.3f}", f"{c.chain:.4f}", f"{c.simulated:.4f}", f"{c.se:.4f}",
+             f"{c.z:+.2f}" if math.isfinite(c.z) else "n/a"]
+            for c in self.check
+        ]  # fmt: skip
+        sim = self.simulation or {}
+        return [
+            "default-hazard ratios m (standard error; n/m: no simulated default, not measured):",
+            text_table(["targets", *stages], rrows),
+            "",
+            f"simulation check of the fitted scenario: {sim.get('n_firms')} firms on an "
+            "independent stream; eventual targets by the simulated years; "
+            "z = (simulated - chain) / SE",
+            text_table(["target", "by", "target", "chain", "simulated", "SE", "z"], crows, left=2),
+        ]
 
 
 def _upper(field: str) -> float:
@@ -614,6 +1043,9 @@ def _upper(field: str) -> float:
         if le is not None:
             return float(le)
     return math.inf  # pragma: no cover - every hazard field has an upper bound
+
+
+METHODS = ("auto", "exact", "simulation")
 
 
 def calibrate(
@@ -627,6 +1059,13 @@ def calibrate(
     regularization: float = 0.01,
     ignore_barrier: bool = False,
     max_nfev: int = 2000,
+    method: str = "auto",
+    grid: bool = False,
+    n_firms: int = 100_000,
+    seed: int | np.random.SeedSequence | None = 0,
+    simulation_years: float | None = None,
+    max_iterations: int = 8,
+    ratio_tolerance: float = 0.005,
 ) -> Calibration:
     r"""Fit stage hazards so that the cohort model meets a target set.
 
@@ -638,11 +1077,31 @@ def calibrate(
         w_k \cdot 100\,(m_k(\theta) - y_k) \quad\text{(targets, in percentage points)},
         \qquad \rho\,(\theta - \theta_0) \quad\text{(one per parameter)}
 
-    over log-hazards :math:`\theta`, where :math:`m_k` is the exact cohort value of target
-    :math:`k` (:func:`invlend.cohort`) and :math:`y_k` the published number. The small
-    :math:`\rho` makes the fit unique when the targets do not pin every hazard down: among the
-    hazards that meet the targets equally well it picks those closest, in log terms, to the
-    start. Each hazard stays within [1e-8, the Stage model's upper bound] per year.
+    over log-hazards :math:`\theta`, where :math:`m_k` is the cohort value of target
+    :math:`k` and :math:`y_k` the published number. The small :math:`\rho` makes the fit
+    unique when the targets do not pin every hazard down: among the hazards that meet the
+    targets equally well it picks those closest, in log terms, to the start. Each hazard stays
+    within [1e-8, the Stage model's upper bound] per year.
+
+    **Exact method.** :math:`m_k` is the exact stage chain (:func:`invlend.cohort`), which is
+    the model when the default intensity depends on a firm's stage alone
+    (``hazard_value_elasticity`` 0 and no runway effect).
+
+    **Simulation method**, for a scenario whose default intensity depends on the firm's value
+    path or on the time since its last round. For every group of targets (one horizon, one
+    start law) and stage ``s``, a simulation of ``n_firms`` firms at the current hazards
+    measures the ratio :math:`m_s` with which the chain on the engine's grid meets the
+    simulated probability of defaulting in stage ``s`` by the group's horizon
+    (:func:`invlend.cohort.effective_ratios`): the simulated defaults of the stage per year
+    the chain spends there, over the chain's own rate. The fit is then made on the chain with
+    default hazards :math:`m_s \lambda^D_s`; the fitted hazards are simulated again **on the
+    same random numbers** and the ratios measured again, until they move by at most
+    ``ratio_tolerance`` (in log) or after ``max_iterations`` fits. Where the chain is exact
+    the ratios are 1 in law (a test). At the fixed point the chain meets, within Monte Carlo
+    error, every simulated per-stage default probability of each group by its horizon;
+    other quantities (exits, reach) are approximate. The result's ``check`` measures every
+    target in a fresh simulation (an independent stream) of the fitted scenario, each with
+    its standard error, next to the chain's value.
 
     Parameters
     ----------
@@ -667,20 +1126,51 @@ def calibrate(
     regularization : float
         :math:`\rho` above, in percentage points per unit of log-hazard (0 turns it off).
     ignore_barrier : bool
-        As in :func:`invlend.cohort`.
+        As in :func:`invlend.cohort` (the simulation method then simulates without the
+        barrier).
     max_nfev : int
-        Most model evaluations.
+        Most model evaluations (of each fit).
+    method : {"auto", "exact", "simulation"}
+        ``"auto"`` (default): ``"exact"`` where the chain is exact, ``"simulation"``
+        otherwise. ``"exact"`` on a scenario with a value or runway factor raises
+        ``ValueError`` naming the field.
+    grid : bool
+        Fit the law of the engine's grid (``cohort(..., grid=True)``, what
+        :func:`invlend.simulate` samples) rather than the continuous-time chain; every target
+        horizon must then be a whole number of steps.
+    n_firms : int
+        Firms per simulation of the simulation method (rounded up to portfolios of 50;
+        standard errors are clustered by portfolio).
+    seed : int, numpy.random.SeedSequence or None
+        Root of the simulation method's random numbers (default 0: the fit is
+        reproducible); ``None`` draws fresh entropy once, recorded in ``simulation``.
+    simulation_years : float, optional
+        Years simulated: at least the longest target horizon. By default that horizon, or,
+        where some target is eventual, the first whole year at which the chain (at the start
+        hazards) leaves at most 1% of every eventual group's cohort alive (at most 50).
+    max_iterations : int
+        Most fits of the simulation method.
+    ratio_tolerance : float
+        The simulation method stops when no ratio moves by more than this, in log.
 
     Returns
     -------
     Calibration
-        The fitted scenario, the target report before and after, the hazards moved.
+        The fitted scenario, the target report before and after, the hazards moved; with the
+        simulation method also the ratios, the iterations and the simulation check.
 
     Notes
     -----
     Only hazards are fitted: drift and volatility do not enter lifecycle-outcome targets.
     """
     _check_scenario(scenario, ignore_barrier)
+    if not isinstance(method, str) or method not in METHODS:
+        raise ValueError(f"method: {method!r} is not one of {', '.join(map(repr, METHODS))}")
+    grid = _flag("grid", grid)
+    if method == "auto":
+        method = "simulation" if path_dependence(scenario) else "exact"
+    if method == "exact":
+        check_exact(scenario, _EXACT_REMEDY)
     tset = load_targets(targets)
     if free is None:
         free = tset.free if tset.free is not None else ("advance_hazard", "default_hazard")
@@ -697,6 +1187,11 @@ def calibrate(
         raise ValueError(f"stages: no stage named {unknown}; stages are {names}")
     regularization = _checks.number("regularization", regularization, low=0.0)
     max_nfev = _checks.count("max_nfev", max_nfev, low=1, high=1_000_000)
+    if method == "simulation":
+        max_iterations = _checks.count("max_iterations", max_iterations, low=1, high=100)
+        ratio_tolerance = _checks.number("ratio_tolerance", ratio_tolerance, low=0.0)
+    if grid:
+        _check_target_steps(scenario, tset)
 
     base = _base_hazards(scenario)
     # Which hazards move: (field row, stage column) pairs, grouped into parameters.
@@ -738,20 +1233,48 @@ def calibrate(
                 h[c] = start[c] * math.exp(xi) if tie_stages else math.exp(xi)
         return h
 
-    ev = _Evaluator(scenario, tset, linkage)
+    dt = scenario.dt if grid else None
+    ev = _Evaluator(scenario, tset, linkage, dt)
     y = np.array([t.value for t in tset.targets])
     w = np.array([t.weight for t in tset.targets])
+    sim = measured = None
+    if method == "simulation":
+        sim = _Simulation(scenario, tset, ev, linkage, n_firms, seed, simulation_years)
+        measured = sim.ratios(base)
     # The quadrature's size is settled once, at the start (it depends on quality_hazard).
-    initial_values, nodes = ev.values(base)
+    initial_values, nodes = ev.values(base, None, None if sim is None else _ratio_arrays(measured))
 
-    def residuals(x: np.ndarray) -> np.ndarray:
-        vals, _ = ev.values(hazards(x), nodes)
-        return np.concatenate([w * 100.0 * (vals - y), regularization * (x - x0)])
+    def fit(x_start: np.ndarray, ratios: Ratios | None):
+        def residuals(x: np.ndarray) -> np.ndarray:
+            vals, _ = ev.values(hazards(x), nodes, ratios)
+            return np.concatenate([w * 100.0 * (vals - y), regularization * (x - x0)])
 
-    opt = least_squares(
-        residuals, x0, bounds=(lb, ub), method="trf", x_scale=1.0,
-        ftol=1e-12, xtol=1e-12, gtol=1e-12, max_nfev=max_nfev,
-    )  # fmt: skip
+        return least_squares(
+            residuals, x_start, bounds=(lb, ub), method="trf", x_scale=1.0,
+            ftol=1e-12, xtol=1e-12, gtol=1e-12, max_nfev=max_nfev,
+        )  # fmt: skip
+
+    extra: dict[str, Any] = {}
+    if sim is None:
+        opt = fit(x0, None)
+        nfev = int(opt.nfev)
+        ratios = None
+    else:
+        # Fixed point of (ratios -> fitted hazards -> ratios measured there), each
+        # simulation on the same random numbers so that only the hazards change.
+        x, nfev, change = x0, 0, math.inf
+        used = measured
+        for iteration in range(1, max_iterations + 1):
+            opt = fit(x, _ratio_arrays(used))
+            x, nfev = opt.x, nfev + int(opt.nfev)
+            again = sim.ratios(hazards(x))
+            change = _ratio_change(used, again)
+            if change <= ratio_tolerance or iteration == max_iterations:
+                break
+            used = again
+        ratios = _ratio_arrays(used)
+        extra = dict(method="simulation", iterations=iteration, ratio_change=change,
+                     ratio_converged=change <= ratio_tolerance, ratios=sim.rows(used))  # fmt: skip
     fitted = hazards(opt.x)
     new_stages = [
         s.model_copy(update={f: float(fitted[r, j]) for r, f in enumerate(HAZARD_FIELDS)})
@@ -759,12 +1282,23 @@ def calibrate(
     ]
     new = Scenario.model_validate({**scenario.model_dump(), "stages": [
         s.model_dump() for s in new_stages]})  # fmt: skip
-    final_values, _ = _Evaluator(new, tset, linkage).values(_base_hazards(new))
+    final_values, _ = _Evaluator(new, tset, linkage, dt).values(_base_hazards(new), None, ratios)
     moved = sorted({c for g in groups for c in g}, key=lambda c: (c[1], c[0]))
     params = tuple(
         FittedHazard(names[j], HAZARD_FIELDS[r], float(base[r, j]), float(fitted[r, j]))
         for r, j in moved
     )
+    if sim is not None:
+        extra["check"] = sim.check(_base_hazards(new), ratios, dt)
+        root = sim.root
+        extra["simulation"] = {
+            "n_firms": sim.n_firms,
+            "portfolio_size": SIMULATION_PORTFOLIO_SIZE,
+            "simulation_years": sim.years,
+            "seed": root.entropy,
+            "spawn_key": list(root.spawn_key),
+            "check_spawn_key": list(check_stream(root).spawn_key),
+        }
     return Calibration(
         scenario=new,
         report=_report(tset, final_values),
@@ -772,7 +1306,9 @@ def calibrate(
         parameters=params,
         success=bool(opt.success),
         message=str(opt.message),
-        nfev=int(opt.nfev),
+        nfev=nfev,
         free=free,
         tie_stages=tie_stages,
+        grid=grid,
+        **extra,
     )

@@ -50,18 +50,25 @@ Example
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.polynomial import hermite_e
+from pydantic import ValidationError
+from scipy.optimize import brentq
 
 from invlend import _checks
+from invlend._sim.layout import Event
 from invlend._sim.lowering import lower_dynamics
 from invlend._tables import text_table
 from invlend.config import FundingCycle, Linkage, Scenario
+from invlend.engine import simulate
+from invlend.results import Outcomes
+from invlend.structures import pure_loan
 
 __all__ = ["Cohort", "cohort"]
 
@@ -425,7 +432,7 @@ def _frozen(names: tuple[str, ...], values: np.ndarray) -> Mapping[str, float]:
 
 @dataclass(frozen=True)
 class Cohort:
-    """Exact lifecycle outcomes of a cohort of firms (see :func:`cohort`).
+    """Lifecycle outcomes of a cohort of firms (see :func:`cohort`): exact unless ``approximate``.
 
     Attributes
     ----------
@@ -457,6 +464,16 @@ class Cohort:
         Gauss-Hermite nodes used for the quality average (1 when ``quality_hazard`` is 0).
     default_hazard_multiplier, exit_hazard_multiplier : float
         The linkage the hazards were scaled by.
+    approximate : bool
+        True when the scenario's default intensity depends on the firm's path (value or
+        runway factor) and the numbers are those of the chain with each stage's default hazard
+        times ``default_hazard_ratio``, measured by simulation: an approximation. False: exact.
+    default_hazard_ratio : Mapping[str, float] or None
+        The measured ratio ``m_s`` of each stage (``approximate`` only).
+    simulated_firms : int
+        Firms simulated to measure the ratios (0 when exact).
+    simulation_years : float or None
+        Years over which the ratios were measured (``None`` when exact).
     """
 
     stages: tuple[str, ...]
@@ -476,6 +493,10 @@ class Cohort:
     nodes: int
     default_hazard_multiplier: float = 1.0
     exit_hazard_multiplier: float = 1.0
+    approximate: bool = False
+    default_hazard_ratio: Mapping[str, float] | None = None
+    simulated_firms: int = 0
+    simulation_years: float | None = None
 
     @property
     def exit(self) -> float:
@@ -504,8 +525,8 @@ class Cohort:
             ) from None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict of every quantity."""
-        return {
+        """JSON-ready dict of every quantity (and, when approximate, how it was measured)."""
+        out = {
             "stages": list(self.stages),
             "start": self.start,
             "start_weights": dict(self.start_weights),
@@ -524,6 +545,14 @@ class Cohort:
             "default_hazard_multiplier": self.default_hazard_multiplier,
             "exit_hazard_multiplier": self.exit_hazard_multiplier,
         }
+        if self.approximate:
+            out.update(
+                approximate=True,
+                default_hazard_ratio=dict(self.default_hazard_ratio or {}),
+                simulated_firms=self.simulated_firms,
+                simulation_years=self.simulation_years,
+            )
+        return out
 
     def __str__(self) -> str:
         start = "the scenario's stage mix" if self.start == "mix" else self.start
@@ -553,6 +582,13 @@ class Cohort:
         )
         what = "E[min(tau, T)]" if self.horizon_years is not None else "E[tau]"
         lines.append(f"expected years to absorption {what} = {self.expected_years:.4f}")
+        if self.approximate:
+            ratios = "  ".join(f"{k} {v:.3f}" for k, v in (self.default_hazard_ratio or {}).items())
+            lines.append(
+                f"APPROXIMATE: the default intensity depends on the firm's path; the chain's "
+                f"default hazards are x ratios measured by simulating {self.simulated_firms} "
+                f"firms over {self.simulation_years:g} y: {ratios}"
+            )
         return "\n".join(lines)
 
     __repr__ = __str__
@@ -620,6 +656,285 @@ def _check_horizon(horizon_years: Any, grid: bool, scenario: Scenario) -> float 
     return horizon_years
 
 
+# ---------------------------------------------------------- where the chain is exact
+
+
+def path_dependence(scenario: Scenario) -> list[tuple[str, str]]:
+    """Why the scenario's default intensity depends on more than a firm's stage.
+
+    Returns ``(field, reason)`` pairs; empty exactly when the chain is the model:
+    ``hazard_value_elasticity`` 0, and no runway effect (``runway_hazard_multiplier`` 1 or no
+    stage with ``runway_years``).
+    """
+    found = []
+    beta = scenario.hazard_value_elasticity
+    if beta != 0.0:
+        found.append((
+            "hazard_value_elasticity",
+            f"the default intensity scales with firm value as (V / V_ref) ** -{beta:g}, so it "
+            "depends on each firm's value path",
+        ))  # fmt: skip
+    runway = [(i, s) for i, s in enumerate(scenario.stages) if s.runway_years is not None]
+    if scenario.runway_hazard_multiplier != 1.0 and runway:
+        where = ", ".join(f"stages[{i}] ({s.name!r}).runway_years = {s.runway_years:g}"
+                          for i, s in runway)  # fmt: skip
+        found.append((
+            "runway_hazard_multiplier",
+            f"the default intensity is multiplied by {scenario.runway_hazard_multiplier:g} "
+            f"once the time since a firm's last funding round passes its stage's runway "
+            f"({where}), so it depends on the firm's path (the time since its last round), not "
+            "only on its stage",
+        ))  # fmt: skip
+    return found
+
+
+def check_exact(scenario: Scenario, remedy: str) -> None:
+    """Refuse a scenario on which the stage chain is not exact, saying why and ``remedy``."""
+    found = path_dependence(scenario)
+    if found:
+        fields = " and ".join(f for f, _ in found)
+        why = "; ".join(r for _, r in found)
+        raise ValueError(
+            f"{fields}: {why}. The stage chain is exact only when the default intensity "
+            f"depends on the stage alone. {remedy}"
+        )
+
+
+# ------------------------------------------------ effective default hazards, by simulation
+
+#: The hazard fields of a Stage, in the row order of every (4, n_stages) hazard array.
+HAZARD_FIELDS = ("default_hazard", "ipo_hazard", "ma_hazard", "advance_hazard")
+#: Firms per simulated portfolio when effective hazards are measured. Firms of a portfolio
+#: share a market-factor (and funding-regime) path, so standard errors are clustered by
+#: portfolio; small portfolios give many clusters.
+SIMULATION_PORTFOLIO_SIZE = 50
+#: Eventual outcomes are measured over the first whole year at which the chain, at the
+#: starting hazards, leaves at most this share of the cohort alive (at most the cap, years).
+EVENTUAL_ALIVE = 0.01
+EVENTUAL_MAX_YEARS = 50
+#: Effective-hazard ratios are looked for in this range (and clipped to it).
+_RATIO_RANGE = (1e-4, 1e4)
+
+
+class StageDefaults(NamedTuple):
+    """Simulated probability of defaulting in each stage by a horizon, from one start law."""
+
+    value: np.ndarray  # (n_stages,)
+    se: np.ndarray  # (n_stages,) standard error, clustered by portfolio
+    count: np.ndarray  # (n_stages,) simulated defaults behind each value
+
+
+def simulation_seed(seed: Any) -> np.random.SeedSequence:
+    """The one root of a measurement's simulations (``None``: fresh entropy, drawn once).
+
+    Every iteration of a measurement simulates from this root, so all of them share their
+    random numbers (common random numbers): only the hazards differ between them.
+    """
+    seed = _checks.seed("seed", seed)
+    return seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+
+
+def check_stream(root: np.random.SeedSequence) -> np.random.SeedSequence:
+    """An independent stream for checking what was fitted on ``root``: its child ``1``."""
+    return np.random.SeedSequence(root.entropy, spawn_key=(*root.spawn_key, 1))
+
+
+def simulation_scenario(
+    scenario: Scenario, hazards: np.ndarray, weights: np.ndarray, years: float
+) -> Scenario:
+    """What a measurement simulates: ``scenario`` with other hazards, start law and horizon.
+
+    ``hazards`` (4, n_stages) are before any linkage, in the order of ``HAZARD_FIELDS``;
+    ``weights`` become the stages' start weights and ``years`` the horizon. The barrier is off:
+    it is outside the chain (see :func:`check_barrier`).
+    """
+    stages = []
+    for j, s in enumerate(scenario.stages):
+        fields = s.model_dump()
+        fields.update({f: float(hazards[r, j]) for r, f in enumerate(HAZARD_FIELDS)})
+        fields["weight"] = float(weights[j])
+        stages.append(fields)
+    data = {**scenario.model_dump(), "stages": stages, "horizon_years": float(years),
+            "default_barrier": 0.0}  # fmt: skip
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as exc:
+        msg = exc.errors()[0]["msg"].removeprefix("Value error, ")
+        raise ValueError(
+            f"simulation_years: the scenario cannot be simulated for {years:g} y ({msg}); give "
+            "a shorter simulation_years"
+        ) from None
+
+
+def simulate_outcomes(
+    scenario: Scenario, linkage: Linkage | None, n_firms: int, seed: np.random.SeedSequence
+) -> Outcomes:
+    """Per-firm outcomes of ``n_firms`` (rounded up to whole portfolios) under ``linkage``."""
+    size = SIMULATION_PORTFOLIO_SIZE
+    loan = pure_loan(maturity_years=scenario.horizon_years,
+                     linkage=linkage if linkage is not None else Linkage())  # fmt: skip
+    res = simulate(scenario, [loan], n_portfolios=-(-n_firms // size), portfolio_size=size,
+                   seed=seed)  # fmt: skip
+    return res[loan.name].outcomes
+
+
+def mix_share(
+    hit: np.ndarray, initial: np.ndarray, start: np.ndarray, names: tuple[str, ...]
+) -> tuple[float, np.ndarray]:
+    r"""Probability of ``hit`` for a cohort whose start law is ``start``, from firms of any start.
+
+    The start stage is drawn first and independently of everything else, so the firms that
+    start in ``j`` are a sample of the cohort from ``j``, and the estimate is
+    :math:`\sum_j \pi_j A_j / N_j` (hits and firms from ``j``). Returns it with its influence per
+    portfolio :math:`\psi_p = \sum_j \pi_j (a_{pj} - \hat p_j n_{pj}) / N_j`, from which
+    :func:`clustered_se` gives the standard error with portfolios as the unit.
+
+    Parameters
+    ----------
+    hit : ndarray of bool, (n_portfolios, portfolio_size)
+    initial : ndarray of int, (n_portfolios, portfolio_size)
+        Start stage of each firm.
+    start : ndarray, (n_stages,)
+        The cohort's start law.
+    """
+    value = 0.0
+    psi = np.zeros(hit.shape[0])
+    for j in np.flatnonzero(start > 0):
+        at = initial == j
+        n_p = at.sum(axis=1)
+        total = int(n_p.sum())
+        if total == 0:
+            raise ValueError(
+                f"n_firms: no simulated firm starts in stage {names[j]!r}, which the cohort "
+                "starts in; raise n_firms"
+            )
+        a_p = (hit & at).sum(axis=1)
+        p = a_p.sum() / total
+        value += start[j] * p
+        psi += start[j] * (a_p - p * n_p) / total
+    return float(value), psi
+
+
+def clustered_se(psi: np.ndarray) -> float:
+    """Standard error from influence values per portfolio: ``sqrt(P / (P - 1) sum psi^2)``."""
+    n = psi.size
+    return math.sqrt(n / (n - 1) * float(np.sum(psi * psi))) if n > 1 else math.nan
+
+
+def stage_defaults(
+    outcomes: Outcomes, steps: int, start: np.ndarray, names: tuple[str, ...]
+) -> StageDefaults:
+    """Simulated probability of defaulting in each stage by step ``steps``, from ``start``.
+
+    See :func:`mix_share` for how the start law is met by firms of every start.
+    """
+    n = len(names)
+    initial = np.asarray(outcomes.initial_stage)
+    failed = (np.asarray(outcomes.event) == int(Event.DEFAULT)) & (
+        np.asarray(outcomes.step) <= steps
+    )
+    in_cohort = start[initial] > 0
+    value, se, count = np.zeros(n), np.zeros(n), np.zeros(n, np.int64)
+    for s in range(n):
+        hit = failed & (np.asarray(outcomes.stage) == s)
+        value[s], psi = mix_share(hit, initial, start, names)
+        se[s] = clustered_se(psi)
+        count[s] = int(np.count_nonzero(hit & in_cohort))
+    return StageDefaults(value, se, count)
+
+
+def effective_ratios(
+    hz: Hazards,
+    start: np.ndarray,
+    horizon: float,
+    dt: float,
+    simulated: StageDefaults,
+    nodes: int | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    r"""Ratios ``m_s`` with which the grid chain meets the simulated defaults of each stage.
+
+    Solves, stage by stage, :math:`D^{chain}_s(d \cdot m) = D^{sim}_s`, with :math:`D_s` the
+    probability of defaulting in stage ``s`` by ``horizon`` from ``start``. Both sides are on
+    the engine's grid (``dt``), so the ratios hold the value and runway factors alone and are 1
+    in law where the chain is exact. :math:`D^{chain}_s` depends on the stages up to ``s``
+    only (a firm never goes back) and rises with ``m_s``, so each equation is one root of a
+    monotone function, found after the stages before it. :math:`D^{chain}_s = d_s m_s
+    E^{chain}_s` (years in ``s``, when ``quality_hazard`` is 0): ``m_s`` is the simulated
+    defaults of stage ``s`` per year the effective chain spends there, over the chain's rate.
+
+    Returns the ratios (1 where stage ``s`` has no default hazard or no simulated default)
+    and the standard errors of their logs (delta method; NaN where not measured).
+    """
+    n = hz.default.size
+    ratio = np.ones(n)
+    se_log = np.full(n, math.nan)
+    lo, hi = (math.log(x) for x in _RATIO_RANGE)
+
+    def gap(x: float, s: int) -> float:
+        m = ratio.copy()
+        m[s] = math.exp(x)
+        law, _ = law_averaged(replace(hz, default=hz.default * m), start[None, :], horizon, dt,
+                              nodes, by_stage=True)  # fmt: skip
+        return float(law["absorbed_in"][0, s, 0]) - float(simulated.value[s])
+
+    for s in range(n):
+        if hz.default[s] <= 0.0 or simulated.value[s] <= 0.0:
+            continue
+        # bracket the root from [-1/2, 1/2] outwards (the ratios are usually near 1)
+        a, b = -0.5, 0.5
+        fa, fb = gap(a, s), gap(b, s)
+        while fa > 0.0 and a > lo:
+            a, b, fb = max(2.0 * a, lo), a, fa
+            fa = gap(a, s)
+        while fb < 0.0 and b < hi:
+            a, b, fa = b, min(2.0 * b, hi), fb
+            fb = gap(b, s)
+        if fa >= 0.0:  # at or below the bracket's low end (clipped there)
+            x = a
+        elif fb <= 0.0:  # at or above its high end
+            x = b
+        else:
+            x = brentq(gap, a, b, args=(s,), xtol=1e-10)
+        ratio[s] = math.exp(x)
+        slope = (gap(x + 1e-4, s) - gap(x - 1e-4, s)) / 2e-4  # d D_s / d log m_s
+        se_log[s] = float(simulated.se[s]) / slope if slope > 0.0 else math.nan
+    return ratio, se_log
+
+
+def eventual_years(hz: Hazards, starts: np.ndarray, floor_years: float) -> float:
+    """Years over which eventual outcomes are measured by simulation.
+
+    The first whole year, from ``floor_years`` up, at which the chain leaves at most
+    ``EVENTUAL_ALIVE`` of every start law in ``starts`` (k, n_stages) alive; at most
+    ``EVENTUAL_MAX_YEARS``.
+    """
+
+    def alive(years: int) -> float:
+        law, _ = law_averaged(hz, starts, float(years), None, None)
+        return float(law["alive_in"].sum(axis=-1).max())
+
+    lo, hi = max(1, math.ceil(floor_years - 1e-9)), EVENTUAL_MAX_YEARS
+    if lo >= hi or alive(lo) <= EVENTUAL_ALIVE:
+        return float(lo)
+    if alive(hi) > EVENTUAL_ALIVE:
+        return float(hi)
+    while hi - lo > 1:  # alive(lo) > EVENTUAL_ALIVE >= alive(hi)
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if alive(mid) > EVENTUAL_ALIVE else (lo, mid)
+    return float(hi)
+
+
+def check_steps(years: float, scenario: Scenario, name: str) -> int:
+    """``years`` as a whole number of the scenario's steps, or a ``ValueError`` naming ``name``."""
+    steps = years * scenario.steps_per_year
+    if abs(steps - round(steps)) > 1e-9 or round(steps) < 1:
+        raise ValueError(
+            f"{name}: {years:g} y is not a whole number of steps of the scenario's grid "
+            f"(steps_per_year={scenario.steps_per_year}), on which the engine simulates"
+        )
+    return round(steps)
+
+
 def cohort(
     scenario: Scenario,
     start_stage: str | None = None,
@@ -629,17 +944,28 @@ def cohort(
     grid: bool = False,
     nodes: int | None = None,
     ignore_barrier: bool = False,
+    approximate: bool = False,
+    n_firms: int = 100_000,
+    seed: int | np.random.SeedSequence | None = 0,
+    simulation_years: float | None = None,
 ) -> Cohort:
-    r"""Exact lifecycle outcomes of a cohort: reach, default, IPO, M&A and timing.
+    r"""Lifecycle outcomes of a cohort from the stage chain: reach, default, IPO, M&A, timing.
 
     Solves the absorbing stage chain of the scenario (see the module guide); no simulation.
+    The chain is **exact** when a firm's default intensity depends on its stage (and quality
+    and funding regime) alone: ``hazard_value_elasticity`` 0 and no runway effect
+    (``runway_hazard_multiplier`` 1, or no stage with ``runway_years``), version 1's model.
+    Then, in continuous time, it is the model's law, and with ``grid=True`` it is the law of
+    :func:`invlend.simulate` itself. Otherwise the intensity depends on the firm's value path
+    or on the time since its last round, the chain does not apply, and this raises
+    ``ValueError`` naming the field, unless ``approximate=True``.
 
     Parameters
     ----------
     scenario : Scenario
         Stages and their hazards; ``quality_hazard`` sets the spread of default hazards.
         Firm values, drifts and volatilities do not enter (events do not depend on value
-        unless there is a barrier).
+        unless there is a barrier, a value factor or a runway; see above).
     start_stage : str or None
         Name of the stage every firm starts in, or ``None`` for the scenario's mix of
         starting stages (stage ``weight``).
@@ -662,6 +988,24 @@ def cohort(
         The structural barrier (``default_barrier > 0``) depends on firm value and is not in
         the chain; such a scenario raises ``ValueError`` unless this is True, in which case
         the result is for the hazards alone.
+    approximate : bool
+        For a scenario with a value or runway factor: instead of raising, simulate
+        ``n_firms`` firms from the cohort's start law (by the horizon, or over
+        ``simulation_years`` for eventual outcomes), measure for each stage ``s`` the ratio
+        ``m_s`` with which the grid chain meets the simulated probability of defaulting in
+        ``s`` (:func:`effective_ratios`), and solve the chain with default hazards
+        ``m_s * default_hazard``. The result says ``approximate=True`` and holds the ratios;
+        its per-stage defaults by the measured horizon match the simulation's (within
+        Monte Carlo error), every other number is approximate. Where the chain is exact this
+        changes nothing (no simulation is run).
+    n_firms : int
+        Firms simulated when ``approximate`` (rounded up to portfolios of 50).
+    seed : int, numpy.random.SeedSequence or None
+        Seed of that simulation (default 0: the approximation is reproducible).
+    simulation_years : float, optional
+        Years simulated for eventual outcomes when ``approximate``: by default the first whole
+        year at which the chain leaves at most 1% of the cohort alive (at most 50). With a
+        horizon the simulation runs to the horizon.
 
     Returns
     -------
@@ -685,11 +1029,19 @@ def cohort(
         method = _quality_method(scenario.quality_hazard)
         nodes = _checks.count(f"nodes ({method} rule)", nodes, low=1, high=most[method])
     check_barrier(scenario, ignore_barrier)
+    if not isinstance(approximate, bool | np.bool_):
+        raise TypeError(f"approximate: expected True or False, got {type(approximate).__name__}")
+    if not approximate:
+        check_exact(scenario, _COHORT_REMEDY)
     horizon = _check_horizon(horizon_years, grid, scenario)
     p0 = start_weights(scenario, start_stage)
     hz = _hazards(scenario, linkage)
     dt = scenario.dt if grid else None
     names = tuple(s.name for s in scenario.stages)
+    measured: dict[str, Any] = {}
+    if approximate and path_dependence(scenario):
+        hz, measured = _approximate_hazards(scenario, hz, p0, horizon, linkage, names, n_firms,
+                                            seed, simulation_years)  # fmt: skip
     try:
         rows, n_nodes = law_averaged(hz, p0[None, :], horizon, dt, nodes)
         law = {f: v[0] for f, v in rows.items()}
@@ -717,4 +1069,52 @@ def cohort(
         nodes=n_nodes,
         default_hazard_multiplier=lk.default_hazard_multiplier,
         exit_hazard_multiplier=lk.exit_hazard_multiplier,
+        **measured,
     )
+
+
+_COHORT_REMEDY = (
+    "Simulate the scenario (il.simulate), pass approximate=True for the chain with each "
+    "stage's default hazard rescaled by a simulation (an approximation), or, to fit hazards "
+    "to targets, use calibrate(..., method='simulation')."
+)
+
+
+def _approximate_hazards(
+    scenario: Scenario,
+    hz: Hazards,
+    p0: np.ndarray,
+    horizon: float | None,
+    linkage: Linkage | None,
+    names: tuple[str, ...],
+    n_firms: Any,
+    seed: Any,
+    simulation_years: Any,
+) -> tuple[Hazards, dict[str, Any]]:
+    """The chain's hazards with the default hazards times simulated ratios, and the record."""
+    n_firms = _checks.count("n_firms", n_firms, low=2 * SIMULATION_PORTFOLIO_SIZE,
+                            high=100_000_000)  # fmt: skip
+    root = simulation_seed(seed)
+    if horizon is not None:
+        years = horizon
+        check_steps(years, scenario, "horizon_years")
+    elif simulation_years is not None:
+        years = _checks.number("simulation_years", simulation_years, low=0.0, high=100.0,
+                               low_open=True)  # fmt: skip
+        check_steps(years, scenario, "simulation_years")
+    else:
+        years = eventual_years(hz, p0[None, :], 1.0)
+    base = np.array([[getattr(s, f) for s in scenario.stages] for f in HAZARD_FIELDS])
+    outcomes = simulate_outcomes(simulation_scenario(scenario, base, p0, years), linkage,
+                                 n_firms, root)  # fmt: skip
+    steps = round(years * scenario.steps_per_year)
+    simulated = stage_defaults(outcomes, steps, p0, names)
+    _, grid_nodes = law_averaged(hz, p0[None, :], years, scenario.dt, None)
+    ratio, _ = effective_ratios(hz, p0, years, scenario.dt, simulated, grid_nodes)
+    record = {
+        "approximate": True,
+        "default_hazard_ratio": _frozen(names, ratio),
+        "simulated_firms": int(outcomes.event.size),
+        "simulation_years": float(years),
+    }
+    return replace(hz, default=hz.default * ratio), record
