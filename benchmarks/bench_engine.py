@@ -33,6 +33,7 @@ from numba import prange
 
 import invlend as il
 from invlend._sim import cpu as K
+from report import BETA0
 from invlend._sim import layout as L
 from invlend._sim import numpy_backend as NB
 from invlend._sim.backend import Draws
@@ -44,6 +45,7 @@ from invlend.rng import (
     market_keys,
     market_shocks,
     portfolio_keys,
+    regime_paths,
     root_key,
     uniform,
 )
@@ -56,7 +58,8 @@ _VALUE = int(Purpose.VALUE)
 _QUALITY = int(Purpose.QUALITY)
 _SIGNAL = int(Purpose.SIGNAL)
 _GROWTH = int(Purpose.GROWTH)
-_EVENT = int(Purpose.EVENT)
+_CLOCK = int(Purpose.CLOCK)
+_APPRAISAL = int(Purpose.APPRAISAL)
 
 
 # Not cached: numba's cache is keyed on this file alone, and the bound inlines the kernels' draw
@@ -65,17 +68,19 @@ _EVENT = int(Purpose.EVENT)
 def _rng_bound(ctr, pkeys, size, steps, out):
     """Draw exactly the random numbers the engine draws for these firms, and nothing else.
 
-    Per firm the stage uniform and three normals (value, quality, signal); per live step one
-    normal and one uniform; with the engine's own draw functions. No engine built on these
-    streams can be faster.
+    Per firm the stage uniform, four normals (value, quality, signal, appraisal) and the event
+    clock's uniform; per live step one normal; with the engine's own draw functions. (The
+    event uniforms, one per event, are left out.) No engine built on these streams can be
+    faster.
     """
     for i in prange(pkeys.shape[0] * size):
         p = i // size
         fk = firm_key(pkeys[p], i - p * size)
         acc = uniform(fk, ctr[_STAGE, 0]) + K._normal(fk, ctr[_VALUE, 0])
         acc += K._normal(fk, ctr[_QUALITY, 0]) + K._normal(fk, ctr[_SIGNAL, 0])
+        acc += K._normal(fk, ctr[_APPRAISAL, 0]) + uniform(fk, ctr[_CLOCK, 0])
         for j in range(steps[i]):
-            acc += K._normal(fk, ctr[_GROWTH, j]) + uniform(fk, ctr[_EVENT, j])
+            acc += K._normal(fk, ctr[_GROWTH, j])
         out[i] = acc
 
 
@@ -87,7 +92,13 @@ def _inputs(scenario, structures, n_firms, seed=1):
     pkeys = portfolio_keys(root_key(seed), np.arange(n_port))
     ctr = counter_table(scenario.n_steps)
     market = market_shocks(market_keys(pkeys), ctr, scenario.n_steps)
-    return n_port, dyn, terms, pkeys, ctr, market
+    c = scenario.cycle
+    if c is None:
+        regime = np.zeros((n_port, scenario.n_steps), np.int8)
+    else:  # the engine's regime paths (the funding cycle of the built-in scenario)
+        odds = (c.initial_cold, *c.transition(scenario.dt))
+        regime = regime_paths(pkeys, ctr, scenario.n_steps, *odds)
+    return n_port, dyn, terms, pkeys, ctr, market, regime
 
 
 def _outcome_arrays(n, n_chk, n_steps):
@@ -120,7 +131,7 @@ class Case:
     def __init__(self, scenario, structures, n_firms, backend, n_steps=None):
         self.backend = backend
         self.scenario = scenario
-        n_port, dyn, terms, pkeys, ctr, market = _inputs(scenario, structures, n_firms)
+        n_port, dyn, terms, pkeys, ctr, market, regime = _inputs(scenario, structures, n_firms)
         if n_steps is not None:  # the same firms over fewer steps
             dyn = dyn._replace(n_steps=n_steps)
         self.n_port, self.dyn, self.terms = n_port, dyn, terms
@@ -132,7 +143,7 @@ class Case:
         self.agg = np.empty((n_port, L.N_AGG))
         n_years = scenario.n_years
         self.pool = [np.empty((n_port, n_years)), np.empty((n_port, n_years))]
-        self.draws = Draws(ctr, pkeys, market, np.zeros((n_port, scenario.n_steps), np.int8))
+        self.draws = Draws(ctr, pkeys, market, regime)
         self.cf = np.empty((n_port, scenario.n_steps + 1))
         self.work = np.empty((n_port, scenario.n_steps + 2))
         self.irr = np.empty(n_port)
@@ -176,14 +187,17 @@ class RngBound:
         self.timer()
 
 
-def measure(name, scenario, structures, firms, numpy_firms, repeat):
+def measure(name, scenario, structures, firms, numpy_firms, repeat, twin=None):
     """Time cpu, numpy and the RNG bound on one scenario; repeats interleave them.
 
     The same cpu firms are also run over a single step, and the bound with no step, to split
-    each cost into a fixed part per firm and a part per live step.
+    each cost into a fixed part per firm and a part per live step. ``twin`` is
+    ``(label, scenario)``: the cpu engine on a variant of the scenario, interleaved with the
+    rest, whose rate the scenario's is compared with.
     """
     for backend in ("cpu", "numpy"):  # compile or load the cached kernels
         Case(scenario, structures, 2000, backend).time_once()
+    twin_case = None if twin is None else Case(twin[1], structures, firms, "cpu")
     cpu = Case(scenario, structures, firms, "cpu")
     numpy = Case(scenario, structures, numpy_firms, "numpy")
     cpu.time_once()  # the bound needs the engine's live steps
@@ -192,8 +206,12 @@ def measure(name, scenario, structures, firms, numpy_firms, repeat):
     one_step.simulate()
     bound_fixed = RngBound(cpu, steps=np.zeros(cpu.n, np.int64))
     bound_fixed.run()
+    cases = [cpu, numpy, bound, one_step, bound_fixed]
+    if twin_case is not None:
+        twin_case.time_once()
+        cases.append(twin_case)
     for _ in range(repeat):
-        for c in (cpu, numpy, bound, one_step, bound_fixed):
+        for c in cases:
             c.time_once()
     rows = []
     for c in (cpu, numpy):
@@ -225,12 +243,27 @@ def measure(name, scenario, structures, firms, numpy_firms, repeat):
         "cpu / RNG bound (CPU time)": bound.timer.cpu / cpu.t_sim.cpu,
         "evaluate / simulate": rows[0]["eval_share"],
     }
+    if twin_case is not None:
+        rate = twin_case.live / twin_case.t_sim.wall
+        rows.append(dict(scenario=name, what=f"cpu, {twin[0]}", firms=twin_case.n,
+                         live=twin_case.live, seconds=twin_case.t_sim.wall,
+                         cpu_seconds=twin_case.t_sim.cpu, rate=rate,
+                         eval_seconds=twin_case.t_eval.wall,
+                         eval_share=twin_case.t_eval.wall / twin_case.t_sim.wall))  # fmt: skip
+        ratios[f"cpu / cpu {twin[0]}"] = rows[0]["rate"] / rate
     return rows, ratios, split
 
 
 def monthly_ten_year():
     """The default stages on a monthly grid over ten years."""
     return il.Scenario.default().model_copy(update={"horizon_years": 10.0})
+
+
+def value_blind(scenario):
+    """The scenario with version 1's value-blind intensity: beta 0, no runway multiplier."""
+    return scenario.model_copy(
+        update={"hazard_value_elasticity": 0.0, "runway_hazard_multiplier": 1.0}
+    )
 
 
 def throughput(args):
@@ -252,9 +285,8 @@ def throughput(args):
     ]
     all_ratios, splits = {}, {}
     for name, sc in workloads:
-        rows, ratios, split = measure(
-            name, sc, structures, args.firms, args.numpy_firms, args.repeat
-        )
+        rows, ratios, split = measure(name, sc, structures, args.firms, args.numpy_firms,
+                                      args.repeat, twin=(BETA0, value_blind(sc)))  # fmt: skip
         all_ratios[name] = ratios
         splits[name] = split
         for r in rows:

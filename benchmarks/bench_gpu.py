@@ -21,7 +21,8 @@ three default structures, 100 firms per portfolio:
    every core) at smaller sizes; rates are per second, so they compare across sizes.
 5. **Vectorised CuPy twin**, where CuPy is installed: the same model written as plain array
    code over all firms each step (a mask marks the live ones), with the same counter-based
-   hash, ziggurat and event test, so its events are checked against the kernel's too.
+   hash, ziggurat, cumulative-hazard event clock and funding regimes, so its events are
+   checked against the kernel's too.
 
 A *live firm-step* is one time step of a firm that has not yet had its event: every rate
 divides the same model's work by the time taken. Targets (issue 8, H100/H200): >= 30G live
@@ -193,6 +194,8 @@ class Inputs:
         self.pkeys = rng.portfolio_keys(seed_key, np.arange(self.n_port))
         self.ctr = rng.counter_table(sc.n_steps)
         self.n_years = sc.n_years
+        cycle = sc.cycle  # (P(start cold), P(hot -> cold), P(cold -> hot)), as the engine's
+        self.regime = None if cycle is None else (cycle.initial_cold, *cycle.transition(dt))
 
 
 class Kernels:
@@ -202,7 +205,7 @@ class Kernels:
         self.inp, self.backend = inp, backend
         n, n_port, n_steps = inp.n, inp.n_port, inp.sc.n_steps
         seed_key = int(rng.root_key(resolve_seed(SEED)[0]))
-        self.draws, _ = backend.draws(seed_key, 0, n_port, n_steps, None)
+        self.draws, _ = backend.draws(seed_key, 0, n_port, n_steps, inp.regime)
         self.market = self.draws.market
         self.paths = backend.buffer((0, n_steps + 1), np.float64)
         self.dyn = [backend.inputs(d) for d in inp.dyn]
@@ -342,97 +345,168 @@ def _normal_bits(xp, b, zx, zr, zf):
     return out
 
 
-def vectorised_simulate(xp, inp: Inputs, market):
+def shared_draws(xp, inp: Inputs):
+    """The market normals and funding regimes of ``inp``'s portfolios, as the engine draws them.
+
+    Returns ``(market, regime)``, each (n_port, n_steps) on ``xp``: float64 normals and int8
+    regimes (0 hot, 1 cold; all 0 without a cycle), from :mod:`invlend.rng` on the host.
+    """
+    n_steps = inp.sc.n_steps
+    market = rng.market_shocks(rng.market_keys(inp.pkeys), inp.ctr, n_steps)
+    if inp.regime is None:
+        regime = np.zeros((inp.n_port, n_steps), np.int8)
+    else:
+        regime = rng.regime_paths(inp.pkeys, inp.ctr, n_steps, *inp.regime)
+    return xp.asarray(market), xp.asarray(regime)
+
+
+def vectorised_simulate(xp, inp: Inputs, market, regime):
     """The firm simulation of the default scenario as plain array code over all firms.
 
-    Each step draws for every firm and updates the live ones through masks; a firm's stage
-    constants are recomputed where it advanced. Same hash, ziggurat, event test and order of
-    operations as the kernel, so the events are the kernel's; it keeps what the kernel keeps
-    (stage, rounds, dilution, the values at the loan maturities). Only the features the
-    default scenario uses (no jumps, barrier or funding cycle). Returns (event, step, value).
+    ``market`` and ``regime`` are (n_port, n_steps) on ``xp``, as :func:`shared_draws` gives
+    them. Each step draws the growth of every firm and updates the live ones through masks;
+    the steps with an event (a slot's cumulative hazard past its unit exponential clock), the
+    funding rounds and the regime changes are handled on the few firms they concern, whose
+    stage constants are recomputed. Same hash, ziggurat, event clock and order of
+    floating-point operations as :func:`invlend._sim.cpu._simulate_firms`, so the events are
+    the kernel's; it keeps what the kernel keeps (stage, rounds, dilution, regime, appraisal,
+    the IFRS 9 stage-2 flag, the values at the loan maturities). Only the features of the
+    default scenario (value-dependent default, runways, funding cycle; no jumps or barrier).
+    Returns (event, step, value), each (n_firms,).
     """
     d = inp.dyn[0]
-    if d.jump_rate > 0 or d.log_barrier > -math.inf or d.regime_scale.shape[0] > 1:
+    if d.jump_rate > 0 or d.log_barrier > -math.inf:
         raise ValueError("the vectorised twin covers the default scenario only")
     u8 = xp.uint64
     zx, zr, zf = (xp.asarray(a) for a in (rng.ZIGGURAT_X, rng.ZIGGURAT_RATIO, rng.ZIGGURAT_F))
     ctr = inp.ctr  # host words, passed as scalars
-    n, size = inp.n, SIZE
+    n, size, n_steps, dt = inp.n, SIZE, d.n_steps, d.dt
     pk = xp.asarray(inp.pkeys)
     salt = _mix64(xp, xp.arange(size, dtype=u8) * u8(int(rng.GAMMA)) + u8(int(rng.FIRM_SALT)))
     fk = _mix64(xp, pk[:, None] ^ salt[None, :]).ravel()
     pidx = xp.repeat(xp.arange(inp.n_port), size)
 
-    def normal(purpose, j):
-        return _normal_bits(xp, _mix64(xp, fk ^ u8(int(ctr[purpose, j]))), zx, zr, zf)
+    def bits(keys, purpose, j):
+        return _mix64(xp, keys ^ u8(int(ctr[purpose, j])))
 
-    u_stage = _to_unit(xp, _mix64(xp, fk ^ u8(int(ctr[rng.Purpose.STAGE, 0]))))
+    def normal(purpose, j):
+        return _normal_bits(xp, bits(fk, purpose, j), zx, zr, zf)
+
+    def exponential(keys, j):  # _sim.cpu._exponential
+        return -xp.log(_to_unit(xp, bits(keys, rng.Purpose.CLOCK, j)))
+
+    u_stage = _to_unit(xp, bits(fk, rng.Purpose.STAGE, 0))
     s = xp.searchsorted(xp.asarray(d.weight_cdf[:-1]), u_stage, side="right")
     z_value = normal(rng.Purpose.VALUE, 0)
     q = normal(rng.Purpose.QUALITY, 0)
     signal = normal(rng.Purpose.SIGNAL, 0)
     logv = xp.asarray(d.log_value)[s] + d.value_dispersion * z_value
     v0 = xp.exp(logv)
+    appraisal = normal(rng.Purpose.APPRAISAL, 0)
     hazard_scale = xp.exp(-d.quality_hazard * q)
-    drift, vol, hd, hi, hm, ha, log_round, dilution = (
+    drift, vol, hd, hi, hm, ha, log_round, dilution, runway_steps, scale = (
         xp.asarray(a) for a in (d.drift, d.volatility, d.default_hazard, d.ipo_hazard,
-                                d.ma_hazard, d.advance_hazard, d.log_round, d.dilution)
+                                d.ma_hazard, d.advance_hazard, d.log_round, d.dilution,
+                                d.runway_steps, d.regime_scale)
     )  # fmt: skip
-    sq_dt = math.sqrt(d.dt)
+    sq_dt = math.sqrt(dt)
 
-    def stage_params(s):  # _sim.cpu._stage_params, for arrays (one regime, scale 1.0)
+    def stage_params(f, s, r):
+        """_sim.cpu._stage_params for the firms ``f`` in stages ``s`` and regimes ``r``."""
         sig = vol[s]
-        mu_dt = (drift[s] + d.quality_drift * q - 0.5 * sig * sig - d.jump_compensator) * d.dt
-        ld = hd[s] * hazard_scale * 1.0
-        li, lm, la = hi[s] * 1.0, hm[s] * 1.0, ha[s] * 1.0
-        total = ld + li + lm + la
+        mu_dt = (drift[s] + d.quality_drift * q[f] - 0.5 * sig * sig - d.jump_compensator) * dt
+        ld = hd[s] * hazard_scale[f] * scale[r, 0]
+        li, lm, la = hi[s] * scale[r, 1], hm[s] * scale[r, 1], ha[s] * scale[r, 2]
         last = xp.where(la > 0, 4, xp.where(lm > 0, 3, xp.where(li > 0, 2, 1)))
-        return mu_dt, sig * sq_dt, -xp.expm1(-total * d.dt), total, ld, ld + li, ld + li + lm, last
+        return mu_dt, sig * sq_dt, ld, li, lm, li + lm + la, last
 
-    params = stage_params(s)
+    def restage(f):  # new stage constants for the firms f, in place
+        for arr, new in zip(params, stage_params(f, s[f], cur[f]), strict=True):
+            arr[f] = new
+
+    has_cycle = d.regime_scale.shape[0] > 1
+    cur = regime[pidx, 0].astype(xp.int64) if has_cycle else xp.zeros(n, xp.int64)
+    params = list(stage_params(xp.arange(n), s, cur))  # mu_dt, sig_sqdt, ld, li, lm, other, last
+    ld_origin = params[2].copy()
+    beta, mult = d.value_elasticity, d.runway_multiplier
+    log_ref = logv.copy()  # log value just after the last round (entry before any)
+    k_round = xp.zeros(n, xp.int64)  # step of the last round (0: entry)
+    runway = runway_steps[s]
+    clock = exponential(fk, 0)
+    hazard = xp.zeros(n)  # each slot's cumulative hazard
     idio = math.sqrt(1.0 - d.factor_loading**2)
     alive = xp.ones(n, bool)
     event = xp.zeros(n, xp.int8)
-    step = xp.full(n, d.n_steps, xp.int32)
+    step = xp.full(n, n_steps, xp.int32)
     rounds = xp.zeros(n, xp.int16)
     dil = xp.ones(n)
+    stage2 = xp.zeros(n, xp.int8)
     chk_steps = [int(c) for c in d.checkpoints]
     chk = xp.full((n, len(chk_steps)), xp.nan)
-    for k in range(1, d.n_steps + 1):
+    for k in range(1, n_steps + 1):
         j = k - 1
-        mu_dt, sig_sqdt, p_event, total, t1, t2, t3, last = params
+        mu_dt, sig_sqdt, ld, li, lm, other, last = params
         z = normal(rng.Purpose.GROWTH, j)
         growth = mu_dt + sig_sqdt * (d.factor_loading * market[pidx, j] + idio * z)
         logv = xp.where(alive, logv + growth, logv)
-        u = _to_unit(xp, _mix64(xp, fk ^ u8(int(ctr[rng.Purpose.EVENT, j]))))
-        occurs = alive & (u < p_event)
-        x = u / xp.where(occurs, p_event, 1.0) * total
-        chosen = xp.where(x < t1, 1, xp.where(x < t2, 2, xp.where(x < t3, 3, last)))
-        ends = occurs & (chosen != 4)
-        event = xp.where(ends, chosen, event).astype(xp.int8)
-        step = xp.where(ends, k, step).astype(xp.int32)
-        alive &= ~ends
-        adv = occurs & (chosen == 4)
-        if bool(adv.any()):
-            logv = xp.where(adv, logv + log_round[s], logv)
-            dil = xp.where(adv, dil * dilution[s], dil)
-            s = xp.where(adv, s + 1, s)
-            rounds += adv
-            new = stage_params(xp.minimum(s, vol.size - 1))
-            params = tuple(xp.where(adv, a, b) for a, b in zip(new, params, strict=True))
+        if has_cycle:
+            now = regime[pidx, j]
+            moved = xp.flatnonzero(alive & (now != cur))
+            if moved.size:
+                cur[moved] = now[moved]
+                restage(moved)
+        ldk = ld
+        if beta != 0.0:
+            ldk = ld * xp.exp(xp.minimum(beta * (log_ref - logv), 50.0))
+        aged = (k - 1 - k_round) >= runway
+        if mult != 1.0:
+            ldk = xp.where(aged, ldk * mult, ldk)
+        total = ldk + other
+        hazard += total * dt
+        occurs = alive & (hazard > clock)
+        b = xp.flatnonzero(occurs)
+        if b.size:
+            x = _to_unit(xp, bits(fk[b], rng.Purpose.EVENT, j)) * total[b]
+            lb, lib = ldk[b], li[b]
+            chosen = xp.where(x < lb, 1, xp.where(x < lb + lib, 2,
+                              xp.where(x < lb + lib + lm[b], 3, last[b])))  # fmt: skip
+            ends = chosen != 4
+            e = b[ends]
+            event[e] = chosen[ends]
+            step[e] = k
+            alive[e] = False
+            adv = b[~ends]
+            if adv.size:
+                logv[adv] += log_round[s[adv]]
+                dil[adv] *= dilution[s[adv]]
+                s[adv] += 1
+                rounds[adv] += 1
+                restage(adv)
+                log_ref[adv] = logv[adv]
+                k_round[adv] = k
+                runway[adv] = runway_steps[s[adv]]
+                hazard[adv] = 0.0
+                if k < n_steps:
+                    clock[adv] = exponential(fk[adv], k)
+        if k == d.sicr_step:  # IFRS 9 staging, where the step had no event
+            worse = (ldk >= d.sicr_ratio * ld_origin) & (ldk > 0.0)
+            if mult != 1.0:
+                worse |= aged
+            stage2[alive & ~occurs & worse] = 1
         if k in chk_steps:
             c = chk_steps.index(k)
             chk[:, c] = xp.where(alive, xp.exp(logv), chk[:, c])
-    del v0, signal, rounds, dil  # kept as the kernel keeps them; not compared here
+    # kept as the kernel keeps them; not compared here
+    del v0, signal, appraisal, rounds, dil, stage2
     return event, step, xp.exp(logv)
 
 
 def vectorised(xp, n: int, repeat: int, sync) -> dict:
     inp = Inputs(n)
-    market = xp.asarray(rng.market_shocks(rng.market_keys(inp.pkeys), inp.ctr, inp.sc.n_steps))
+    market, regime = shared_draws(xp, inp)
 
     def run():
-        out = vectorised_simulate(xp, inp, market)
+        out = vectorised_simulate(xp, inp, market, regime)
         sync()
         return out
 
@@ -589,8 +663,10 @@ def report(info, check_lines, rows, gpu, cpu, vec, vec_note, args, t_start) -> s
     if vec:
         lines += [
             "The same model as array code over all firms each step (`vectorised_simulate` in "
-            "`benchmarks/bench_gpu.py`): same hash, ziggurat and event test, so its events and "
-            "live steps equal the kernel's" + (f" -- {vec_note}" if vec_note else "") + ".",
+            "`benchmarks/bench_gpu.py`): same hash, ziggurat, event clock and funding "
+            "regimes, so its events and live steps equal the kernel's"
+            + (f" -- {vec_note}" if vec_note else "")
+            + ".",
             "",
             "| firm-paths | time (ms) | live firm-steps/s | kernel / vectorised |",
             "|---:|---:|---:|---:|",

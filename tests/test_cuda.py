@@ -289,12 +289,16 @@ def _bench_gpu():
 def test_benchmark_vectorised_twin_has_the_kernels_events():
     # The GPU benchmark's baseline is the same model: with NumPy as its array module, its
     # events and steps equal the cpu kernel's, and its values agree to rounding.
+    # Its market and funding regimes are the ones the engine's backend draws for the kernel.
     bench = _bench_gpu()
     inp = bench.Inputs(20_000)
     cpu = bench.CpuKernels(inp)
     cpu.simulate(0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        event, step, value = bench.vectorised_simulate(np, inp, cpu.market)
+    market, regime = bench.shared_draws(np, inp)
+    np.testing.assert_array_equal(market, cpu.draws.market)
+    np.testing.assert_array_equal(regime, cpu.draws.regime)
+    assert 0.0 < regime.mean() < 1.0  # the default scenario's cycle, in both regimes
+    event, step, value = bench.vectorised_simulate(np, inp, market, regime)
     np.testing.assert_array_equal(event, cpu.host(0, "event"))
     np.testing.assert_array_equal(step, cpu.host(0, "step"))
     # to rounding: exp/log of numpy's SIMD code and of the C maths library differ in the last

@@ -147,7 +147,9 @@ def test_loss_by_regime_draws_bin_means(cycle_res, ax):
     assert "cold" in ax.get_xlabel()
 
 
-def test_loss_by_regime_needs_a_cycle(res, ax):
+def test_loss_by_regime_needs_a_cycle(ax):
+    flat = il.Scenario.default().model_copy(update={"cycle": None})
+    res = il.simulate(flat, n_portfolios=4, portfolio_size=10, seed=3)
     with pytest.raises(ValueError, match=r"scenario\.cycle"):
         P.plot_loss_by_regime(res, ax=ax)
 

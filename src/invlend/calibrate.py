@@ -725,9 +725,28 @@ def _ratio_arrays(measured: dict) -> Ratios:
     return {k: m.ratio for k, m in measured.items()}
 
 
-def _ratio_change(old: dict, new: dict) -> float:
-    """Largest move of a measured ratio, ``max |log m_new - log m_old|``."""
-    return max(float(np.max(np.abs(np.log(new[k].ratio) - np.log(old[k].ratio)))) for k in old)
+#: The simulation method's ratios have settled when each moved by at most the tolerance or
+#: this many of its own Monte Carlo standard errors: iterating further cannot resolve less.
+_SETTLED_SE = 0.5
+
+
+def _ratio_moves(old: dict, new: dict, tolerance: float) -> tuple[float, float, bool]:
+    """How far the ratios moved between two measurements.
+
+    Returns the largest ``|log m_new - log m_old|``, the largest such move in units of the
+    standard error of ``log m`` (of the new measurement, else the old), and whether every
+    ratio moved by at most ``max(tolerance, _SETTLED_SE * se)``.
+    """
+    raw, in_se, settled = 0.0, 0.0, True
+    for k in old:
+        move = np.abs(np.log(new[k].ratio) - np.log(old[k].ratio))
+        se = np.where(np.isfinite(new[k].se_log), new[k].se_log, old[k].se_log)
+        se = np.where(np.isfinite(se), se, np.inf)
+        raw = max(raw, float(move.max()))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            in_se = max(in_se, float(np.max(np.where(move > 0, move / se, 0.0))))
+        settled &= bool(np.all(move <= np.maximum(tolerance, _SETTLED_SE * se)))
+    return raw, in_se, settled
 
 
 _REPORT_REMEDY = (
@@ -886,8 +905,11 @@ class Calibration(Document):
     ratio_change : float
         Largest ``|log m_new - log m|`` between the ratios used by the last fit and those
         measured at its hazards (NaN for the exact method).
+    ratio_change_se : float
+        The largest such move in units of the ratio's standard error (of ``log m``).
     ratio_converged : bool
-        Whether ``ratio_change`` fell to the tolerance (True for the exact method).
+        Whether every ratio moved by at most ``ratio_tolerance`` or half its standard error
+        (True for the exact method).
     ratios : tuple of HazardRatio
         The ratios the last fit used, per group of targets and stage (empty for the exact
         method).
@@ -914,6 +936,7 @@ class Calibration(Document):
     grid: bool = False
     iterations: int = 0
     ratio_change: float = math.nan
+    ratio_change_se: float = math.nan
     ratio_converged: bool = True
     ratios: tuple[HazardRatio, ...] = ()
     check: tuple[SimulatedTarget, ...] = ()
@@ -945,6 +968,7 @@ class Calibration(Document):
             out.update(
                 iterations=self.iterations,
                 ratio_change=self.ratio_change,
+                ratio_change_se=self.ratio_change_se,
                 ratio_converged=self.ratio_converged,
                 ratios=[json_ready(r._asdict()) for r in self.ratios],
                 check=[json_ready(r._asdict()) for r in self.check],
@@ -1002,7 +1026,7 @@ class Calibration(Document):
             f"method: simulation (APPROXIMATE chain: default hazards x ratios m measured by "
             f"simulating {sim.get('n_firms')} firms over {sim.get('simulation_years'):g} y on "
             f"common random numbers); {self.iterations} fit(s), ratios {moved} (last move "
-            f"{100 * self.ratio_change:.2f}%)"
+            f"{100 * self.ratio_change:.2f}%, {self.ratio_change_se:.2f} SE)"
         )
 
     def _simulation_tables(self) -> list[str]:
@@ -1095,8 +1119,9 @@ def calibrate(
     (:func:`invlend.cohort.effective_ratios`): the simulated defaults of the stage per year
     the chain spends there, over the chain's own rate. The fit is then made on the chain with
     default hazards :math:`m_s \lambda^D_s`; the fitted hazards are simulated again **on the
-    same random numbers** and the ratios measured again, until they move by at most
-    ``ratio_tolerance`` (in log) or after ``max_iterations`` fits. Where the chain is exact
+    same random numbers** and the ratios measured again, until each moves by at most
+    ``ratio_tolerance`` (in log) or half its own Monte Carlo standard error (iterating further
+    cannot resolve less), or after ``max_iterations`` fits. Where the chain is exact
     the ratios are 1 in law (a test). At the fixed point the chain meets, within Monte Carlo
     error, every simulated per-stage default probability of each group by its horizon;
     other quantities (exits, reach) are approximate. The result's ``check`` measures every
@@ -1151,7 +1176,8 @@ def calibrate(
     max_iterations : int
         Most fits of the simulation method.
     ratio_tolerance : float
-        The simulation method stops when no ratio moves by more than this, in log.
+        The simulation method stops when no ratio moves by more than this (in log) or by more
+        than half its standard error.
 
     Returns
     -------
@@ -1262,19 +1288,20 @@ def calibrate(
     else:
         # Fixed point of (ratios -> fitted hazards -> ratios measured there), each
         # simulation on the same random numbers so that only the hazards change.
-        x, nfev, change = x0, 0, math.inf
+        x, nfev = x0, 0
         used = measured
         for iteration in range(1, max_iterations + 1):
             opt = fit(x, _ratio_arrays(used))
             x, nfev = opt.x, nfev + int(opt.nfev)
             again = sim.ratios(hazards(x))
-            change = _ratio_change(used, again)
-            if change <= ratio_tolerance or iteration == max_iterations:
+            change, change_se, settled = _ratio_moves(used, again, ratio_tolerance)
+            if settled or iteration == max_iterations:
                 break
             used = again
         ratios = _ratio_arrays(used)
         extra = dict(method="simulation", iterations=iteration, ratio_change=change,
-                     ratio_converged=change <= ratio_tolerance, ratios=sim.rows(used))  # fmt: skip
+                     ratio_change_se=change_se, ratio_converged=settled,
+                     ratios=sim.rows(used))  # fmt: skip
     fitted = hazards(opt.x)
     new_stages = [
         s.model_copy(update={f: float(fitted[r, j]) for r, f in enumerate(HAZARD_FIELDS)})

@@ -50,8 +50,13 @@ BGK_BETA = 0.5825971579390106
 
 
 def bs_call(s: float, k: float, r: float, sigma: float, t: float) -> float:
-    """Black-Scholes price of a European call (no dividends)."""
-    if sigma <= 0.0 or t <= 0.0:
+    """Black-Scholes price of a European call (no dividends).
+
+    A total volatility ``sigma * sqrt(t)`` below 1e-12 is priced as zero volatility (the
+    forward intrinsic value), which it equals to far below a rounding error.
+    """
+    s, k, r, sigma, t = (float(x) for x in (s, k, r, sigma, t))
+    if t <= 0.0 or sigma * math.sqrt(t) < 1e-12:
         return max(s - k * math.exp(-r * t), 0.0)
     d1 = (math.log(s / k) + (r + 0.5 * sigma**2) * t) / (sigma * math.sqrt(t))
     d2 = d1 - sigma * math.sqrt(t)
