@@ -33,7 +33,6 @@ from numba import prange
 
 import invlend as il
 from invlend._sim import cpu as K
-from report import BETA0
 from invlend._sim import layout as L
 from invlend._sim import numpy_backend as NB
 from invlend._sim.backend import Draws
@@ -49,6 +48,7 @@ from invlend.rng import (
     root_key,
     uniform,
 )
+from report import BETA0
 
 SIZE = 100
 ROOT = Path(__file__).resolve().parent.parent

@@ -67,7 +67,8 @@ MISBEHAVING = [
     ("two keys missing, aggregates", "aggregates", _without("s1.pool_paid", "cold_share"),
      "executor: the part for portfolios [4, 6) is missing keys ['cold_share', 's1.pool_paid']"),
     ("empty dict", "firms", _at_range_4(lambda part: {}),
-     "executor: the part for portfolios [4, 6) is missing keys ['cold_share', 'g0.appraisal', 'g0.chk', "),
+     "executor: the part for portfolios [4, 6) is missing keys "
+     "['cold_share', 'g0.appraisal', 'g0.chk', "),
     ("None", "firms", _at_range_4(lambda part: None),
      "executor: the future for portfolios [4, 6) returned None, expected a dict of arrays"),
     ("a list", "firms", _at_range_4(lambda part: list(part.values())),
