@@ -2,7 +2,10 @@ r"""Exact cohort analytics: the lifecycle as an absorbing Markov chain, without 
 
 Overview
 --------
-Without a value barrier, a firm's events do not depend on its value: its stage moves as a
+When a firm's default intensity depends on its stage (and quality and funding regime) alone
+-- no value barrier, ``hazard_value_elasticity`` 0 and no runway effect
+(``runway_hazard_multiplier`` 1, or no stage with ``runway_years``), version 1's model -- a
+firm's events do not depend on its value, and its stage moves as a
 continuous-time Markov chain with transient states ``0 .. n-1`` (the stages) and three
 absorbing states (default, IPO, M&A). In stage ``s`` a firm of quality ``q`` leaves at the
 annual rates
@@ -40,12 +43,31 @@ multipliers, ``R = vstack(R_hot, R_cold)``, ``label = tile(arange(n), 2)`` and
 ``p0 = kron(regime start, stage start)``: labels still stay or rise by one along every
 transition, which is all the solver assumes. Exit multiples do not enter the chain.
 
+Where the chain is not the model
+--------------------------------
+Version 2's value factor ``(V / V_ref) ** -hazard_value_elasticity`` and runway multiplier
+make the default intensity depend on the firm's path, not only its stage, and the chain is
+then not exact: :func:`cohort` refuses such a scenario with a ``ValueError`` that names the
+field, unless ``approximate=True``. That simulates the cohort once and measures, for each
+stage ``s``, the ratio ``m_s`` with which the grid chain meets the simulated probability of
+defaulting in ``s`` by the horizon (:func:`effective_ratios`): the chain with default hazards
+``m_s * default_hazard`` then has the simulation's per-stage defaults (within Monte Carlo
+error), and every other number is an approximation (exits and reach depend on the timing of
+defaults within a stage, which one constant per stage does not hold).
+:func:`invlend.calibrate` builds its simulation method on the same measurement.
+
 Example
 -------
 >>> import invlend as il
->>> c = il.cohort(il.Scenario.default(), "early")
+>>> v1 = il.Scenario.default().replace(hazard_value_elasticity=0.0,
+...                                    runway_hazard_multiplier=1.0, cycle=None)
+>>> c = il.cohort(v1, "early")
 >>> round(c.reach["mature"], 3), round(c.ipo + c.ma, 3)
-(0.192, 0.612)
+(0.268, 0.829)
+>>> a = il.cohort(il.Scenario.default(), "early", horizon_years=1.0, approximate=True,
+...               n_firms=20_000)
+>>> a.approximate, round(a.default_hazard_ratio["early"], 1)
+(True, 4.1)
 """
 
 from __future__ import annotations
