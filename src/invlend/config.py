@@ -548,39 +548,19 @@ def _depth(node: Any, limit: int = MAX_TOML_DEPTH + 1) -> int:
 # --------------------------------------------------------------------------------------------
 
 
+#: The fields of :class:`Collateral` that each kind sets a default for, in the order of the
+#: rows of :data:`COLLATERAL_KINDS`.
+_COLLATERAL_FIELDS = ("pledged_to_principal", "haircut", "appraisal_error", "value_elasticity",
+                      "liquidation_years", "liquidation_cost")  # fmt: skip
 #: Defaults of each kind of :class:`Collateral` (estimates of the project; ``docs/capital.md``).
 COLLATERAL_KINDS: Mapping[str, Mapping[str, float]] = MappingProxyType(
     {
-        "ip": MappingProxyType(
-            dict(
-                pledged_to_principal=1 / 0.3,
-                haircut=0.5,
-                appraisal_error=0.5,
-                value_elasticity=0.5,
-                liquidation_years=1.5,
-                liquidation_cost=0.10,
-            )
-        ),
-        "equity": MappingProxyType(
-            dict(
-                pledged_to_principal=2.0,
-                haircut=0.0,
-                appraisal_error=0.3,
-                value_elasticity=1.0,
-                liquidation_years=1.0,
-                liquidation_cost=0.10,
-            )
-        ),
-        "cash": MappingProxyType(
-            dict(
-                pledged_to_principal=1.0,
-                haircut=0.0,
-                appraisal_error=0.0,
-                value_elasticity=0.0,
-                liquidation_years=0.0,
-                liquidation_cost=0.0,
-            )
-        ),
+        kind: MappingProxyType(dict(zip(_COLLATERAL_FIELDS, row, strict=True)))
+        for kind, row in {
+            "ip": (1 / 0.3, 0.5, 0.5, 0.5, 1.5, 0.10),
+            "equity": (2.0, 0.0, 0.3, 1.0, 1.0, 0.10),
+            "cash": (1.0, 0.0, 0.0, 0.0, 0.0, 0.0),
+        }.items()
     }
 )
 

@@ -486,20 +486,13 @@ def _evaluate_structure(
             loss = 0.0
             defaulted = 0
             settled = 0.0  # loan balance settled out of the exit (or horizon) value
+            at_default = False  # the loan defaults, on the firm's value v_default
+            v_default = v
             if ev != EV_NONE and k <= km:
                 k_full = k - 1
                 owed = principal * balance[k - 1]
                 if ev == EV_DEFAULT:
-                    paid, pledged = _recovery(
-                        owed, v, v0[i], recovery_rate * regime_distress[regime[i]],
-                        collateral * principal, collateral_scale * principal,
-                        collateral_sigma, collateral_elasticity, appraisal[i],
-                    )  # fmt: skip
-                    recovered += paid
-                    from_pledge += pledged
-                    loss = owed - paid
-                    term = paid
-                    defaulted = 1
+                    at_default = True
                 else:
                     exit_value = v * multiple
                     paid = min(owed, exit_value)
@@ -513,20 +506,23 @@ def _evaluate_structure(
                 vm = v if k == km else chk[i, checkpoint_index]
                 if vm >= owed:
                     term = principal * (rate - premium) * dt * balance[km - 1] + owed
-                else:
-                    paid, pledged = _recovery(
-                        owed, vm, v0[i], recovery_rate * regime_distress[regime[i]],
-                        collateral * principal, collateral_scale * principal,
-                        collateral_sigma, collateral_elasticity, appraisal[i],
-                    )  # fmt: skip
-                    recovered += paid
-                    from_pledge += pledged
-                    loss = owed - paid
-                    term = paid
-                    defaulted = 1
+                else:  # a balloon the firm's value does not cover
+                    at_default = True
+                    v_default = vm
                 if ev == EV_NONE and k == km:
                     settled = owed
                 k_term = km
+            if at_default:
+                paid, pledged = _recovery(
+                    owed, v_default, v0[i], recovery_rate * regime_distress[regime[i]],
+                    collateral * principal, collateral_scale * principal,
+                    collateral_sigma, collateral_elasticity, appraisal[i],
+                )  # fmt: skip
+                recovered += paid
+                from_pledge += pledged
+                loss = owed - paid
+                term = paid
+                defaulted = 1
             if loss > 0.0:  # an exit below the balance is a default too
                 defaulted = 1
                 term += covered_fraction * loss
