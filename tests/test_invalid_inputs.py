@@ -280,9 +280,10 @@ def test_numpy_scalars_are_numbers_everywhere():
     a = res.summary(n_boot=np.int64(3), hurdle=np.float32(0.125))["pure_loan"]["eva"]
     b = res.summary(n_boot=3, hurdle=0.125)["pure_loan"]["eva"]
     assert a == b
+    v1 = sc.model_copy(update={"hazard_value_elasticity": 0.0, "runway_hazard_multiplier": 1.0})
     assert (
-        il.cohort(sc, horizon_years=np.float32(2)).default
-        == il.cohort(sc, horizon_years=2.0).default
+        il.cohort(v1, horizon_years=np.float32(2)).default
+        == il.cohort(v1, horizon_years=2.0).default
     )
     stage = il.Stage(name="x", drift=np.float64(0.1), volatility=np.float32(0.5))
     assert type(stage.drift) is float and stage.volatility == 0.5

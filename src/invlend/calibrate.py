@@ -583,7 +583,9 @@ class SimulatedTarget(NamedTuple):
 
     ``horizon_years`` is the target's horizon, or the simulated years for an eventual target
     (which is then checked by that horizon: ``chain`` is the fitted chain's value there too).
-    ``z = (simulated - chain) / se``.
+    ``se`` is the check's standard error (clustered by portfolio). The fitted chain carries the
+    Monte Carlo error of its ratios, measured on a run of as many firms: about ``se`` again
+    for a default target (less for the others), so ``z = (simulated - chain) / (sqrt(2) se)``.
     """
 
     name: str
@@ -709,7 +711,7 @@ class _Simulation:
         rows = []
         for k, t in enumerate(tset.targets):
             value, se = self.simulated(t, runs[by[k]], tset.start_of(t))
-            z = (value - chain[k]) / se if se > 0 else math.nan
+            z = (value - chain[k]) / (math.sqrt(2.0) * se) if se > 0 else math.nan
             rows.append(SimulatedTarget(t.name, by[k], tset.horizon_of(t) is None, t.value,
                                         float(chain[k]), value, se, z))  # fmt: skip
         return tuple(rows)
@@ -1071,8 +1073,8 @@ class Calibration(Document):
             text_table(["targets", *stages], rrows),
             "",
             f"simulation check of the fitted scenario: {sim.get('n_firms')} firms on an "
-            "independent stream; eventual targets by the simulated years; "
-            "z = (simulated - chain) / SE",
+            "independent stream; eventual targets by the simulated years; SE of the check; "
+            "z = (simulated - chain) / (sqrt(2) SE), the fit's own error being about SE again",
             text_table(["target", "by", "target", "chain", "simulated", "SE", "z"], crows, left=2),
         ]
 
@@ -1104,7 +1106,7 @@ def calibrate(
     n_firms: int = 100_000,
     seed: int | np.random.SeedSequence | None = 0,
     simulation_years: float | None = None,
-    max_iterations: int = 8,
+    max_iterations: int = 6,
     ratio_tolerance: float = 0.005,
 ) -> Calibration:
     r"""Fit stage hazards so that the cohort model meets a target set.

@@ -496,6 +496,9 @@ class Cohort:
         Firms simulated to measure the ratios (0 when exact).
     simulation_years : float or None
         Years over which the ratios were measured (``None`` when exact).
+    seed, seed_spawn_key
+        Entropy and spawn key of that simulation's root ``SeedSequence`` (``None`` and ``()``
+        when exact): ``SeedSequence(seed, spawn_key=seed_spawn_key)`` replays it.
     """
 
     stages: tuple[str, ...]
@@ -519,6 +522,8 @@ class Cohort:
     default_hazard_ratio: Mapping[str, float] | None = None
     simulated_firms: int = 0
     simulation_years: float | None = None
+    seed: Any = None
+    seed_spawn_key: tuple[int, ...] = ()
 
     @property
     def exit(self) -> float:
@@ -573,6 +578,8 @@ class Cohort:
                 default_hazard_ratio=dict(self.default_hazard_ratio or {}),
                 simulated_firms=self.simulated_firms,
                 simulation_years=self.simulation_years,
+                seed=self.seed,
+                seed_spawn_key=list(self.seed_spawn_key),
             )
         return out
 
@@ -1053,10 +1060,10 @@ def cohort(
     check_barrier(scenario, ignore_barrier)
     if not isinstance(approximate, bool | np.bool_):
         raise TypeError(f"approximate: expected True or False, got {type(approximate).__name__}")
-    if not approximate:
-        check_exact(scenario, _COHORT_REMEDY)
     horizon = _check_horizon(horizon_years, grid, scenario)
     p0 = start_weights(scenario, start_stage)
+    if not approximate:
+        check_exact(scenario, _COHORT_REMEDY)
     hz = _hazards(scenario, linkage)
     dt = scenario.dt if grid else None
     names = tuple(s.name for s in scenario.stages)
@@ -1138,5 +1145,7 @@ def _approximate_hazards(
         "default_hazard_ratio": _frozen(names, ratio),
         "simulated_firms": int(outcomes.event.size),
         "simulation_years": float(years),
+        "seed": root.entropy,
+        "seed_spawn_key": tuple(int(k) for k in root.spawn_key),
     }
     return replace(hz, default=hz.default * ratio), record
