@@ -33,7 +33,7 @@ def main() -> None:
     fig.savefig(IMG / "sweep_rate.png", dpi=110)
     plt.close(fig)
     # docs/cycle.md: losses by funding regime and the risk pool's cap.
-    sc = il.Scenario.default().replace(cycle=il.FundingCycle())
+    sc = il.Scenario.default()  # the funding cycle is on in the built-in scenario
     pooled = il.pure_loan(name="pooled", risk_pool=il.RiskPool())
     res = il.simulate(sc, [*il.default_structures(), pooled], n_portfolios=3000,
                       portfolio_size=100, seed=1)  # fmt: skip
