@@ -178,10 +178,23 @@ def test_stage_chain_grid_law_converges_to_continuous_time():
 def test_validation_case_passes(case):
     report = validation.run(quick=True, cases=[case])
     for c in report.checks:
-        if not math.isnan(c.z) and not c.info:
+        # "above" checks test a direction: their z is the margin, not a distance to a value
+        if not math.isnan(c.z) and not c.info and c.kind == "z":
             Z_RECORDS.append((f"validate {c.case}: {c.quantity}", c.estimate,
                               c.reference + c.bias, c.se, c.z_adjusted, 4.0))  # fmt: skip
     assert report.passed, f"\n{report}"
+
+
+def test_direction_and_band_checks():
+    above = validation.Check("c", "q", 1.4, 1.0, 0.1, kind="above")
+    near = validation.Check("c", "q", 1.2, 1.0, 0.1, kind="above")
+    inside = validation.Check("c", "q", 0.03, 0.02, 0.001, kind="band", upper=0.05)
+    slack = validation.Check("c", "q", 0.0175, 0.02, 0.001, kind="band", upper=0.05)
+    out = validation.Check("c", "q", 0.015, 0.02, 0.001, kind="band", upper=0.05)
+    assert above.passed and not near.passed  # 4 SE above passes, 2 SE does not
+    assert inside.passed and slack.passed and not out.passed
+    assert above.reference_text == "> 1" and inside.reference_text == "0.02-0.05"
+    assert math.isnan(inside.z) and above.z == pytest.approx(4.0)
 
 
 def test_report_counts_failures_and_info_rows():
