@@ -276,3 +276,40 @@ def test_numpy_twin_agrees_on_the_v2_model():
         else:
             np.testing.assert_array_equal(x, y, err_msg=key)
     assert (_outcomes(a).stage2 == 1).any()
+
+
+# ------------------------------------------------------------------ bad input names the field
+
+
+@pytest.mark.parametrize(
+    ("build", "field"),
+    [
+        (lambda: il.Loan(collateral={"kind": "gold"}), "collateral.pledge"),
+        (lambda: il.Loan(collateral={"haircut": 0.2}), "kind"),
+        (lambda: il.Loan(collateral={"kind": "ip", "haircut": 2.0}), "collateral.pledge.haircut"),
+        (lambda: il.Loan(collateral=-0.1), "collateral.amount"),
+        (lambda: il.Collateral(kind="ip", appraisal_error=-1.0), "appraisal_error"),
+        (lambda: il.Stage(name="s", runway_years=0.0), "runway_years"),
+        (
+            lambda: il.Scenario(stages=[one_stage()], hazard_value_elasticity=-1.0),
+            "hazard_value_elasticity",
+        ),
+        (
+            lambda: il.Scenario(stages=[one_stage()], runway_hazard_multiplier=-1.0),
+            "runway_hazard_multiplier",
+        ),
+        (lambda: il.Scenario(stages=[one_stage()], distress_value=1.5), "distress_value"),
+        (lambda: il.Regime(distress_value=-0.5), "distress_value"),
+    ],
+)
+def test_bad_v2_inputs_name_their_field(build, field):
+    with pytest.raises(ValueError, match=field.replace(".", r"\.")):
+        build()
+
+
+def test_a_number_keeps_its_version_1_meaning_and_a_pledge_round_trips():
+    loan = il.Loan(collateral=0.3)
+    assert loan.collateral == 0.3
+    s = il.pure_loan(collateral=il.Collateral(kind="equity", haircut=0.1))
+    again = il.Structure.model_validate(s.model_dump())
+    assert again == s and again.loan.collateral.value_elasticity == 1.0

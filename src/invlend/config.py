@@ -38,7 +38,9 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     field_validator,
     model_validator,
 )
@@ -606,9 +608,15 @@ class Collateral(InputModel):
     @model_validator(mode="before")
     @classmethod
     def _kind_defaults(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("kind") in COLLATERAL_KINDS:
-            return {**COLLATERAL_KINDS[data["kind"]], **data}
-        return data
+        if not isinstance(data, dict):
+            return data
+        kind = data.get("kind")
+        if kind not in COLLATERAL_KINDS:
+            raise ValueError(
+                f"kind: {kind!r} is not one of {list(COLLATERAL_KINDS)} (it sets the "
+                "defaults of the other fields)"
+            )
+        return {**COLLATERAL_KINDS[kind], **data}
 
     def realised_mean(self, value_ratio: float, discount_rate: float) -> float:
         """Expected realised value per unit of principal at a default with ``V_tau / V0``."""
@@ -619,6 +627,20 @@ class Collateral(InputModel):
             * (1.0 - self.liquidation_cost)
             * math.exp(-discount_rate * self.liquidation_years)
         )
+
+
+def _pledge_or_amount(value: Any) -> str:
+    """Which kind of ``Loan.collateral`` a value is: a table is a pledge, anything else a number."""
+    return "pledge" if isinstance(value, dict | Collateral) else "amount"
+
+
+#: ``Loan.collateral``: a certain amount per unit of principal, or a :class:`Collateral`.
+#: Tagged, so that a bad value gets the errors of the kind it is, not of both.
+PledgeOrAmount = Annotated[
+    Annotated[Annotated[Number, Field(ge=0.0, le=10.0)], Tag("amount")]
+    | Annotated[Collateral, Tag("pledge")],
+    Discriminator(_pledge_or_amount),
+]
 
 
 class Loan(InputModel):
@@ -658,7 +680,7 @@ class Loan(InputModel):
     interest_only_years: Annotated[Number | None, Field(ge=0.0, le=100.0)] = None
     upfront_fee: Fraction = 0.0
     recovery_rate: Fraction = 1.0
-    collateral: Annotated[Number, Field(ge=0.0, le=10.0)] | Collateral = 0.0
+    collateral: PledgeOrAmount = 0.0
 
     @model_validator(mode="after")
     def _io_within_maturity(self) -> Self:
