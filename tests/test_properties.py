@@ -147,7 +147,7 @@ def test_property_more_collateral_never_raises_the_loss(p, c1, c2):
 @given(_params)
 def test_property_higher_default_hazard_never_raises_pure_loan_npv(p):
     # When default is the only event and recovers nothing, a higher hazard can only bring a
-    # firm's default forward (the event uniforms are common), so every loan's NPV falls or
+    # firm's default forward (the event clocks are common), so every loan's NPV falls or
     # stays. With exits or recoveries it need not, firm by firm or even on average over a
     # finite sample: in this model a default liquidates at the firm's current value, which
     # can pre-empt a larger loss at maturity (see docs/model.md, known limitations).

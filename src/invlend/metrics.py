@@ -145,7 +145,7 @@ DESCRIPTIONS = {
     "expected_loss": "mean portfolio loss rate (credit loss after risk sharing / principal)",
     "ecl_12m": "IFRS 9 12-month expected credit loss at origination per unit lent, PV at rate",
     "ecl_lifetime": "IFRS 9 lifetime expected credit loss at origination per unit lent",
-    "stage2_share": "share of loans outstanding after a year that IFRS 9 then puts in stage 2",
+    "stage2_share": "share of loans made that the one-year IFRS 9 test puts in stage 2",
     "loss_var_99": "99% quantile of the portfolio loss rate",
     "loss_var_999": "99.9% quantile of the portfolio loss rate",
     "loss_es_99": "mean portfolio loss rate beyond its 99% quantile",
