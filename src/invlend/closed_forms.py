@@ -22,8 +22,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import stats
-from scipy.linalg import expm
 from scipy.special import ndtr, ndtri
 
 __all__ = [
@@ -47,6 +45,11 @@ __all__ = [
 
 #: Broadie-Glasserman-Kou constant ``-zeta(1/2) / sqrt(2 pi)`` (Broadie, Glasserman & Kou 1997).
 BGK_BETA = 0.5825971579390106
+
+
+def _norm_pdf(x):
+    """The standard normal density, written out: importing scipy.stats costs half a second."""
+    return np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
 
 
 def bs_call(s: float, k: float, r: float, sigma: float, t: float) -> float:
@@ -113,8 +116,8 @@ def discrete_barrier_default(
     h = x[1] - x[0]
     w = np.full(points, h)
     w[0] = w[-1] = 0.5 * h
-    kernel = stats.norm.pdf(x[:, None], loc=x[None, :] + m, scale=s)  # to <- from
-    dens = stats.norm.pdf(x, loc=m, scale=s)  # after the first step, before its check
+    kernel = _norm_pdf((x[:, None] - (x[None, :] + m)) / s) / s  # to <- from
+    dens = _norm_pdf((x - m) / s) / s  # after the first step, before its check
     for _ in range(n_steps - 1):
         dens = kernel @ (dens * w)
     survive = float(np.sum(dens * w))
@@ -175,6 +178,8 @@ def stage_chain(stages: list[dict], start: int, t: float) -> np.ndarray:
 
     States: the stages in order, then DEFAULT, IPO and MA (absorbing).
     """
+    from scipy.linalg import expm
+
     return expm(_generator(stages) * t)[start]
 
 
@@ -218,7 +223,9 @@ def vasicek_finite_cdf(x: float, p: float, rho: float, n: int, points: int = 40_
     z = np.linspace(-10.0, 10.0, points)
     pz = ndtr((ndtri(p) - math.sqrt(rho) * z) / math.sqrt(1.0 - rho))
     k = math.floor(x * n + 1e-9)
-    return float(np.trapezoid(stats.norm.pdf(z) * stats.binom.cdf(k, n, pz), z))
+    from scipy import stats  # imported here: scipy.stats alone takes half a second to import
+
+    return float(np.trapezoid(_norm_pdf(z) * stats.binom.cdf(k, n, pz), z))
 
 
 def default_correlation(pd: float, rho: float) -> float:
@@ -232,7 +239,7 @@ def default_correlation(pd: float, rho: float) -> float:
     k = float(ndtri(pd))
     z = np.linspace(-12.0, 12.0, 48_001)
     cond = ndtr((k - math.sqrt(rho) * z) / math.sqrt(1.0 - rho))
-    joint = float(np.trapezoid(stats.norm.pdf(z) * cond**2, z))
+    joint = float(np.trapezoid(_norm_pdf(z) * cond**2, z))
     return (joint - pd * pd) / (pd * (1.0 - pd))
 
 
