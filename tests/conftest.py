@@ -77,6 +77,18 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         )
 
 
+def stage_only_default() -> il.Scenario:
+    """The built-in scenario's stages on version 1's model: no value or runway factor, no cycle.
+
+    Tests of the stage chain use it: the chain is exact only without the value and runway
+    factors (the built-in scenario has both; ``test_calibrate_v2.py`` covers such scenarios),
+    and some state what a funding cycle adds to a scenario without one.
+    """
+    return il.Scenario.default().replace(
+        hazard_value_elasticity=0.0, runway_hazard_multiplier=1.0, cycle=None
+    )
+
+
 @pytest.fixture(scope="session")
 def default_scenario() -> il.Scenario:
     return il.Scenario.default()

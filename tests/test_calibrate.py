@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import invlend as il
-from conftest import assert_mc_close, plain_scenario
+from conftest import assert_mc_close, plain_scenario, stage_only_default
 from invlend.calibrate import HAZARD_FIELDS, Target, TargetRow
 
 cohort_module = importlib.import_module("invlend.cohort")
@@ -24,15 +24,8 @@ SETS = il.target_sets()
 
 @pytest.fixture
 def default_scenario() -> il.Scenario:
-    """The built-in scenario's stages on version 1's model: no value or runway factor, no cycle.
-
-    These tests are about the stage chain, which is exact only without the value and runway
-    factors (the built-in scenario has both; ``test_calibrate_v2.py`` covers such scenarios),
-    and some state what a funding cycle adds to a scenario without one.
-    """
-    return il.Scenario.default().replace(
-        hazard_value_elasticity=0.0, runway_hazard_multiplier=1.0, cycle=None
-    )
+    """The built-in scenario on version 1's model (see :func:`conftest.stage_only_default`)."""
+    return stage_only_default()
 
 
 def cohort_value(sc, tset: il.TargetSet, t: Target) -> float:

@@ -13,7 +13,13 @@ import pytest
 from scipy import integrate, stats
 
 import invlend as il
-from conftest import assert_mc_close, clustered_mean_se, one_stage, plain_scenario
+from conftest import (
+    assert_mc_close,
+    clustered_mean_se,
+    one_stage,
+    plain_scenario,
+    stage_only_default,
+)
 from invlend import closed_forms as cf
 from invlend import validation
 
@@ -39,15 +45,8 @@ CN_VC = [
 
 @pytest.fixture
 def default_scenario() -> il.Scenario:
-    """The built-in scenario's stages on version 1's model: no value or runway factor, no cycle.
-
-    These tests are about the stage chain, which is exact only without the value and runway
-    factors (the built-in scenario has both; ``test_calibrate_v2.py`` covers such scenarios),
-    and some state what a funding cycle adds to a scenario without one.
-    """
-    return il.Scenario.default().replace(
-        hazard_value_elasticity=0.0, runway_hazard_multiplier=1.0, cycle=None
-    )
+    """The built-in scenario on version 1's model (see :func:`conftest.stage_only_default`)."""
+    return stage_only_default()
 
 
 def chain_scenario(table, quality_hazard=0.0, **fields) -> il.Scenario:
