@@ -1,7 +1,7 @@
 """Interface tier: the benchmark suite of ``benchmarks/`` runs on tiny inputs and fills its page.
 
 This keeps ``make bench`` working. The exactness of the kernels' fast paths (inlined normal,
-integer event threshold, IRR lanes) is tested in ``test_fast_paths.py``.
+IRR lanes) is tested in ``test_fast_paths.py``.
 """
 
 from __future__ import annotations
