@@ -909,7 +909,9 @@ class Calibration(Document):
     message : str
         The optimiser's message.
     nfev : int
-        Model evaluations (of every fit, with the simulation method).
+        Model evaluations (of every fit, with the simulation method). Not in the printed
+        summary: the optimiser's path, so this count, depends on the last bits of the
+        machine's linear algebra (``docs/reproducibility.md``).
     free : tuple of str
         The hazard fields that were free.
     tie_stages : bool
@@ -1021,7 +1023,7 @@ class Calibration(Document):
             f"Calibration to {self.report.target_set}: {self.report.title}",
             f"free: {', '.join(self.free)}"
             f"{' (one multiplier per field)' if self.tie_stages else ' (per stage)'}; "
-            f"{status} after {self.nfev} evaluations; max |residual| = "
+            f"{status}; max |residual| = "
             f"{self.max_abs_residual:.2f} pp",
         ]
         if self.method == "simulation":
