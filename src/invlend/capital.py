@@ -47,6 +47,7 @@ import numpy as np
 from scipy.special import ndtr, ndtri
 
 from invlend import _checks
+from invlend._sim.lowering import balance_schedule
 from invlend.closed_forms import bs_call
 
 __all__ = [
@@ -374,9 +375,7 @@ def effective_maturity(loan, steps_per_year: int = 12) -> float:
     km = max(1, round(maturity / dt))
     kio = min(round(io / dt), km)
     k = np.arange(km + 1)
-    balance = np.ones(km + 1)
-    balance[kio:] = (km - k[kio:]) / (km - kio) if kio < km else 0.0
-    balance[km] = 0.0
+    balance = balance_schedule(km, kio, km)
     flow = rate * dt * balance[:-1] + (balance[:-1] - balance[1:])
     m = float(np.dot(k[1:] * dt, flow) / flow.sum())
     return float(np.clip(m, *_MATURITY_BOUNDS))

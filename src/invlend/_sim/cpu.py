@@ -56,6 +56,7 @@ from invlend._sim.layout import (
     EV_IPO,
     EV_MA,
     EV_NONE,
+    MAX_LOG_VALUE_FACTOR,
 )
 from invlend.rng import LAYER_MASK, ZIGGURAT_RATIO, ZIGGURAT_X, Purpose, mix64, to_unit
 from invlend.rng import firm_key as _firm_key
@@ -72,9 +73,6 @@ _P_JCOUNT = int(Purpose.JUMP_COUNT)
 _P_JSIZE = int(Purpose.JUMP_SIZE)
 _P_CLOCK = int(Purpose.CLOCK)
 _P_APPRAISAL = int(Purpose.APPRAISAL)
-#: Largest log of the value factor ``(V / V_ref) ** -beta``: e**50 makes default all but
-#: certain within a step at any hazard, and keeps the intensity finite.
-_MAX_LOG_FACTOR = 50.0
 
 
 @jit
@@ -271,7 +269,7 @@ def _simulate_firms(
                 )
             ldk = ld
             if value_dependent:
-                ldk = ld * math.exp(min(beta * (log_ref - logv), _MAX_LOG_FACTOR))
+                ldk = ld * math.exp(min(beta * (log_ref - logv), MAX_LOG_VALUE_FACTOR))
             if has_runway and k - 1 - k_round >= runway:
                 ldk *= runway_multiplier
             total = ldk + other

@@ -72,6 +72,9 @@ EV_IPO = int(Event.IPO)
 EV_MA = int(Event.MA)
 #: A funding round: a competing event of the step loop that moves the firm on, never an end.
 EV_ADVANCE = 4
+#: Largest log of the default intensity's value factor ``(V / V_ref) ** -beta``: e**50 makes
+#: default all but certain within a step at any hazard, and keeps the intensity finite.
+MAX_LOG_VALUE_FACTOR = 50.0
 
 
 class Field(NamedTuple):

@@ -23,6 +23,7 @@ from invlend.config import Collateral, Linkage, Scenario, Structure
 __all__ = [
     "Dynamics",
     "Terms",
+    "balance_schedule",
     "checkpoint_steps",
     "linkage_groups",
     "lower_dynamics",
@@ -110,6 +111,20 @@ class Terms(NamedTuple):
     pool_fraction: float  # share of each credit loss claimed on the risk pool
     pool_cap: float  # most the pool pays a portfolio per year, per unit of principal lent
     steps_per_year: int
+
+
+def balance_schedule(km: int, kio: int, n: int) -> np.ndarray:
+    """Outstanding balance per unit of principal after each step ``0..n``.
+
+    1 until the end of the interest-only period (step ``kio``), then linear to 0 at maturity
+    (step ``km``); 0 from maturity on. The kernels' schedule, and the IRB effective maturity's.
+    """
+    k = np.arange(n + 1)
+    balance = np.zeros(n + 1)
+    balance[:km] = 1.0
+    if kio < km:  # linear amortisation from the end of the interest-only period to maturity
+        balance[kio:km] = (km - k[kio:km]) / (km - kio)
+    return balance
 
 
 def step_of(years: float, dt: float) -> int:
@@ -250,11 +265,7 @@ def lower_structure(scenario: Scenario, structure: Structure, checkpoints: np.nd
     km = step_of(loan.maturity_years, dt)
     kio = step_of(loan.io_years, dt)
     k = np.arange(n + 1)
-    balance = np.zeros(n + 1)
-    balance[:km] = 1.0
-    if kio < km:  # linear amortisation from the end of the interest-only period to maturity
-        amort = k[kio:km]
-        balance[kio:km] = (km - amort) / (km - kio)
+    balance = balance_schedule(km, kio, n)
     rs = structure.risk_share
     pool = structure.risk_pool
     # The pool's contribution is paid like the risk-share premium: on the balance, each step.

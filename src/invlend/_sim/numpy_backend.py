@@ -34,10 +34,6 @@ def _stage_params(d, s, r, q):
     return mu_dt, sig_sqdt, ld, li, lm, li + lm + la, last
 
 
-#: As the kernels' cap on the log of the value factor.
-_MAX_LOG_FACTOR = 50.0
-
-
 def simulate_firms(
     draws,
     portfolio_size,
@@ -150,9 +146,9 @@ def simulate_firms(
                     arr[moved] = val
         ldk = ld[a]
         if beta != 0.0:
-            ldk = ld[a] * np.exp(np.minimum(beta * (log_ref[a] - logv[a]), _MAX_LOG_FACTOR))
-        aged = (k - 1 - k_round[a]) >= d.runway_steps[s[a]]
-        if mult != 1.0:
+            ldk = ld[a] * np.exp(np.minimum(beta * (log_ref[a] - logv[a]), L.MAX_LOG_VALUE_FACTOR))
+        if mult != 1.0:  # without a multiplier no firm is ever aged
+            aged = (k - 1 - k_round[a]) >= d.runway_steps[s[a]]
             ldk = np.where(aged, ldk * mult, ldk)
         total = ldk + other[a]
         hazard[a] += total * dt
