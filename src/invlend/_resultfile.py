@@ -23,13 +23,13 @@ from numpy.lib import format as npy
 
 from invlend._sim import layout as L
 from invlend._sim.layout import RunInfo
-from invlend._sim.lowering import linkage_groups, run_sizes
+from invlend._sim.lowering import MEASURES, linkage_groups, run_sizes
 from invlend.config import Scenario, Structure, check_run
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "ResultFileError", "Stored", "read", "write"]
 
 FORMAT = "invlend-result"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: model version 2 (the measures, the parts of value)
 
 # A run's inputs take a few kB of JSON; numpy stores it as UTF-32, 4 bytes a character.
 _MAX_META_BYTES = 16 * 2**20
@@ -337,7 +337,7 @@ def _read(path: Path, zf: zipfile.ZipFile) -> Stored:
     if _digest(meta_text, arrays) != checksum:
         raise ResultFileError(f"{path}: checksum mismatch: the file was altered or truncated")
     run = RunInfo(**{k: meta[k] for k in RunInfo._fields})
-    run = run._replace(seed_spawn_key=tuple(run.seed_spawn_key))
+    run = run._replace(seed_spawn_key=tuple(run.seed_spawn_key), measures=tuple(run.measures))
     return Stored(scenario, structures, tuple(meta["group_of"]), arrays, run)
 
 
@@ -398,6 +398,10 @@ def _parse_meta(path: Path, text: str) -> tuple[dict[str, Any], Scenario, list[S
         raise bad("versions", "an object of strings")
     if meta["keep"] not in ("firms", "aggregates"):
         raise bad("keep", "'firms' or 'aggregates'")
+    measures = meta["measures"]
+    if not (isinstance(measures, list) and measures and measures[0] == "real_world"
+            and measures == [m for m in MEASURES if m in measures]):  # fmt: skip
+        raise bad("measures", f"{list(MEASURES[:1])} or {list(MEASURES)}")
     n_firms = meta["n_portfolios"] * meta["portfolio_size"]
     if meta["keep"] == "firms" and n_firms > L.MAX_FIRMS:
         raise ResultFileError(
@@ -442,5 +446,6 @@ def _layout(meta: dict[str, Any], scenario: Scenario, structures: list[Structure
 
     The number of sample paths is not recorded: it is ``None`` in the ``.paths`` shapes.
     """
-    sizes = run_sizes(scenario, structures, meta["portfolio_size"], None)
+    sizes = run_sizes(scenario, structures, meta["portfolio_size"], None,
+                      tuple(meta["measures"]))  # fmt: skip
     return L.arrays(sizes, meta["n_portfolios"], meta["keep"] == "firms")

@@ -35,9 +35,10 @@ from invlend import _checks
 from invlend._sim import layout as L
 from invlend._sim.backend import Backend
 from invlend._sim.lowering import (
+    MEASURES,
     Dynamics,
     Terms,
-    checkpoint_steps,
+    checkpoint_table,
     linkage_groups,
     lower_dynamics,
     lower_structure,
@@ -180,6 +181,7 @@ def simulate(
     sample_paths: int = 0,
     chunk_firms: int | None = None,
     keep: str = "firms",
+    measures: str | Sequence[str] = MEASURES,
 ):
     """Simulate portfolios of applicant firms and evaluate every structure on the same paths.
 
@@ -216,6 +218,11 @@ def simulate(
         ``"firms"`` keeps every per-firm array; ``"aggregates"`` keeps only the per-portfolio
         totals and IRRs that ``summary()`` and ``compare()`` need, so memory grows with
         portfolios, not firms (per-firm attributes are then ``None``).
+    measures : str or sequence of str
+        ``("real_world", "risk_neutral")`` (the default) simulates both measures on the same
+        keyed streams: the real world for every risk figure, the risk-neutral measure for the
+        fair values (``fair_value_per_principal``, :meth:`SimulationResult.decompose`), paired
+        with them. ``"real_world"`` alone skips the fair values (about half the work).
 
     Returns
     -------
@@ -247,10 +254,11 @@ def simulate(
         )
     if keep not in ("firms", "aggregates"):
         raise ValueError(f"keep: unknown {keep!r}; choices are ['firms', 'aggregates']")
+    measures = _check_measures(measures, scenario)
     _check_executor(executor)
     root, entropy, spawn_key = resolve_seed(seed)
     spec = _spec(scenario, structs, int(root_key(root)), portfolio_size, backend, sample_paths,
-                 keep == "firms")  # fmt: skip
+                 keep == "firms", measures)  # fmt: skip
     _check_memory(spec.sizes, n_portfolios, spec.keep_firms)
 
     out = _allocate(spec, n_portfolios)
@@ -277,8 +285,34 @@ def simulate(
     if bar:
         bar.close()
     run = L.RunInfo(n_portfolios, portfolio_size, entropy, spawn_key, backend, keep,
-                    _versions(backend))  # fmt: skip
+                    _versions(backend), measures)  # fmt: skip
     return SimulationResult.from_arrays(scenario, structs, spec.group_of, out, run)
+
+
+def _check_measures(measures: Any, scenario: Scenario) -> tuple[str, ...]:
+    """The measures to simulate, real world first; refused before any work, naming the field."""
+    given = (measures,) if isinstance(measures, str) else measures
+    try:
+        given = tuple(given)
+    except TypeError:
+        raise ValueError(
+            f"measures: expected a measure name or a sequence of them, got {_described(measures)}"
+        ) from None
+    unknown = [m for m in given if not isinstance(m, str) or m not in MEASURES]
+    if unknown:
+        raise ValueError(f"measures: unknown {unknown[0]!r}; choices are {list(MEASURES)}")
+    if "real_world" not in given:
+        raise ValueError(
+            "measures: the real-world measure is always simulated (every risk figure comes "
+            f"from it); give {MEASURES[:1]} or {MEASURES}"
+        )
+    if "risk_neutral" in given and scenario.default_barrier > 0.0:
+        raise ValueError(
+            "measures: the risk-neutral measure needs default_barrier = 0 (a value barrier "
+            "on the grid has no exact compensator); set scenario default_barrier to 0 or "
+            f"measures={MEASURES[:1]}"
+        )
+    return tuple(m for m in MEASURES if m in given)
 
 
 class _Spec(NamedTuple):
@@ -288,7 +322,8 @@ class _Spec(NamedTuple):
     backend: str
     sizes: L.Sizes
     dt: float
-    dynamics: tuple[Dynamics, ...]  # one per linkage group
+    measures: tuple[str, ...]  # real world first
+    dynamics: tuple[tuple[Dynamics, ...], ...]  # per measure, one per linkage group
     terms: tuple[Terms, ...]  # one per structure
     group_of: tuple[int, ...]  # linkage group of each structure
     keep_firms: bool
@@ -296,20 +331,25 @@ class _Spec(NamedTuple):
 
 
 def _spec(scenario: Scenario, structures: list[Structure], seed_key: int, portfolio_size: int,
-          backend: str, sample_paths: int, keep_firms: bool) -> _Spec:  # fmt: skip
-    """Lower the run once: every linkage group's dynamics and every structure's terms."""
+          backend: str, sample_paths: int, keep_firms: bool,
+          measures: tuple[str, ...] = MEASURES[:1]) -> _Spec:  # fmt: skip
+    """Lower the run once: every measure's and linkage group's dynamics, every structure's terms."""
     group_of = linkage_groups(structures)
     linkage: dict[int, Linkage] = {}  # each group's linkage: its first structure's
     for s, g in zip(structures, group_of, strict=True):
         linkage.setdefault(g, s.linkage)
-    checkpoints = checkpoint_steps(scenario, structures)
+    checkpoints = checkpoint_table(scenario, structures)
     cycle = scenario.cycle
     return _Spec(
         seed_key=seed_key,
         backend=backend,
-        sizes=run_sizes(scenario, structures, portfolio_size, sample_paths),
+        sizes=run_sizes(scenario, structures, portfolio_size, sample_paths, measures),
         dt=scenario.dt,
-        dynamics=tuple(lower_dynamics(scenario, lk, checkpoints) for lk in linkage.values()),
+        measures=measures,
+        dynamics=tuple(
+            tuple(lower_dynamics(scenario, lk, checkpoints, m) for lk in linkage.values())
+            for m in measures
+        ),
         terms=tuple(lower_structure(scenario, s, checkpoints) for s in structures),
         group_of=group_of,
         keep_firms=keep_firms,
@@ -486,38 +526,54 @@ def _run_range_on(backend: Backend, spec: _Spec, p0: int, p1: int, out: dict) ->
 
     draws, cold_share = backend.draws(spec.seed_key, p0, p1, sizes.n_steps, spec.regime)
     backend.fetch(cold_share, out["cold_share"])
-    for g, dyn in enumerate(spec.dynamics):
-        outcomes = [buffer(L.group_key(g, f.key), (n,), f.dtype) for f in L.OUTCOMES]
-        chk, chk_host = buffer(L.group_key(g, "chk"), (n, n_chk), np.float64)
-        paths = out[L.group_key(g, "paths")]
-        paths_buf = backend.buffer(paths.shape, paths.dtype, paths)
-        firms = L.FirmOutcomes(*(b for b, _ in outcomes))
-        backend.simulate_firms(draws, size, p0 * size, backend.inputs(dyn), firms, chk,
-                               paths_buf)  # fmt: skip
-        for b, host in [*outcomes, (chk, chk_host)]:
-            backend.fetch(b, host)
-        # Rows of the sample paths that firms of this range fill.
-        rows = slice(min(p0 * size, paths.shape[0]), min(p1 * size, paths.shape[0]))
-        backend.fetch(paths_buf, paths, rows)
-        for s, terms in enumerate(spec.terms):
-            if spec.group_of[s] != g:
-                continue
-            per_firm = [buffer(L.structure_key(s, f.key), (n,), f.dtype) for f in L.PER_FIRM]
-            # Per-portfolio arrays are always kept: their shapes are the result's.
-            keys = [L.structure_key(s, k) for k in ("agg", "pool_claims", "pool_paid", "irr")]
-            portfolio = [buffer(key, out[key].shape, np.float64) for key in keys]
-            agg, claims, paid, irr = (b for b, _ in portfolio)
-            cf = backend.buffer((n_port, n_k), np.float64)
-            work = backend.buffer((n_port, n_k + 1), np.float64)
-            backend.evaluate_structure(firms, chk, size, backend.inputs(terms),
-                                       [b for b, _ in per_firm], agg, claims, paid, cf,
-                                       work)  # fmt: skip
-            backend.portfolio_irr(cf, spec.dt, irr)
-            for b, host in [*per_firm, *portfolio]:
+    for measure, dynamics in zip(spec.measures, spec.dynamics, strict=True):
+        real = measure == "real_world"
+
+        def key(k: str, measure=measure) -> str:
+            return L.measure_key(measure, k)
+
+        for g, dyn in enumerate(dynamics):
+            outcomes = [buffer(key(L.group_key(g, f.key)), (n,), f.dtype) for f in L.OUTCOMES]
+            chk, chk_host = buffer(key(L.group_key(g, "chk")), (n, n_chk), np.float64)
+            # Sample paths are the real world's (the risk-neutral run records none).
+            paths = out[L.group_key(g, "paths")] if real else np.empty((0, n_k))
+            paths_buf = backend.buffer(paths.shape, paths.dtype, paths)
+            firms = L.FirmOutcomes(*(b for b, _ in outcomes))
+            backend.simulate_firms(draws, size, p0 * size, backend.inputs(dyn), firms, chk,
+                                   paths_buf)  # fmt: skip
+            for b, host in [*outcomes, (chk, chk_host)]:
                 backend.fetch(b, host)
-            # Screening cost alone is not an investment: no loan, no IRR.
-            key = L.structure_key(s, "irr")
-            out[key][out[L.structure_key(s, "agg")][:, L.AGG_ACCEPTED] == 0] = np.nan
+            if real:  # rows of the sample paths that firms of this range fill
+                rows = slice(min(p0 * size, paths.shape[0]), min(p1 * size, paths.shape[0]))
+                backend.fetch(paths_buf, paths, rows)
+            for s, terms in enumerate(spec.terms):
+                if spec.group_of[s] != g:
+                    continue
+                per_firm = [
+                    buffer(key(L.structure_key(s, f.key)), (n,), f.dtype) for f in L.PER_FIRM
+                ]
+                # Per-portfolio arrays of the real world are always kept (their shapes are
+                # the result's); the risk-neutral run keeps its aggregates.
+                shapes = {"agg": (n_port, L.N_AGG), "pool_claims": (n_port, sizes.n_years),
+                          "pool_paid": (n_port, sizes.n_years), "irr": (n_port,)}  # fmt: skip
+                portfolio = [
+                    buffer(key(L.structure_key(s, k)), shape, np.float64)
+                    for k, shape in shapes.items()
+                ]
+                agg, claims, paid, irr = (b for b, _ in portfolio)
+                cf = backend.buffer((n_port, n_k), np.float64)
+                work = backend.buffer((n_port, n_k + 1), np.float64)
+                backend.evaluate_structure(firms, chk, size, backend.inputs(terms),
+                                           [b for b, _ in per_firm], agg, claims, paid, cf,
+                                           work)  # fmt: skip
+                if real:
+                    backend.portfolio_irr(cf, spec.dt, irr)
+                for b, host in [*per_firm, *portfolio]:
+                    backend.fetch(b, host)
+                if real:
+                    # Screening cost alone is not an investment: no loan, no IRR.
+                    k_irr = L.structure_key(s, "irr")
+                    out[k_irr][out[L.structure_key(s, "agg")][:, L.AGG_ACCEPTED] == 0] = np.nan
 
 
 class _Progress:

@@ -46,6 +46,16 @@ from invlend._sim.layout import (
     AGG_POOL_CLAIMS,
     AGG_POOL_PAID,
     AGG_PRINCIPAL,
+    AGG_PV_COLLATERAL,
+    AGG_PV_EQUITY,
+    AGG_PV_FEES,
+    AGG_PV_INTEREST,
+    AGG_PV_POOL,
+    AGG_PV_PRINCIPAL,
+    AGG_PV_RECOVERIES,
+    AGG_PV_RISK_SHARING,
+    AGG_PV_SCREENING,
+    AGG_PV_WARRANT,
     AGG_QUALITY,
     AGG_RECOVERED,
     AGG_SCREEN_REJECTED,
@@ -107,8 +117,10 @@ def _stage_params(dyn, s, q, hazard_scale, r):
     regime's multipliers on the default, exit and advance hazards (all 1.0 without a cycle,
     which leaves every product exact). Returns the log drift and volatility per step, the
     default intensity before its value and runway factors, the IPO and M&A intensities, the
-    sum of the three that are not default, and the event chosen when rounding puts the scaled
-    uniform past the last threshold.
+    sum of the three that are not default, the event chosen when rounding puts the scaled
+    uniform past the last threshold, the exits' shortfall ``li (1 - m_ipo) + lm (1 - m_ma)``
+    and, under the risk-neutral measure, the step's event compensator at the base default
+    intensity (:func:`_compensator`; 0 under the real-world measure).
     """
     dt = dyn.dt
     scale = dyn.regime_scale
@@ -126,7 +138,25 @@ def _stage_params(dyn, s, q, hazard_scale, r):
             last = EV_IPO
             if li <= 0.0:
                 last = EV_DEFAULT
-    return mu_dt, sig_sqdt, ld, li, lm, li + lm + la, last
+    other = li + lm + la
+    shortfall = li * (1.0 - dyn.exit_multiple[r, 0]) + lm * (1.0 - dyn.exit_multiple[r, 1])
+    comp = _compensator(ld, other, shortfall, dt) if dyn.risk_neutral else 0.0
+    return mu_dt, sig_sqdt, ld, li, lm, other, last, shortfall, comp
+
+
+@jit
+def _compensator(ld, other, shortfall, dt):
+    """Log-drift correction of one step that makes a claim on the whole firm a martingale.
+
+    With total intensity ``L = ld + other`` the step has an event with probability
+    ``1 - exp(-L dt)``, a default paying nothing, an exit ``m`` per unit of value and a round
+    ``1``. The expected payoff per unit of value is ``c = 1 - (1 - e^{-L dt}) (ld + shortfall)
+    / L``; adding ``-log c`` to the step's log drift makes ``E[V_k c_k] = e^{r dt} V_{k-1}``.
+    """
+    total = ld + other
+    if total <= 0.0:
+        return 0.0
+    return -math.log1p(math.expm1(-total * dt) * (ld + shortfall) / total)
 
 
 @pjit
@@ -173,6 +203,7 @@ def _simulate_firms(
     log_round = dyn.log_round
     dilution = dyn.dilution
     checkpoints = dyn.checkpoints
+    chk_diluted = dyn.checkpoint_diluted
     runway_steps = dyn.runway_steps
     dt = dyn.dt
     n_steps = dyn.n_steps
@@ -201,6 +232,7 @@ def _simulate_firms(
     has_cycle = dyn.regime_scale.shape[0] > 1
     value_dependent = beta != 0.0
     has_runway = runway_multiplier != 1.0
+    risk_neutral = dyn.risk_neutral
     for i in prange(n_firms):
         p = i // portfolio_size
         fkey = _firm_key(pkeys[p], i - p * portfolio_size)
@@ -226,7 +258,9 @@ def _simulate_firms(
             out_paths[row, 0] = out_v0[i]
         hazard_scale = math.exp(-quality_hazard * q)
         cur = regime[p, 0] if has_cycle else 0
-        mu_dt, sig_sqdt, ld, li, lm, other, last = _stage_params(dyn, s, q, hazard_scale, cur)
+        mu_dt, sig_sqdt, ld, li, lm, other, last, shortfall, comp = _stage_params(
+            dyn, s, q, hazard_scale, cur
+        )
         ld_origin = ld
         stage2 = 0
         log_ref = logv0  # log V just after the last round (entry before any)
@@ -235,6 +269,7 @@ def _simulate_firms(
         clock = _exponential(fkey, ctr[_P_CLOCK, 0])
         hazard = 0.0  # the slot's cumulative hazard
         dil = 1.0
+        log_dil = 0.0
         rounds = 0
         nxt = 0
         next_chk = checkpoints[0] if n_chk > 0 else -1
@@ -244,8 +279,28 @@ def _simulate_firms(
         # reference-counts with atomic operations on memory that both threads share.
         for k in range(1, n_steps + 1):
             j = k - 1
+            if has_cycle and regime[p, j] != cur:
+                cur = regime[p, j]
+                mu_dt, sig_sqdt, ld, li, lm, other, last, shortfall, comp = _stage_params(
+                    dyn, s, q, hazard_scale, cur
+                )
+            # The step's intensities are read at its start (they are predictable), so the
+            # risk-neutral drift that compensates them is known before the growth shock.
+            ldk = ld
+            if value_dependent:
+                ldk = ld * math.exp(min(beta * (log_ref - logv), MAX_LOG_VALUE_FACTOR))
+            aged = has_runway and k - 1 - k_round >= runway
+            if aged:
+                ldk *= runway_multiplier
+            total = ldk + other
+            drift = mu_dt
+            if risk_neutral:
+                if (value_dependent or aged) and total > 0.0:
+                    drift -= math.log1p(math.expm1(-total * dt) * (ldk + shortfall) / total)
+                else:
+                    drift += comp
             z = _normal(fkey, ctr[_P_GROWTH, j])
-            logv += mu_dt + sig_sqdt * (factor_loading * market[p, j] + idio * z)
+            logv += drift + sig_sqdt * (factor_loading * market[p, j] + idio * z)
             if jump_dt > 0.0:
                 u_jump = _uniform(fkey, ctr[_P_JCOUNT, j])
                 if u_jump > p_no_jump:
@@ -262,17 +317,6 @@ def _simulate_firms(
                 event = EV_DEFAULT
                 step = k
                 break
-            if has_cycle and regime[p, j] != cur:
-                cur = regime[p, j]
-                mu_dt, sig_sqdt, ld, li, lm, other, last = _stage_params(
-                    dyn, s, q, hazard_scale, cur
-                )
-            ldk = ld
-            if value_dependent:
-                ldk = ld * math.exp(min(beta * (log_ref - logv), MAX_LOG_VALUE_FACTOR))
-            if has_runway and k - 1 - k_round >= runway:
-                ldk *= runway_multiplier
-            total = ldk + other
             hazard += total * dt
             if hazard > clock:
                 x = _uniform(fkey, ctr[_P_EVENT, j]) * total
@@ -289,10 +333,11 @@ def _simulate_firms(
                     step = k
                     break
                 logv += log_round[s]
+                log_dil -= log_round[s]
                 dil *= dilution[s]
                 s += 1
                 rounds += 1
-                mu_dt, sig_sqdt, ld, li, lm, other, last = _stage_params(
+                mu_dt, sig_sqdt, ld, li, lm, other, last, shortfall, comp = _stage_params(
                     dyn, s, q, hazard_scale, cur
                 )
                 log_ref = logv
@@ -305,12 +350,12 @@ def _simulate_firms(
                 # IFRS 9 staging at one year (a firm just funded is not deteriorated).
                 if ldk >= sicr_ratio * ld_origin and ldk > 0.0:
                     stage2 = 1
-                if has_runway and k - 1 - k_round >= runway:
+                if aged:
                     stage2 = 1
             # Log values are stored as they come and exponentiated after the loop, which keeps
             # calls to exp out of it.
-            if k == next_chk:
-                out_chk[i, nxt] = logv
+            while k == next_chk:  # a step may hold a maturity and a warrant's expiry
+                out_chk[i, nxt] = logv + log_dil if chk_diluted[nxt] else logv
                 nxt += 1
                 next_chk = checkpoints[nxt] if nxt < n_chk else -1
             if record:
@@ -352,6 +397,50 @@ def _recovery(owed, v, v0, share, fixed, scale, sigma, eta, e):
     return paid, min(pledge, paid)
 
 
+@jit
+def _expected_call(s, strike, t, g, sig):
+    """``E[(S_t - strike)^+]`` for ``S_t = s exp((g - sig^2/2) t + sig sqrt(t) Z)``."""
+    if s <= 0.0:
+        return 0.0
+    forward = s * math.exp(g * t)
+    sd = sig * math.sqrt(t)
+    if strike <= 0.0 or sd <= 0.0:
+        return max(forward - strike, 0.0)
+    d1 = (math.log(forward / strike) + 0.5 * sd * sd) / sd
+    return 0.5 * (
+        forward * math.erfc(-d1 / math.sqrt(2.0)) - strike * math.erfc(-(d1 - sd) / math.sqrt(2.0))
+    )
+
+
+@jit
+def _continuation(s, strike, tau, r, sig, ld, li, lm, mi, mm, nodes, weights):
+    """Fair value of a call on ``s`` struck at ``strike`` with ``tau`` years of life left.
+
+    The firm stays in its stage: under the risk-neutral measure the covered shares drift at
+    ``g = r + ld + li (1 - mi) + lm (1 - mm)`` with volatility ``sig`` until the first of a
+    default (intensity ``ld``, the call dies), an IPO or an M&A exit (``li``, ``lm``: the call
+    is exercised on ``mi`` or ``mm`` times the value) or expiry. So
+
+        e^{-(r+L) tau} C(s, tau) + int_0^tau e^{-(r+L) t} (li C(mi s, t) + lm C(mm s, t)) dt,
+
+    with ``L = ld + li + lm`` and ``C`` of :func:`_expected_call`, the integral by the
+    Gauss-Legendre rule ``nodes``, ``weights`` on [0, 1]. With ``li = lm = 0`` it is
+    Black-Scholes at the rate ``r + ld``.
+    """
+    lam = ld + li + lm
+    g = r + ld + li * (1.0 - mi) + lm * (1.0 - mm)
+    value = math.exp(-(r + lam) * tau) * _expected_call(s, strike, tau, g, sig)
+    if li > 0.0 or lm > 0.0:
+        for n in range(nodes.shape[0]):
+            t = tau * nodes[n]
+            w = tau * weights[n] * math.exp(-(r + lam) * t)
+            value += w * (
+                li * _expected_call(mi * s, strike, t, g, sig)
+                + lm * _expected_call(mm * s, strike, t, g, sig)
+            )
+    return value
+
+
 @pjit
 def _evaluate_structure(
     firms,
@@ -387,10 +476,28 @@ def _evaluate_structure(
     """
     event, step, value, v0 = firms.event, firms.step, firms.value, firms.v0
     quality, signal, dil, regime = firms.quality, firms.signal, firms.dilution, firms.regime
-    appraisal, stage2 = firms.appraisal, firms.stage2
+    appraisal, stage2, stage = firms.appraisal, firms.stage2, firms.stage
     dt = terms.dt
     loan_to_value = terms.loan_to_value
     upfront_fee = terms.upfront_fee
+    final_fee = terms.final_fee
+    prepayment_fee = terms.prepayment_fee
+    pv_interest_cum = terms.pv_interest_cum
+    pv_amortisation_cum = terms.pv_amortisation_cum
+    pv_balance_cum = terms.pv_balance_cum
+    pool_contribution = terms.pool_contribution
+    warrant_checkpoint = terms.warrant_checkpoint
+    warrant_remaining = terms.warrant_remaining
+    horizon_discount = terms.horizon_discount
+    stage_volatility = terms.stage_volatility
+    stage_default = terms.stage_default
+    stage_ipo = terms.stage_ipo
+    stage_ma = terms.stage_ma
+    quality_hazard = terms.quality_hazard
+    regime_scale = terms.regime_scale
+    discount_rate = terms.discount_rate
+    gl_nodes = terms.gl_nodes
+    gl_weights = terms.gl_weights
     recovery_rate = terms.recovery_rate
     collateral = terms.collateral
     collateral_scale = terms.collateral_scale
@@ -447,6 +554,16 @@ def _evaluate_structure(
         n_stage2 = 0.0
         recovered = 0.0
         from_pledge = 0.0
+        pv_interest = 0.0
+        pv_principal = 0.0
+        pv_fees = 0.0
+        pv_recoveries = 0.0
+        pv_collateral = 0.0
+        pv_warrant = 0.0
+        pv_equity = 0.0
+        pv_screening = 0.0
+        pv_risk_sharing = 0.0
+        pv_pool = 0.0
         for c in range(out_cf.shape[1]):
             out_cf[p, c] = 0.0
             work[p, c] = 0.0
@@ -467,6 +584,7 @@ def _evaluate_structure(
                 out_upside[i] = 0.0
                 screen_rejected += cost
                 npv_sum -= cost
+                pv_screening -= cost
                 out_cf[p, 0] -= cost
                 continue
             ev = event[i]
@@ -483,9 +601,12 @@ def _evaluate_structure(
             out_cf[p, 0] += entry
             loss = 0.0
             defaulted = 0
-            settled = 0.0  # loan balance settled out of the exit (or horizon) value
+            settled = 0.0  # what the loan took out of the exit (or horizon) value
             at_default = False  # the loan defaults, on the firm's value v_default
             v_default = v
+            repaid = 0.0  # principal repaid in the terminal payment
+            fee_paid = 0.0  # final and prepayment fees paid with it
+            coupon = 0.0  # the terminal step's interest at the loan rate (0 at a default)
             if ev != EV_NONE and k <= km:
                 k_full = k - 1
                 owed = principal * balance[k - 1]
@@ -493,23 +614,32 @@ def _evaluate_structure(
                     at_default = True
                 else:
                     exit_value = v * multiple
-                    paid = min(owed, exit_value)
-                    loss = owed - paid
-                    term = principal * (rate - premium) * dt * balance[k - 1] + paid
-                    settled = owed
+                    repaid = min(owed, exit_value)
+                    loss = owed - repaid
+                    fee_due = final_fee * principal
+                    if k < km:
+                        fee_due += prepayment_fee * owed
+                    fee_paid = min(fee_due, max(exit_value - repaid, 0.0))
+                    coupon = principal * dt * balance[k - 1]
+                    settled = owed + fee_paid
                 k_term = k
             else:
                 k_full = km - 1
                 owed = principal * balance[km - 1]
                 vm = v if k == km else chk[i, checkpoint_index]
                 if vm >= owed:
-                    term = principal * (rate - premium) * dt * balance[km - 1] + owed
+                    repaid = owed
+                    fee_paid = min(final_fee * principal, vm - owed)
+                    coupon = principal * dt * balance[km - 1]
                 else:  # a balloon the firm's value does not cover
                     at_default = True
                     v_default = vm
                 if ev == EV_NONE and k == km:
-                    settled = owed
+                    settled = owed + fee_paid
                 k_term = km
+            d_term = discount[k_term]
+            term = (rate - premium) * coupon + repaid + fee_paid
+            pledged = 0.0
             if at_default:
                 paid, pledged = _recovery(
                     owed, v_default, v0[i], recovery_rate * regime_distress[regime[i]],
@@ -521,30 +651,70 @@ def _evaluate_structure(
                 loss = owed - paid
                 term = paid
                 defaulted = 1
+                pv_recoveries += d_term * (paid - pledged)
+                pv_collateral += d_term * pledged
+            covered = 0.0
             if loss > 0.0:  # an exit below the balance is a default too
                 defaulted = 1
-                term += covered_fraction * loss
+                covered = covered_fraction * loss
+                term += covered
                 kept = (1.0 - covered_fraction) * loss * ecl_discount[k_term]
                 ecl_life += kept
                 if k_term <= ecl_12m_step:
                     ecl_12m += kept
                 if pool_fraction > 0.0:
                     out_pool_claims[p, (k_term - 1) // steps_per_year] += pool_fraction * loss
-            npv += principal * pv_flow_cum[k_full] + discount[k_term] * term
+            npv += principal * pv_flow_cum[k_full] + d_term * term
+            # The parts of the loan's value (risk-share premium and pool contribution are both
+            # paid on the balance: scheduled steps, then the terminal step's coupon).
+            on_balance = principal * pv_balance_cum[k_full] + d_term * coupon
+            pv_interest += principal * pv_interest_cum[k_full] + d_term * rate * coupon
+            pv_principal += principal * (pv_amortisation_cum[k_full] - 1.0) + d_term * repaid
+            pv_fees += principal * upfront_fee + d_term * fee_paid
+            pv_risk_sharing += d_term * covered - (premium - pool_contribution) * on_balance
+            pv_pool -= pool_contribution * on_balance
+            pv_screening -= cost
             # Scheduled flows run over steps 1..k_full: mark the principal in force there.
             work[p, 1] += principal
             work[p, k_full + 1] -= principal
             out_cf[p, k_term] += term
-            upside = 0.0
+            # Warrant: exercised at an exit in its life, at expiry by a firm alive then, or
+            # settled at the horizon at its fair value for the life left (the horizon's
+            # marks of unlisted equity take the illiquidity discount).
+            u_w = 0.0
+            k_w = k
+            stake = 0.0
             if ev != EV_DEFAULT:
-                equity_value = max(v * multiple - settled, 0.0)
-                if k <= warrant_expiry_step:
-                    gain = warrant_fraction * dil[i] * equity_value - warrant_strike * principal
-                    upside += share_of_gain * max(gain, 0.0)
-                upside += equity_fraction * dil[i] * equity_value
-                out_cf[p, k] += upside
-                upside *= discount[k]
-                npv += upside
+                stake = max(v * multiple - settled, 0.0) * dil[i]
+                if ev == EV_NONE:
+                    stake *= horizon_discount
+            if warrant_fraction > 0.0:
+                strike = warrant_strike * principal
+                if k > warrant_expiry_step:
+                    k_w = warrant_expiry_step
+                    u_w = max(warrant_fraction * chk[i, warrant_checkpoint] - strike, 0.0)
+                elif ev == EV_NONE and warrant_remaining > 0.0:
+                    g = regime[i]
+                    u_w = _continuation(
+                        warrant_fraction * stake, strike, warrant_remaining, discount_rate,
+                        stage_volatility[stage[i]],
+                        stage_default[stage[i]] * math.exp(-quality_hazard * quality[i])
+                        * regime_scale[g, 0],
+                        stage_ipo[stage[i]] * regime_scale[g, 1],
+                        stage_ma[stage[i]] * regime_scale[g, 1],
+                        ipo_multiple * regime_multiple[g], ma_multiple * regime_multiple[g],
+                        gl_nodes, gl_weights,
+                    )  # fmt: skip
+                elif ev != EV_DEFAULT:
+                    u_w = max(warrant_fraction * stake - strike, 0.0)
+                u_w *= share_of_gain
+            u_e = equity_fraction * stake
+            out_cf[p, k_w] += u_w
+            out_cf[p, k] += u_e
+            upside = discount[k_w] * u_w + discount[k] * u_e
+            npv += upside
+            pv_warrant += discount[k_w] * u_w
+            pv_equity += discount[k] * u_e - equity_fraction * v0[i]
             out_npv[i] = npv
             out_principal[i] = principal
             out_default[i] = defaulted
@@ -575,6 +745,7 @@ def _evaluate_structure(
                     out_pool_paid[p, y] = paid
                     out_cf[p, k_pay] += paid
                     npv_sum += discount[k_pay] * paid
+                    pv_pool += discount[k_pay] * paid
                     claims_sum += claims
                     pool_paid += paid
             loss_net -= pool_paid
@@ -609,6 +780,16 @@ def _evaluate_structure(
         out_agg[p, AGG_STAGE2] = n_stage2
         out_agg[p, AGG_RECOVERED] = recovered
         out_agg[p, AGG_COLLATERAL] = from_pledge
+        out_agg[p, AGG_PV_INTEREST] = pv_interest
+        out_agg[p, AGG_PV_PRINCIPAL] = pv_principal
+        out_agg[p, AGG_PV_FEES] = pv_fees
+        out_agg[p, AGG_PV_RECOVERIES] = pv_recoveries
+        out_agg[p, AGG_PV_COLLATERAL] = pv_collateral
+        out_agg[p, AGG_PV_WARRANT] = pv_warrant
+        out_agg[p, AGG_PV_EQUITY] = pv_equity
+        out_agg[p, AGG_PV_SCREENING] = pv_screening
+        out_agg[p, AGG_PV_RISK_SHARING] = pv_risk_sharing
+        out_agg[p, AGG_PV_POOL] = pv_pool
         in_force = 0.0
         for kk in range(1, out_cf.shape[1]):
             in_force += work[p, kk]
@@ -734,7 +915,10 @@ PORTABLE = {
     "_normal": _normal,
     "_exponential": _exponential,
     "_recovery": _recovery,
+    "_compensator": _compensator,
     "_stage_params": _stage_params,
+    "_expected_call": _expected_call,
+    "_continuation": _continuation,
     "_simulate_firms": _simulate_firms,
     "_evaluate_structure": _evaluate_structure,
 }

@@ -103,7 +103,8 @@ _device = cuda.jit(device=True)
 _normal_bits = _device(_retarget(rng.normal_bits, np=_NP_SCALAR))
 _normal = _device(_retarget(K.PORTABLE["_normal"], _normal_bits=_normal_bits))
 _exponential = _device(_retarget(K.PORTABLE["_exponential"]))
-_stage_params = _device(_retarget(K.PORTABLE["_stage_params"]))
+_compensator = _device(_retarget(K.PORTABLE["_compensator"]))
+_stage_params = _device(_retarget(K.PORTABLE["_stage_params"], _compensator=_compensator))
 
 #: :func:`invlend._sim.cpu._simulate_firms` on the GPU: one thread per firm, same arguments.
 simulate_firms = cuda.jit(
@@ -117,8 +118,15 @@ simulate_firms = cuda.jit(
 )
 #: :func:`invlend._sim.cpu._evaluate_structure` on the GPU: one thread per portfolio.
 _recovery = _device(_retarget(K.PORTABLE["_recovery"]))
+_expected_call = _device(_retarget(K.PORTABLE["_expected_call"]))
+_continuation = _device(_retarget(K.PORTABLE["_continuation"], _expected_call=_expected_call))
 evaluate_structure = cuda.jit(
-    _retarget(K.PORTABLE["_evaluate_structure"], prange=_grid_stride, _recovery=_recovery)
+    _retarget(
+        K.PORTABLE["_evaluate_structure"],
+        prange=_grid_stride,
+        _recovery=_recovery,
+        _continuation=_continuation,
+    )
 )
 
 

@@ -45,6 +45,7 @@ __all__ = [
     "available_bytes",
     "group_key",
     "result_bytes",
+    "measure_key",
     "structure_key",
 ]
 
@@ -141,6 +142,21 @@ AGGREGATES = {
     "recovered": "recoveries at default (distressed assets and collateral)",
     "collateral": "the part of the recoveries that the collateral realised",
 }
+#: The parts of a structure's value (present values; they add up to the ``npv`` column). Each
+#: is the aggregate column ``pv_<part>``.
+COMPONENTS = {
+    "interest": "interest received on the balance",
+    "principal": "principal repaid (scheduled, at an exit, at maturity) minus principal lent",
+    "fees": "upfront, final and prepayment fees",
+    "recoveries": "what the distressed firm's assets pay at a default",
+    "collateral": "what the pledge realises at a default",
+    "warrant": "the warrant's proceeds (an exit, expiry or the horizon settlement)",
+    "equity": "the equity stake's proceeds minus its cost",
+    "screening": "minus the screening cost of every applicant, accepted or not",
+    "risk_sharing": "the risk share's compensation for losses minus its premium",
+    "pool": "the risk pool's payments minus the contributions to it",
+}
+AGGREGATES.update({f"pv_{name}": f"PV of {doc}" for name, doc in COMPONENTS.items()})
 _COLUMN = {name: i for i, name in enumerate(AGGREGATES)}
 AGG_ACCEPTED = _COLUMN["accepted"]
 AGG_PRINCIPAL = _COLUMN["principal"]
@@ -161,6 +177,17 @@ AGG_ECL_LIFETIME = _COLUMN["ecl_lifetime"]
 AGG_STAGE2 = _COLUMN["stage2"]
 AGG_RECOVERED = _COLUMN["recovered"]
 AGG_COLLATERAL = _COLUMN["collateral"]
+AGG_PV = {name: _COLUMN[f"pv_{name}"] for name in COMPONENTS}
+AGG_PV_INTEREST = AGG_PV["interest"]
+AGG_PV_PRINCIPAL = AGG_PV["principal"]
+AGG_PV_FEES = AGG_PV["fees"]
+AGG_PV_RECOVERIES = AGG_PV["recoveries"]
+AGG_PV_COLLATERAL = AGG_PV["collateral"]
+AGG_PV_WARRANT = AGG_PV["warrant"]
+AGG_PV_EQUITY = AGG_PV["equity"]
+AGG_PV_SCREENING = AGG_PV["screening"]
+AGG_PV_RISK_SHARING = AGG_PV["risk_sharing"]
+AGG_PV_POOL = AGG_PV["pool"]
 N_AGG = len(AGGREGATES)
 
 
@@ -172,6 +199,15 @@ def group_key(group: int, key: str) -> str:
 def structure_key(structure: int, key: str) -> str:
     """Array key of ``key`` for structure ``structure`` (its index in the run)."""
     return f"s{structure}.{key}"
+
+
+#: Prefix of the arrays of the risk-neutral measure (the real-world ones have none).
+RISK_NEUTRAL_PREFIX = "q."
+
+
+def measure_key(measure: str, key: str) -> str:
+    """Array key of ``key`` under ``measure`` ("real_world" keys are unprefixed)."""
+    return key if measure == "real_world" else RISK_NEUTRAL_PREFIX + key
 
 
 def is_paths(key: str) -> bool:
@@ -189,6 +225,7 @@ class Sizes(NamedTuple):
     n_steps: int
     n_years: int
     sample_paths: int | None  # None: not known (a saved file does not record it)
+    measures: tuple[str, ...] = ("real_world",)  # the measures simulated, real world first
 
 
 def arrays(sizes: Sizes, n_port: int, firms: bool = True) -> dict[str, tuple[tuple, np.dtype]]:
@@ -213,6 +250,12 @@ def arrays(sizes: Sizes, n_port: int, firms: bool = True) -> dict[str, tuple[tup
         out[structure_key(s, "irr")] = ((n_port,), f8)
         out[structure_key(s, "pool_claims")] = ((n_port, sizes.n_years), f8)
         out[structure_key(s, "pool_paid")] = ((n_port, sizes.n_years), f8)
+        if "risk_neutral" in sizes.measures:
+            # Fair value: the aggregates, and each accepted firm's value (keep="firms").
+            q = RISK_NEUTRAL_PREFIX
+            out[q + structure_key(s, "agg")] = ((n_port, N_AGG), f8)
+            if firms:
+                out[q + structure_key(s, "npv")] = ((n_port, size), f8)
     out["cold_share"] = ((n_port,), f8)
     return out
 
@@ -233,10 +276,15 @@ class RunInfo(NamedTuple):
     backend: str  # the backend that ran ("auto" resolved)
     keep: str  # "firms" or "aggregates"
     versions: dict[str, str]  # invlend, Python, numpy, scipy, numba, pydantic, stream, ...
+    measures: tuple[str, ...] = ("real_world",)  # the measures simulated, real world first
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready fields (the spawn key as a list)."""
-        return {**self._asdict(), "seed_spawn_key": list(self.seed_spawn_key)}
+        """JSON-ready fields (the spawn key and the measures as lists)."""
+        return {
+            **self._asdict(),
+            "seed_spawn_key": list(self.seed_spawn_key),
+            "measures": list(self.measures),
+        }
 
 
 def available_bytes() -> int | None:

@@ -24,7 +24,9 @@ __all__ = [
     "Dynamics",
     "Terms",
     "balance_schedule",
+    "MEASURES",
     "checkpoint_steps",
+    "checkpoint_table",
     "linkage_groups",
     "lower_dynamics",
     "lower_structure",
@@ -51,7 +53,8 @@ class Dynamics(NamedTuple):
     advance_hazard: np.ndarray  # (n_stages,)
     log_round: np.ndarray  # (n_stages,) log(1 + round_size): log-value jump at a round
     dilution: np.ndarray  # (n_stages,) 1 / (1 + round_size)
-    checkpoints: np.ndarray  # (n_chk,) int64 steps at which firm value is recorded
+    checkpoints: np.ndarray  # (n_chk,) int64 steps at which firm value is recorded, sorted
+    checkpoint_diluted: np.ndarray  # (n_chk,) int64: 1 records d * V (an entry share), 0 V
     dt: float
     n_steps: int
     log_barrier: float  # log(default_barrier), -inf when off
@@ -69,6 +72,8 @@ class Dynamics(NamedTuple):
     runway_multiplier: float  # default intensity multiplier past the runway
     sicr_step: int  # step of the one-year staging test (IFRS 9 stage 2)
     sicr_ratio: float  # stage 2 when the default intensity is at least this x origination
+    risk_neutral: bool  # the measure: drift r, no quality drift, the event compensator
+    exit_multiple: np.ndarray  # (n_regimes, 2) what an IPO and an M&A pay per unit of V
 
 
 class Terms(NamedTuple):
@@ -77,6 +82,8 @@ class Terms(NamedTuple):
     dt: float
     loan_to_value: float
     upfront_fee: float
+    final_fee: float  # end-of-term payment per unit of principal, at repayment
+    prepayment_fee: float  # per unit of the balance repaid at an exit before maturity
     recovery_rate: float  # the loan's share x the scenario's distress value: fraction of V
     collateral: float  # certain collateral per unit of principal (version 1's number)
     collateral_scale: float  # P (1-h)(1-cost) e^{-rL} e^{-s^2/2} of a Collateral, else 0
@@ -92,14 +99,30 @@ class Terms(NamedTuple):
     balance: np.ndarray  # (n_steps + 1,) outstanding after step k's payment; 0 from maturity
     flow: np.ndarray  # (n_steps + 1,) scheduled coupon + amortisation - premium at step k
     pv_flow_cum: np.ndarray  # (n_steps + 1,) sum of discounted `flow` over steps 1..k
+    pv_interest_cum: np.ndarray  # (n_steps + 1,) the coupon's part of pv_flow_cum
+    pv_amortisation_cum: np.ndarray  # (n_steps + 1,) the amortisation's part
+    pv_balance_cum: np.ndarray  # (n_steps + 1,) sum of discounted balance[j - 1] * dt, 1..k
     balance_years_cum: np.ndarray  # (n_steps + 1,) sum of balance[j - 1] * dt over steps 1..k
     discount: np.ndarray  # (n_steps + 1,) exp(-r k dt)
-    premium: float  # risk-share premium, annual on the outstanding balance
+    premium: float  # risk-share premium + risk-pool contribution, annual on the balance
+    pool_contribution: float  # the risk pool's part of `premium`
     covered_fraction: float
     warrant_fraction: float  # coverage * loan_to_value: fraction of the firm at entry value
     warrant_strike: float  # coverage: strike amount per unit of principal
     share_of_gain: float
     warrant_expiry_step: int  # last step at which the warrant pays (-1 when there is none)
+    warrant_checkpoint: int  # column of d * V at expiry (-1: none, or expiry at the horizon)
+    warrant_remaining: float  # years of the warrant's life left at the horizon (0 if none)
+    horizon_discount: float  # 1 - illiquidity discount: horizon marks of unlisted equity
+    stage_volatility: np.ndarray  # (n_stages,) the horizon settlement's continuation tables:
+    stage_default: np.ndarray  # (n_stages,) risk-neutral default intensity (x linkage)
+    stage_ipo: np.ndarray  # (n_stages,) IPO intensity (x linkage)
+    stage_ma: np.ndarray  # (n_stages,) M&A intensity (x linkage)
+    quality_hazard: float
+    regime_scale: np.ndarray  # (n_regimes, 3) as Dynamics.regime_scale
+    discount_rate: float
+    gl_nodes: np.ndarray  # (n_gl,) Gauss-Legendre nodes on [0, 1] for the continuation
+    gl_weights: np.ndarray  # (n_gl,) their weights (summing to 1)
     equity_fraction: float
     accept_all: bool
     signal_noise: float
@@ -146,20 +169,54 @@ def linkage_groups(structures: list[Structure]) -> tuple[int, ...]:
     return tuple(groups.setdefault(linkage_key(s.linkage), len(groups)) for s in structures)
 
 
+# Gauss-Legendre rule on [0, 1] for the time integral of a warrant's continuation value (the
+# integrand is smooth in time; 16 nodes integrate it to ~1e-10 of the warrant's value).
+_x, _w = np.polynomial.legendre.leggauss(16)
+GL_NODES = np.ascontiguousarray(0.5 * (_x + 1.0))
+GL_WEIGHTS = np.ascontiguousarray(0.5 * _w)
+
+#: The measures a run can simulate: real world (risk figures) and risk neutral (fair value).
+MEASURES = ("real_world", "risk_neutral")
+
+
+def warrant_expiry_step(years: float, dt: float) -> int:
+    """Last step at which a warrant of ``years`` pays (its life rounded down to steps)."""
+    return math.floor(years / dt + 1e-9)
+
+
+def checkpoint_table(scenario: Scenario, structures: list[Structure]) -> tuple:
+    """Where firm values are recorded: ``(steps, diluted)``, int64 arrays sorted together.
+
+    A loan's maturity step records the firm value ``V`` (``diluted`` 0); the expiry step of a
+    warrant that expires before the horizon records the value of an entry share, the firm
+    value times the dilution of the rounds so far (``diluted`` 1), at which it is exercised.
+    """
+    dt = scenario.dt
+    rows = {(step_of(s.loan.maturity_years, dt), 0) for s in structures}
+    for s in structures:
+        if s.warrant is not None:
+            kw = warrant_expiry_step(s.warrant.expiry_years, dt)
+            if kw < scenario.n_steps:
+                rows.add((kw, 1))
+    table = np.array(sorted(rows), np.int64).reshape(-1, 2)
+    return np.ascontiguousarray(table[:, 0]), np.ascontiguousarray(table[:, 1])
+
+
 def checkpoint_steps(scenario: Scenario, structures: list[Structure]) -> np.ndarray:
-    """The sorted distinct maturity steps of ``structures``: where firm values are recorded."""
-    steps = [step_of(s.loan.maturity_years, scenario.dt) for s in structures]
-    return np.unique(steps).astype(np.int64)
+    """The steps of :func:`checkpoint_table`: where firm values are recorded, sorted."""
+    return checkpoint_table(scenario, structures)[0]
 
 
 def run_sizes(scenario: Scenario, structures: list[Structure], portfolio_size: int,
-              sample_paths: int | None) -> L.Sizes:  # fmt: skip
+              sample_paths: int | None,
+              measures: tuple[str, ...] = ("real_world",)) -> L.Sizes:  # fmt: skip
     """The :class:`~invlend._sim.layout.Sizes` of a run of ``structures`` on ``scenario``."""
     return L.Sizes(
         n_groups=max(linkage_groups(structures)) + 1,
         n_structures=len(structures),
         portfolio_size=portfolio_size,
         n_checkpoints=len(checkpoint_steps(scenario, structures)),
+        measures=measures,
         n_steps=scenario.n_steps,
         n_years=scenario.n_years,
         sample_paths=sample_paths,
@@ -167,35 +224,54 @@ def run_sizes(scenario: Scenario, structures: list[Structure], portfolio_size: i
 
 
 def lower_dynamics(
-    scenario: Scenario, linkage: Linkage, checkpoints: np.ndarray | None = None
+    scenario: Scenario,
+    linkage: Linkage,
+    checkpoints: tuple | np.ndarray | None = None,
+    measure: str = "real_world",
 ) -> Dynamics:
-    """Lower a scenario under one linkage to a :class:`Dynamics`."""
+    """Lower a scenario under one linkage and one measure to a :class:`Dynamics`.
+
+    ``checkpoints`` is a :func:`checkpoint_table` (or an array of steps recording ``V``).
+    Under ``measure="risk_neutral"`` every stage drifts at the discount rate (the kernels add
+    the event compensator), quality does not enter the drift, and default intensities are
+    multiplied by ``Market.default_risk_premium``.
+    """
     st = scenario.stages
     weights = np.array([s.weight for s in st])
     cdf = np.cumsum(weights)
     cdf[-1] = 1.0  # weights sum to 1 within 1e-9: make the last bin catch every draw
     m = scenario.market
     jump_comp = m.jump_rate * (math.exp(m.jump_mean + 0.5 * m.jump_vol**2) - 1.0)
-    chk = np.zeros(0, np.int64) if checkpoints is None else np.asarray(checkpoints, np.int64)
+    if checkpoints is None:
+        checkpoints = np.zeros(0, np.int64)
+    if isinstance(checkpoints, tuple):
+        chk, diluted = (np.asarray(a, np.int64) for a in checkpoints)
+    else:
+        chk = np.sort(np.asarray(checkpoints, np.int64))
+        diluted = np.zeros_like(chk)
+    q = measure == "risk_neutral"
+    premium = m.default_risk_premium if q else 1.0
     return Dynamics(
         weight_cdf=cdf,
         log_value=np.log([s.initial_value for s in st]),
-        drift=np.array([s.drift for s in st]),
+        drift=np.full(len(st), m.discount_rate) if q else np.array([s.drift for s in st]),
         volatility=np.array([s.volatility for s in st]),
-        default_hazard=np.array([s.default_hazard for s in st]) * linkage.default_hazard_multiplier,
+        default_hazard=np.array([s.default_hazard for s in st])
+        * (linkage.default_hazard_multiplier * premium),
         ipo_hazard=np.array([s.ipo_hazard for s in st]) * linkage.exit_hazard_multiplier,
         ma_hazard=np.array([s.ma_hazard for s in st]) * linkage.exit_hazard_multiplier,
         advance_hazard=np.array([s.advance_hazard for s in st]),
         log_round=np.log1p([s.round_size for s in st]),
         dilution=1.0 / (1.0 + np.array([s.round_size for s in st])),
-        checkpoints=np.ascontiguousarray(np.sort(chk)),
+        checkpoints=np.ascontiguousarray(chk),
+        checkpoint_diluted=np.ascontiguousarray(diluted),
         dt=scenario.dt,
         n_steps=scenario.n_steps,
         log_barrier=math.log(scenario.default_barrier)
         if scenario.default_barrier > 0
         else -math.inf,
         value_dispersion=scenario.value_dispersion,
-        quality_drift=scenario.quality_drift,
+        quality_drift=0.0 if q else scenario.quality_drift,
         quality_hazard=scenario.quality_hazard,
         factor_loading=m.factor_loading,
         jump_rate=m.jump_rate,
@@ -208,6 +284,10 @@ def lower_dynamics(
         runway_multiplier=scenario.runway_hazard_multiplier,
         sicr_step=sicr_step(scenario),
         sicr_ratio=SICR_RATIO,
+        risk_neutral=q,
+        exit_multiple=np.ascontiguousarray(
+            np.outer(regime_multiple(scenario), [scenario.ipo_multiple, scenario.ma_multiple])
+        ),
     )
 
 
@@ -254,11 +334,17 @@ def regime_multiple(scenario: Scenario) -> np.ndarray:
     return np.ones(1) if c is None else np.array([c.hot.exit_multiple, c.cold.exit_multiple])
 
 
-def lower_structure(scenario: Scenario, structure: Structure, checkpoints: np.ndarray) -> Terms:
+def lower_structure(scenario: Scenario, structure: Structure, checkpoints) -> Terms:
     """Lower a structure to its :class:`Terms` on the scenario's time grid.
 
-    ``checkpoints`` are the sorted distinct maturity steps of all structures in the run.
+    ``checkpoints`` is the run's :func:`checkpoint_table` (or the sorted array of its steps
+    that record ``V``).
     """
+    if isinstance(checkpoints, tuple):
+        chk_steps, chk_diluted = (np.asarray(a) for a in checkpoints)
+    else:
+        chk_steps = np.asarray(checkpoints)
+        chk_diluted = np.zeros_like(chk_steps)
     dt = scenario.dt
     n = scenario.n_steps
     loan = structure.loan
@@ -278,6 +364,10 @@ def lower_structure(scenario: Scenario, structure: Structure, checkpoints: np.nd
     flow[1:] = (loan.rate - premium) * dt * prev + (prev - balance[1:])
     discount = np.exp(-scenario.market.discount_rate * dt * k)
     pv_flow_cum = np.cumsum(flow * discount)
+    held = np.concatenate(([0.0], prev * dt))  # balance outstanding during step k, times dt
+    pv_balance_cum = np.cumsum(held * discount)
+    pv_interest_cum = loan.rate * pv_balance_cum
+    pv_amortisation_cum = np.cumsum(np.concatenate(([0.0], prev - balance[1:])) * discount)
     balance_years_cum = np.concatenate(([0.0], np.cumsum(balance[:-1] * dt)))
     coll = loan.collateral
     if isinstance(coll, Collateral):
@@ -288,6 +378,11 @@ def lower_structure(scenario: Scenario, structure: Structure, checkpoints: np.nd
     else:
         fixed, c_scale, c_sigma, c_eta = coll, 0.0, 0.0, 0.0
     w = structure.warrant
+    kw = -1 if w is None else warrant_expiry_step(w.expiry_years, dt)
+    expiry_rows = np.flatnonzero((chk_steps == kw) & (chk_diluted == 1))
+    m = scenario.market
+    lk = structure.linkage
+    st = scenario.stages
     e = structure.equity
     sc = structure.screening
     accept_all = sc.acceptance_rate >= 1.0
@@ -300,6 +395,8 @@ def lower_structure(scenario: Scenario, structure: Structure, checkpoints: np.nd
         dt=dt,
         loan_to_value=loan.loan_to_value,
         upfront_fee=loan.upfront_fee,
+        final_fee=loan.final_fee,
+        prepayment_fee=loan.prepayment_fee,
         recovery_rate=loan.recovery_rate * scenario.distress_value,
         collateral=fixed,
         collateral_scale=c_scale,
@@ -311,18 +408,35 @@ def lower_structure(scenario: Scenario, structure: Structure, checkpoints: np.nd
         sicr_step=sicr_step(scenario),
         rate=loan.rate,
         maturity_step=km,
-        checkpoint_index=int(np.searchsorted(checkpoints, km)),
+        checkpoint_index=int(np.flatnonzero((chk_steps == km) & (chk_diluted == 0))[0]),
         balance=balance,
         flow=flow,
         pv_flow_cum=pv_flow_cum,
+        pv_interest_cum=pv_interest_cum,
+        pv_amortisation_cum=pv_amortisation_cum,
+        pv_balance_cum=pv_balance_cum,
         balance_years_cum=balance_years_cum,
         discount=discount,
         premium=premium,
+        pool_contribution=pool.contribution if pool is not None else 0.0,
         covered_fraction=covered,
         warrant_fraction=0.0 if w is None else w.coverage * loan.loan_to_value,
         warrant_strike=0.0 if w is None else w.coverage,
         share_of_gain=0.0 if w is None else w.share_of_gain,
-        warrant_expiry_step=-1 if w is None else math.floor(w.expiry_years / dt + 1e-9),
+        warrant_expiry_step=kw,
+        warrant_checkpoint=int(expiry_rows[0]) if expiry_rows.size else -1,
+        warrant_remaining=0.0 if w is None else max(w.expiry_years - scenario.horizon_years, 0.0),
+        horizon_discount=1.0 - m.illiquidity_discount,
+        stage_volatility=np.array([s.volatility for s in st]),
+        stage_default=np.array([s.default_hazard for s in st])
+        * (lk.default_hazard_multiplier * m.default_risk_premium),
+        stage_ipo=np.array([s.ipo_hazard for s in st]) * lk.exit_hazard_multiplier,
+        stage_ma=np.array([s.ma_hazard for s in st]) * lk.exit_hazard_multiplier,
+        quality_hazard=scenario.quality_hazard,
+        regime_scale=regime_scale(scenario),
+        discount_rate=m.discount_rate,
+        gl_nodes=GL_NODES,
+        gl_weights=GL_WEIGHTS,
         equity_fraction=0.0 if e is None else e.equity_to_value,
         accept_all=accept_all,
         signal_noise=sc.signal_noise,

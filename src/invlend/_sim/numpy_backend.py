@@ -12,6 +12,7 @@ that values agree to the last few bits.
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import ndtr
 
 from invlend._sim import layout as L
 from invlend._sim.backend import Backend
@@ -31,7 +32,18 @@ def _stage_params(d, s, r, q):
         L.EV_ADVANCE,
         np.where(lm > 0, L.EV_MA, np.where(li > 0, L.EV_IPO, L.EV_DEFAULT)),
     )
-    return mu_dt, sig_sqdt, ld, li, lm, li + lm + la, last
+    other = li + lm + la
+    shortfall = li * (1.0 - d.exit_multiple[r, 0]) + lm * (1.0 - d.exit_multiple[r, 1])
+    comp = _compensator(ld, other, shortfall, dt) if d.risk_neutral else np.zeros_like(ld)
+    return mu_dt, sig_sqdt, ld, li, lm, other, last, shortfall, comp
+
+
+def _compensator(ld, other, shortfall, dt):
+    """``-log`` of the expected payoff per unit of value of a step's events (0 without any)."""
+    total = ld + other
+    with np.errstate(divide="ignore", invalid="ignore"):
+        c = -np.log1p(np.expm1(-total * dt) * (ld + shortfall) / total)
+    return np.where(total > 0.0, c, 0.0)
 
 
 def simulate_firms(
@@ -90,7 +102,8 @@ def simulate_firms(
     out_paths[rows[rec], 0] = out_v0[rec]
     has_cycle = regime_scale.shape[0] > 1
     cur = regime[pidx, 0].astype(np.int64) if has_cycle else np.zeros(n, np.int64)
-    params = list(_stage_params(d, s, cur, q))  # mu_dt, sig_sqdt, ld, li, lm, other, last
+    # mu_dt, sig_sqdt, ld, li, lm, other, last, shortfall, comp
+    params = list(_stage_params(d, s, cur, q))
     ld_origin = params[2].copy()
     stage2 = np.zeros(n, np.int8)
     log_ref = logv0.copy()
@@ -99,6 +112,7 @@ def simulate_firms(
     hazard = np.zeros(n)
     beta, mult = d.value_elasticity, d.runway_multiplier
     dil = np.ones(n)
+    log_dil = np.zeros(n)
     rounds = np.zeros(n, np.int64)
     event = np.zeros(n, np.int64)
     step = np.full(n, n_steps, np.int64)
@@ -106,6 +120,7 @@ def simulate_firms(
     p_no_jump = np.exp(-jump_rate * dt)
     jump_dt = jump_rate * dt
     chk_steps = list(checkpoints)
+    chk_diluted = list(d.checkpoint_diluted)
     out_chk[:] = np.nan
     alive = np.arange(n)
     for k in range(1, n_steps + 1):
@@ -113,9 +128,31 @@ def simulate_firms(
             break
         j = k - 1
         a = alive
-        mu_dt, sig_sqdt, ld, li, lm, other, last = params
+        if has_cycle:
+            moved = a[regime[pidx[a], j] != cur[a]]
+            if moved.size:
+                cur[moved] = regime[pidx[moved], j]
+                for arr, val in zip(params, _stage_params(d, s[moved], cur[moved], q[moved]),
+                                    strict=True):  # fmt: skip
+                    arr[moved] = val
+        mu_dt, sig_sqdt, ld, li, lm, other, last, shortfall, comp = params
+        # Intensities at the step's start (predictable), then the growth shock.
+        ldk = ld[a]
+        if beta != 0.0:
+            ldk = ld[a] * np.exp(np.minimum(beta * (log_ref[a] - logv[a]), L.MAX_LOG_VALUE_FACTOR))
+        aged = np.zeros(a.size, bool)
+        if mult != 1.0:  # without a multiplier no firm is ever aged
+            aged = (k - 1 - k_round[a]) >= d.runway_steps[s[a]]
+            ldk = np.where(aged, ldk * mult, ldk)
+        total = ldk + other[a]
+        drift = mu_dt[a]
+        if d.risk_neutral:
+            if beta != 0.0 or mult != 1.0:
+                drift = drift + _compensator(ldk, other[a], shortfall[a], dt)
+            else:
+                drift = drift + comp[a]
         z = normal_array(fk[a], ctr[Purpose.GROWTH, j])
-        logv[a] += mu_dt[a] + sig_sqdt[a] * (factor_loading * market[pidx[a], j] + idio * z)
+        logv[a] += drift + sig_sqdt[a] * (factor_loading * market[pidx[a], j] + idio * z)
         if jump_dt > 0.0:
             u_jump = uniform(fk[a], ctr[Purpose.JUMP_COUNT, j])
             jumped = u_jump > p_no_jump
@@ -136,21 +173,7 @@ def simulate_firms(
         hit = logv[a] < barrier[a]
         event[a[hit]] = L.EV_DEFAULT
         step[a[hit]] = k
-        a = a[~hit]
-        if has_cycle:
-            moved = a[regime[pidx[a], j] != cur[a]]
-            if moved.size:
-                cur[moved] = regime[pidx[moved], j]
-                for arr, val in zip(params, _stage_params(d, s[moved], cur[moved], q[moved]),
-                                    strict=True):  # fmt: skip
-                    arr[moved] = val
-        ldk = ld[a]
-        if beta != 0.0:
-            ldk = ld[a] * np.exp(np.minimum(beta * (log_ref[a] - logv[a]), L.MAX_LOG_VALUE_FACTOR))
-        if mult != 1.0:  # without a multiplier no firm is ever aged
-            aged = (k - 1 - k_round[a]) >= d.runway_steps[s[a]]
-            ldk = np.where(aged, ldk * mult, ldk)
-        total = ldk + other[a]
+        a, ldk, total, aged = a[~hit], ldk[~hit], total[~hit], aged[~hit]
         hazard[a] += total * dt
         occurs = hazard[a] > clock[a]
         b = a[occurs]
@@ -167,6 +190,7 @@ def simulate_firms(
         adv = b[~ends]
         if adv.size:
             logv[adv] += log_round[s[adv]]
+            log_dil[adv] -= log_round[s[adv]]
             dil[adv] *= dilution[s[adv]]
             s[adv] += 1
             rounds[adv] += 1
@@ -186,8 +210,9 @@ def simulate_firms(
         still = np.ones(a.size, bool)
         still[np.flatnonzero(occurs)[ends]] = False
         alive = a[still]
-        if k in chk_steps:
-            out_chk[alive, chk_steps.index(k)] = np.exp(logv[alive])
+        for c in [c for c, kc in enumerate(chk_steps) if kc == k]:
+            lv = logv[alive] + log_dil[alive] if chk_diluted[c] else logv[alive]
+            out_chk[alive, c] = np.exp(lv)
         if n_paths:
             r = alive[rec[alive]]
             out_paths[rows[r], k] = np.exp(logv[r])
@@ -247,7 +272,6 @@ def evaluate_structure(
     owed = principal * t.balance[k_full]
     vm = np.where(k == km, value, chk[:, t.checkpoint_index] if chk.shape[1] else value)
     v_at = np.where(early, value * mult, vm)
-    coupon = principal * (t.rate - t.premium) * t.dt * t.balance[k_full]
     default_early = early & (ev == L.EV_DEFAULT)
     # Default (early or at maturity): recovery; exit or maturity with enough value: repaid.
     repays = np.where(early, ~default_early, vm >= owed)
@@ -263,20 +287,54 @@ def evaluate_structure(
     paid = np.where(repays, np.minimum(owed, v_at), recovery)
     from_pledge = np.where(repays, 0.0, np.minimum(pledge, recovery))
     loss = owed - paid
-    term = np.where(repays, coupon + paid, paid)
-    term = term + np.where(loss > 0.0, t.covered_fraction * loss, 0.0)
+    # Fees: the final fee at any repayment, the prepayment fee at an exit before maturity,
+    # as far as the value left after the balance reaches.
+    fee_due = t.final_fee * principal + np.where(early & (k < km), t.prepayment_fee * owed, 0.0)
+    fee_paid = np.where(repays, np.minimum(fee_due, np.maximum(v_at - paid, 0.0)), 0.0)
+    coupon = np.where(repays, principal * t.dt * t.balance[k_full], 0.0)
+    covered = np.where(loss > 0.0, t.covered_fraction * loss, 0.0)
+    term = np.where(repays, (t.rate - t.premium) * coupon + paid + fee_paid, paid) + covered
     defaulted = default_early | (~early & (vm < owed)) | (loss > 0.0)
-    settled = np.where((early & ~default_early) | ((ev == L.EV_NONE) & (k == km)), owed, 0.0)
-    entry = principal * (t.upfront_fee - 1.0) - cost - t.equity_fraction * v0
-    equity_value = np.maximum(value * mult - settled, 0.0)
-    gain = t.warrant_fraction * dil * equity_value - t.warrant_strike * principal
-    warrant = np.where(k <= t.warrant_expiry_step, t.share_of_gain * np.maximum(gain, 0.0), 0.0)
-    upside_cash = np.where(
-        ev != L.EV_DEFAULT, warrant + t.equity_fraction * dil * equity_value, 0.0
+    settled = np.where(
+        (early & ~default_early) | ((ev == L.EV_NONE) & (k == km)), owed + fee_paid, 0.0
     )
-    upside = upside_cash * t.discount[k]
-    npv = entry + (principal * t.pv_flow_cum[k_full] + t.discount[k_term] * term)
+    entry = principal * (t.upfront_fee - 1.0) - cost - t.equity_fraction * v0
+    d_term = t.discount[k_term]
+    stake = np.where(ev != L.EV_DEFAULT, np.maximum(value * mult - settled, 0.0) * dil, 0.0)
+    stake = np.where(ev == L.EV_NONE, stake * t.horizon_discount, stake)
+    strike = t.warrant_strike * principal
+    k_w = k.copy()
+    u_w = np.zeros(n)
+    if t.warrant_fraction > 0.0:
+        expired = k > t.warrant_expiry_step
+        k_w = np.where(expired, t.warrant_expiry_step, k)
+        if expired.any():
+            s_exp = t.warrant_fraction * chk[expired, t.warrant_checkpoint]
+            u_w[expired] = np.maximum(s_exp - strike[expired], 0.0)
+        rest = ~expired & (ev != L.EV_DEFAULT)
+        horizon = rest & (ev == L.EV_NONE) & (t.warrant_remaining > 0.0)
+        at_exit = rest & ~horizon
+        u_w[at_exit] = np.maximum(t.warrant_fraction * stake[at_exit] - strike[at_exit], 0.0)
+        if horizon.any():
+            u_w[horizon] = continuation_value(t, firms, horizon, t.warrant_fraction * stake)
+        u_w = t.share_of_gain * u_w
+    u_e = t.equity_fraction * stake
+    upside = t.discount[k_w] * u_w + t.discount[k] * u_e
+    npv = entry + (principal * t.pv_flow_cum[k_full] + d_term * term)
     npv = npv + upside
+    on_balance = principal * t.pv_balance_cum[k_full] + d_term * coupon
+    parts = {
+        "interest": principal * t.pv_interest_cum[k_full] + d_term * t.rate * coupon,
+        "principal": principal * (t.pv_amortisation_cum[k_full] - 1.0)
+        + d_term * np.where(repays, paid, 0.0),
+        "fees": principal * t.upfront_fee + d_term * fee_paid,
+        "recoveries": np.where(repays, 0.0, d_term * (paid - from_pledge)),
+        "collateral": d_term * from_pledge,
+        "warrant": t.discount[k_w] * u_w,
+        "equity": t.discount[k] * u_e - t.equity_fraction * v0,
+        "risk_sharing": d_term * covered - (t.premium - t.pool_contribution) * on_balance,
+        "pool": -t.pool_contribution * on_balance,
+    }
     # The risk pool: claims by portfolio and year, paid at the year's end up to the cap.
     lent = np.bincount(port, weights=np.where(accepted, principal, 0.0), minlength=n_port)
     n_years = out_pool_claims.shape[1]
@@ -336,6 +394,10 @@ def evaluate_structure(
     out_agg[:, L.AGG_STAGE2] = per_port(staged * acc)
     out_agg[:, L.AGG_RECOVERED] = per_port(np.where(repays, 0.0, paid) * acc)
     out_agg[:, L.AGG_COLLATERAL] = per_port(from_pledge * acc)
+    for name, x in parts.items():
+        out_agg[:, L.AGG_PV[name]] = per_port(np.where(accepted, x, 0.0))
+    out_agg[:, L.AGG_PV_SCREENING] = -per_port(cost)
+    out_agg[:, L.AGG_PV_POOL] += (out_pool_paid * t.discount[k_pay_of_year][None, :]).sum(axis=1)
     # Cash flows by step: scheduled flows while in force, then terminal and upside amounts.
     n_k = out_cf.shape[1]
     active = np.zeros((n_port, n_k + 1))
@@ -344,9 +406,52 @@ def evaluate_structure(
     out_cf[:] = np.cumsum(active, axis=1)[:, :n_k] * t.flow[None, :]
     out_cf[:, 0] = per_port(np.where(accepted, entry, -cost))
     np.add.at(out_cf, (port[accepted], k_term[accepted]), term[accepted])
-    np.add.at(out_cf, (port[accepted], k[accepted]), upside_cash[accepted])
+    np.add.at(out_cf, (port[accepted], k_w[accepted]), u_w[accepted])
+    np.add.at(out_cf, (port[accepted], k[accepted]), u_e[accepted])
     for y in range(n_years):
         out_cf[:, k_pay_of_year[y]] += out_pool_paid[:, y]
+
+
+def continuation_value(t, firms, where, covered):
+    """Fair value at the horizon of the warrants of the firms ``where`` (see the kernel).
+
+    Vectorised over firms and the Gauss-Legendre nodes, with ``scipy.special.ndtr``: an
+    implementation independent of :func:`invlend._sim.cpu._continuation`.
+    """
+    s_idx = firms.stage[where].astype(np.int64)
+    g = firms.regime[where].astype(np.int64)
+    ld = (
+        t.stage_default[s_idx]
+        * np.exp(-t.quality_hazard * firms.quality[where])
+        * t.regime_scale[g, 0]
+    )
+    li = t.stage_ipo[s_idx] * t.regime_scale[g, 1]
+    lm = t.stage_ma[s_idx] * t.regime_scale[g, 1]
+    mi, mm = t.ipo_multiple * t.regime_multiple[g], t.ma_multiple * t.regime_multiple[g]
+    sig = t.stage_volatility[s_idx]
+    r, tau = t.discount_rate, t.warrant_remaining
+    strike = t.warrant_strike * t.loan_to_value * firms.v0[where]
+    x = covered[where]
+    lam = ld + li + lm
+    growth = r + ld + li * (1.0 - mi) + lm * (1.0 - mm)
+
+    def call(spot, time):
+        fwd = spot * np.exp(growth[..., None] * time) if np.ndim(time) else spot * np.exp(
+            growth * time
+        )
+        sd = (sig[..., None] if np.ndim(time) else sig) * np.sqrt(time)
+        k_ = strike[..., None] if np.ndim(time) else strike
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d1 = (np.log(fwd / k_) + 0.5 * sd * sd) / sd
+            val = fwd * ndtr(d1) - k_ * ndtr(d1 - sd)
+        return np.where((sd > 0) & (k_ > 0) & (fwd > 0), val, np.maximum(fwd - k_, 0.0))
+
+    t_nodes = tau * t.gl_nodes
+    weights = tau * t.gl_weights * np.exp(-(r + lam)[:, None] * t_nodes)
+    exits = li[:, None] * call((mi * x)[:, None], t_nodes) + lm[:, None] * call(
+        (mm * x)[:, None], t_nodes
+    )
+    return np.exp(-(r + lam) * tau) * call(x, tau) + (weights * exits).sum(axis=1)
 
 
 def portfolio_irr(cf, dt, out):
