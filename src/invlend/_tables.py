@@ -162,7 +162,7 @@ def shown_metrics(table: Mapping[str, Mapping[str, Any]]) -> list[str]:
     data and in exports. An empty table shows every metric.
     """
     rows = [table[c] for c in table]
-    return [m for m in M.METRICS if not rows or any(r[m].note != M.NOT_APPLICABLE for r in rows)]
+    return [m for m in M.METRICS if not rows or any(r[m].note not in M.OMITTED for r in rows)]
 
 
 def metric_rows(table: Mapping[str, Mapping[str, Any]], marks: Footnotes) -> list[list[str]]:

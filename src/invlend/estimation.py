@@ -33,11 +33,12 @@ import numpy as np
 from invlend import _checks
 from invlend import capital as C
 from invlend import metrics as M
-from invlend._sim.layout import AGG_ACCEPTED
+from invlend._sim.layout import AGG_ACCEPTED, AGG_PRINCIPAL, AGG_PV_WARRANT
+from invlend._sim import layout as L
 from invlend._tables import Document, Footnotes, Rows, json_ready, metric_rows, text_table
 from invlend.config import Scenario, Structure
 
-__all__ = ["Comparison", "Difference", "Estimator", "Summary"]
+__all__ = ["Comparison", "Decomposition", "Difference", "Estimator", "Summary"]
 
 #: Most bootstrap replicates a summary takes (each costs a pass over the portfolios).
 MAX_BOOT = 100_000
@@ -135,18 +136,80 @@ class Comparison(_Table):
         return self._text(head, [f"{n} - {base}" for n in names])
 
 
-def _equity_charge(structure: Structure, scenario: Scenario) -> float:
+class Decomposition(Mapping, Rows, Document):
+    """A structure's value per unit lent, part by part, each with its standard error.
+
+    Index as ``decomposition[part]`` to get an :class:`~invlend.metrics.Estimate`; the parts
+    are :data:`invlend._sim.layout.COMPONENTS` and ``"total"``, their sum (to rounding, the
+    structure's ``fair_value_per_principal`` or ``npv_per_principal``). Every part is a ratio
+    of sums over portfolios with the same denominator (the principal lent), so the part
+    estimates add up to the total and their influence values to the total's.
+    """
+
+    def __init__(self, structure: str, measure: str, data: dict[str, M.Estimate],
+                 meta: dict) -> None:  # fmt: skip
+        self.structure = structure
+        self.measure = measure
+        self._data = data
+        self.meta = dict(meta)
+
+    def __getitem__(self, part: str) -> M.Estimate:
+        try:
+            return self._data[part]
+        except KeyError:
+            raise KeyError(f"no part {part!r}; have {list(self._data)}") from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def records(self) -> list[dict[str, Any]]:
+        """One dict per part, ``"total"`` last."""
+        return [
+            {"structure": self.structure, "measure": self.measure, "part": k, **e._asdict()}
+            for k, e in self._data.items()
+        ]
+
+    def fields(self) -> list[str]:
+        """The columns of :meth:`records`."""
+        return ["structure", "measure", "part", *M.Estimate._fields]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict: the records and the run's metadata."""
+        return {"meta": self.meta, "rows": json_ready(self.records())}
+
+    def __str__(self) -> str:
+        what = "fair value" if self.measure == "risk_neutral" else "real-world NPV"
+        head = (
+            f"invlend decomposition of {self.structure!r}: {what} per unit lent, "
+            f"{self.meta['n_portfolios']} portfolios x {self.meta['portfolio_size']} firms "
+            "(estimate ± standard error clustered by portfolio)\n"
+        )
+        rows = [[k, f"{100 * e.estimate:+.3f}% ± {100 * e.se:.3f}%"] for k, e in self.items()]
+        return head + text_table(["part", "per unit lent"], rows)
+
+    def __repr__(self) -> str:
+        return self.__str__()
+
+
+def _equity_charge(structure: Structure, scenario: Scenario, fair: np.ndarray | None) -> float:
     """Equity-risk capital of the structure's equity stake and warrant per unit of principal.
 
-    The warrant's value is the Black-Scholes proxy of
+    The warrant's value is its fair value per unit lent from the risk-neutral aggregates
+    ``fair``; without them, the Black-Scholes proxy of
     :func:`invlend.capital.warrant_value_proxy` over the scenario's entry stages, with a life
-    of ``min(expiry_years, horizon_years)``, until the simulation gives its fair value.
+    of ``expiry_years``.
     """
     charge = 0.0
     e, w = structure.equity, structure.warrant
     if e is not None:
         charge += M.equity_charge(e.equity_to_value, structure.loan.loan_to_value)
-    if w is not None:
+    if w is not None and fair is not None:
+        lent = fair[:, AGG_PRINCIPAL].sum()
+        charge += M.warrant_charge(fair[:, AGG_PV_WARRANT].sum() / lent if lent > 0 else 0.0)
+    elif w is not None:
         stages = scenario.stages
         value = C.warrant_value_proxy(
             w.coverage,
@@ -155,7 +218,7 @@ def _equity_charge(structure: Structure, scenario: Scenario) -> float:
             [s.volatility for s in stages],
             [s.default_hazard for s in stages],
             scenario.market.discount_rate,
-            min(w.expiry_years, scenario.horizon_years),
+            w.expiry_years,
         )
         charge += M.warrant_charge(value)
     return charge
@@ -188,8 +251,9 @@ def _differences(
             note = "; ".join(whose) or (
                 "standard error undefined for this run" if math.isfinite(diff) else "undefined"
             )
-            if all(n[metric] == M.NOT_APPLICABLE for n in (notes_a, notes_b)):
-                note = M.NOT_APPLICABLE
+            for omitted in M.OMITTED:
+                if all(n[metric] == omitted for n in (notes_a, notes_b)):
+                    note = omitted
         e = M.make_estimate(diff, se)
         row[metric] = Difference(e.estimate, e.se, e.ci_low, e.ci_high, float(z), note)
     return row
@@ -228,7 +292,9 @@ class Estimator:
         smooth = {
             n: M.smooth_metrics(r.aggregates, r.portfolio_irr, size,
                                 C.effective_maturity(r.structure.loan, sc.steps_per_year),
-                                hurdle, sales_eur_m, _equity_charge(r.structure, sc))
+                                hurdle, sales_eur_m,
+                                _equity_charge(r.structure, sc, r.fair_aggregates),
+                                r.fair_aggregates)
             for n, r in res.items()
         }  # fmt: skip
         full = np.ones((1, n_port))
@@ -294,7 +360,7 @@ class Estimator:
                 se = M.influence_se(u)
             note = M.nan_notes(
                 metric, est, se, r.aggregates, has_pool=r.structure.risk_pool is not None,
-                n_boot=n_boot, replicates=reps, lgd=smooth["lgd"][0],
+                n_boot=n_boot, has_fair=r.fair_aggregates is not None, replicates=reps, lgd=smooth["lgd"][0],
                 economic_capital=tail["economic_capital"][0], irb_capital=smooth["irb_capital"][0],
             )  # fmt: skip
             row[metric] = M.make_estimate(est, se, note)
@@ -334,6 +400,32 @@ class Estimator:
             if n != baseline
         }  # fmt: skip
         return Comparison(data, notes, {**self.meta(n_boot), "baseline": baseline})
+
+    def decompose(self, name: str, measure: str) -> Decomposition:
+        """See :meth:`invlend.results.SimulationResult.decompose`."""
+        if name not in self.result:
+            raise ValueError(f"structure: no structure named {name!r}; have {list(self.result)}")
+        r = self.result[name]
+        if measure not in ("real_world", "risk_neutral"):
+            raise ValueError(
+                f"measure: unknown {measure!r}; choices are ['real_world', 'risk_neutral']"
+            )
+        agg = r.aggregates if measure == "real_world" else r.fair_aggregates
+        if agg is None:
+            raise ValueError(
+                "measure: this run has no risk-neutral measure; simulate with "
+                "measures=('real_world', 'risk_neutral') for fair values"
+            )
+        lent = r.aggregates[:, AGG_PRINCIPAL]
+        data, total, u_total = {}, 0.0, np.zeros(lent.shape[0])
+        for part in L.COMPONENTS:
+            est, u = M.ratio(agg[:, L.AGG_PV[part]], lent)
+            total, u_total = total + est, u_total + u
+            note = "" if math.isfinite(est) else "the principal lent is 0"
+            data[part] = M.make_estimate(est, M.influence_se(u), note)
+        note = "" if math.isfinite(total) else "the principal lent is 0"
+        data["total"] = M.make_estimate(total, M.influence_se(u_total), note)
+        return Decomposition(name, measure, data, self.meta(0))
 
     def compare_runs(
         self, other: Estimator, n_boot: int, hurdle: float, sales_eur_m: float | None

@@ -21,9 +21,14 @@ Intervals are ``estimate +- 1.96 SE`` (95%).
 Metric definitions (all per unit of principal unless stated):
 
 ==================== =====================================================================
-``npv_per_principal`` sum of NPV (incl. screening cost of rejected applicants) / principal
-``npv_per_loan``      sum of NPV / number of loans, currency units
-``npv_per_applicant`` sum of NPV / number of applicants, currency units
+``fair_value_per_principal`` fair value of the structure per unit lent: every cash flow
+                      (screening costs included) under the risk-neutral measure, discounted
+                      at the discount rate (what the position is worth; 0 = fairly priced)
+``fair_value_per_applicant`` the same per applicant, currency units
+``npv_per_principal`` sum of real-world NPV (incl. screening cost of rejected applicants) /
+                      principal: expected cash at the discount rate, not a price
+``npv_per_loan``      sum of real-world NPV / number of loans, currency units
+``npv_per_applicant`` sum of real-world NPV / number of applicants, currency units
 ``irr``               mean over portfolios of the annual IRR of the portfolio's cash flows
 ``acceptance_rate``   loans / applicants
 ``accepted_quality``  mean latent quality ``q`` (in sd) of the accepted applicants; 0 when all
@@ -54,8 +59,8 @@ Metric definitions (all per unit of principal unless stated):
                       ``lgd`` and the loan's effective maturity
                       (:func:`invlend.capital.effective_maturity`), plus 8% x 400% (Basel III
                       speculative unlisted equity) of an equity stake and of a warrant per
-                      unit lent (the warrant at a Black-Scholes proxy of its value,
-                      :func:`warrant_charge`)
+                      unit lent (the warrant at its fair value, :func:`warrant_charge`;
+                      at a Black-Scholes proxy when the run has no risk-neutral measure)
 ``raroc``             ``npv_per_principal / (economic_capital * exposure_years)``: annual
                       NPV per unit of capital, with ``exposure_years`` the principal-weighted
                       years the loans are outstanding
@@ -102,6 +107,8 @@ Z95 = 1.959963984540054
 
 #: Metric names in display order.
 METRICS = (
+    "fair_value_per_principal",
+    "fair_value_per_applicant",
     "npv_per_principal",
     "npv_per_loan",
     "npv_per_applicant",
@@ -132,9 +139,11 @@ METRICS = (
 )
 #: One line per metric, for tables and reports.
 DESCRIPTIONS = {
-    "npv_per_principal": "NPV of all cash flows (screening costs included) per unit lent",
-    "npv_per_loan": "NPV per accepted loan, currency units",
-    "npv_per_applicant": "NPV per applicant (screening cost of the rejected included), currency",
+    "fair_value_per_principal": "fair value (risk neutral) of all cash flows per unit lent",
+    "fair_value_per_applicant": "fair value (risk neutral) per applicant, currency units",
+    "npv_per_principal": "real-world expected cash at the discount rate per unit lent (not a price)",
+    "npv_per_loan": "real-world NPV per accepted loan, currency units",
+    "npv_per_applicant": "real-world NPV per applicant (screening of the rejected included)",
     "irr": "annual IRR of a portfolio's cash flows, averaged over portfolios",
     "acceptance_rate": "share of applicants that get a loan",
     "accepted_quality": "mean latent quality of accepted applicants, in standard deviations",
@@ -175,6 +184,7 @@ _TAIL = (
 _NOT_RATES = {
     "npv_per_loan": "currency units",
     "npv_per_applicant": "currency units",
+    "fair_value_per_applicant": "currency units",
     "accepted_quality": "standard deviations",
 }
 
@@ -186,6 +196,7 @@ def is_rate(metric: str) -> bool:
 
 _LABEL_WORDS = {
     "npv": "NPV",
+    "fair": "fair",
     "irb": "IRB",
     "raroc": "RAROC",
     "eva": "EVA",
@@ -272,7 +283,7 @@ def expected_shortfall(x: np.ndarray, alpha: float) -> float:
     return float(_weighted_tail(xs, np.ones((1, xs.size)), alpha)[1][0])
 
 
-def _ratio(y: np.ndarray, x: np.ndarray) -> tuple[float, np.ndarray]:
+def ratio(y: np.ndarray, x: np.ndarray) -> tuple[float, np.ndarray]:
     """Ratio of sums and its influence values per portfolio (NaN ratio if sum(x) == 0)."""
     xbar = x.mean()
     if xbar == 0.0:
@@ -289,6 +300,7 @@ def smooth_metrics(
     hurdle: float = C.DEFAULT_HURDLE,
     sales_eur_m: float | None = IRB_SALES_EUR_M,
     equity_charge: float = 0.0,
+    fair: np.ndarray | None = None,
 ) -> dict:
     """Smooth metrics as ``{name: (estimate, influence values)}``.
 
@@ -297,39 +309,48 @@ def smooth_metrics(
     ``maturity_years`` is the loan's effective maturity ``M`` (the summaries pass
     :func:`invlend.capital.effective_maturity`). ``equity_charge`` is the equity-risk capital
     per unit of principal of the structure's equity stake and warrant (:func:`equity_charge`
-    plus :func:`warrant_charge`), added to the loan's ``K`` in ``irb_capital``.
+    plus :func:`warrant_charge`), added to the loan's ``K`` in ``irb_capital``. ``fair`` is
+    the aggregates under the risk-neutral measure (``None``: the fair values are NaN).
     """
     a = agg
     ones = np.ones(a.shape[0])
     finite = np.isfinite(irr)
     lr = loss_rate(a)
-    npv_pp = _ratio(a[:, L.AGG_NPV], a[:, L.AGG_PRINCIPAL])
-    lgd = _ratio(a[:, L.AGG_LOSS_NET], a[:, L.AGG_EAD])
-    h, u_h = _ratio(a[:, L.AGG_EAD], a[:, L.AGG_EXPOSURE])
+    npv_pp = ratio(a[:, L.AGG_NPV], a[:, L.AGG_PRINCIPAL])
+    lgd = ratio(a[:, L.AGG_LOSS_NET], a[:, L.AGG_EAD])
+    h, u_h = ratio(a[:, L.AGG_EAD], a[:, L.AGG_EXPOSURE])
     annual_pd = (-math.expm1(-h), math.exp(-h) * u_h) if math.isfinite(h) else (h, u_h)
-    years = _ratio(a[:, L.AGG_EXPOSURE], a[:, L.AGG_PRINCIPAL])
+    years = ratio(a[:, L.AGG_EXPOSURE], a[:, L.AGG_PRINCIPAL])
     k_loan, u_k = _irb(annual_pd, lgd, maturity_years, sales_eur_m)
     irb = (k_loan + equity_charge, u_k)
+    if fair is None:
+        nan = (math.nan, np.full(a.shape[0], math.nan))
+        fv_pp = fv_pa = nan
+    else:
+        fv_pp = ratio(fair[:, L.AGG_NPV], a[:, L.AGG_PRINCIPAL])
+        fv_pa = ratio(fair[:, L.AGG_NPV], size * ones)
     return {
+        "fair_value_per_principal": fv_pp,
+        "fair_value_per_applicant": fv_pa,
         "npv_per_principal": npv_pp,
-        "npv_per_loan": _ratio(a[:, L.AGG_NPV], a[:, L.AGG_ACCEPTED]),
-        "npv_per_applicant": _ratio(a[:, L.AGG_NPV], size * ones),
-        "irr": _ratio(np.where(finite, irr, 0.0), finite.astype(float)),
-        "acceptance_rate": _ratio(a[:, L.AGG_ACCEPTED], size * ones),
-        "accepted_quality": _ratio(a[:, L.AGG_QUALITY], a[:, L.AGG_ACCEPTED]),
-        "pd": _ratio(a[:, L.AGG_DEFAULTS], a[:, L.AGG_ACCEPTED]),
+        "npv_per_loan": ratio(a[:, L.AGG_NPV], a[:, L.AGG_ACCEPTED]),
+        "npv_per_applicant": ratio(a[:, L.AGG_NPV], size * ones),
+        "irr": ratio(np.where(finite, irr, 0.0), finite.astype(float)),
+        "acceptance_rate": ratio(a[:, L.AGG_ACCEPTED], size * ones),
+        "accepted_quality": ratio(a[:, L.AGG_QUALITY], a[:, L.AGG_ACCEPTED]),
+        "pd": ratio(a[:, L.AGG_DEFAULTS], a[:, L.AGG_ACCEPTED]),
         "annual_pd": annual_pd,
         "lgd": lgd,
-        "collateral_share": _ratio(a[:, L.AGG_COLLATERAL], a[:, L.AGG_RECOVERED]),
-        "expected_loss": _ratio(lr, ones),
-        "ecl_12m": _ratio(a[:, L.AGG_ECL_12M], a[:, L.AGG_PRINCIPAL]),
-        "ecl_lifetime": _ratio(a[:, L.AGG_ECL_LIFETIME], a[:, L.AGG_PRINCIPAL]),
-        "stage2_share": _ratio(a[:, L.AGG_STAGE2], a[:, L.AGG_ACCEPTED]),
+        "collateral_share": ratio(a[:, L.AGG_COLLATERAL], a[:, L.AGG_RECOVERED]),
+        "expected_loss": ratio(lr, ones),
+        "ecl_12m": ratio(a[:, L.AGG_ECL_12M], a[:, L.AGG_PRINCIPAL]),
+        "ecl_lifetime": ratio(a[:, L.AGG_ECL_LIFETIME], a[:, L.AGG_PRINCIPAL]),
+        "stage2_share": ratio(a[:, L.AGG_STAGE2], a[:, L.AGG_ACCEPTED]),
         "irb_capital": irb,
         "raroc_irb": _quotient(npv_pp, _product(irb, years)),
         "eva_irb": _difference(_quotient(npv_pp, years), _scaled(irb, hurdle)),
-        "prob_negative_npv": _ratio(a[:, L.AGG_NEGATIVE], a[:, L.AGG_ACCEPTED]),
-        "pool_shortfall": _ratio(
+        "prob_negative_npv": ratio(a[:, L.AGG_NEGATIVE], a[:, L.AGG_ACCEPTED]),
+        "pool_shortfall": ratio(
             a[:, L.AGG_POOL_CLAIMS] - a[:, L.AGG_POOL_PAID], a[:, L.AGG_POOL_CLAIMS]
         ),
     }
@@ -353,9 +374,9 @@ def warrant_charge(value_per_principal: float) -> float:
     """Regulatory capital of a warrant per unit of principal lent: ``0.08 * 4.0 * value``.
 
     The warrant is an option on the firm's unlisted equity and takes the stake's 400% weight
-    (as :func:`equity_charge`) on its value per unit of principal. Until the simulation gives
-    the warrant's fair value, that value is the Black-Scholes proxy
-    :func:`invlend.capital.warrant_value_proxy` (to be replaced by the fair value).
+    (as :func:`equity_charge`) on its value per unit of principal: its fair value from the
+    run's risk-neutral measure, or the Black-Scholes proxy
+    :func:`invlend.capital.warrant_value_proxy` when the run simulated the real world only.
     """
     if value_per_principal == 0.0:
         return 0.0
@@ -471,6 +492,10 @@ def make_estimate(value: float, se: float, note: str = "") -> Estimate:
 
 #: The reason of a NaN that means "does not apply" (a table leaves out a row of only these).
 NOT_APPLICABLE = "no risk pool"
+#: The reason of a fair value's NaN in a run of the real-world measure alone.
+NO_FAIR_VALUE = "the run has no risk-neutral measure (simulate with measures including it)"
+#: Reasons whose rows a table leaves out when every structure has them.
+OMITTED = (NOT_APPLICABLE, NO_FAIR_VALUE)
 
 
 def nan_notes(
@@ -481,6 +506,7 @@ def nan_notes(
     *,
     has_pool: bool,
     n_boot: int,
+    has_fair: bool = True,
     replicates: np.ndarray | None = None,
     lgd: float = 0.0,
     economic_capital: float = 0.0,
@@ -497,6 +523,8 @@ def nan_notes(
             return ""
         return _se_note(metric, agg.shape[0], n_boot, replicates)
     total = agg.sum(axis=0)
+    if metric.startswith("fair_value") and not has_fair:
+        return NO_FAIR_VALUE
     if metric == "pool_shortfall":
         return NOT_APPLICABLE if not has_pool else "no claims on the risk pool"
     if total[L.AGG_ACCEPTED] == 0 and metric != "acceptance_rate":

@@ -38,9 +38,9 @@ from invlend._sim import layout as L
 from invlend._sim.layout import RunInfo
 from invlend._sim.lowering import checkpoint_steps
 from invlend.config import Scenario, Structure
-from invlend.estimation import Comparison, Difference, Estimator, Summary
+from invlend.estimation import Comparison, Decomposition, Difference, Estimator, Summary
 
-__all__ = ["Comparison", "Difference", "Outcomes", "SimulationResult", "StructureResult", "Summary"]
+__all__ = ["Comparison", "Decomposition", "Difference", "Outcomes", "SimulationResult", "StructureResult", "Summary"]
 
 
 def _ro(a: np.ndarray) -> np.ndarray:
@@ -157,6 +157,12 @@ class StructureResult:
     pool_claims, pool_paid : ndarray of float64, (n_portfolios, n_years)
         Claims on the structure's risk pool and what it paid (after its annual cap), by
         portfolio and year of the horizon, currency units; zeros without a pool.
+    fair_value : ndarray of float64, (n_portfolios, portfolio_size) or None
+        The same cash flows under the risk-neutral measure, discounted at the discount rate:
+        the fair value of the bank's position in each accepted firm (NaN where not accepted;
+        ``None`` when the run simulated the real world only, or kept aggregates only).
+    fair_aggregates : ndarray of float64, (n_portfolios, N_AGG) or None
+        The per-portfolio totals under the risk-neutral measure (``None`` without it).
     """
 
     structure: Structure
@@ -170,6 +176,8 @@ class StructureResult:
     aggregates: np.ndarray
     pool_claims: np.ndarray | None = None
     pool_paid: np.ndarray | None = None
+    fair_value: np.ndarray | None = None
+    fair_aggregates: np.ndarray | None = None
 
     @property
     def accepted(self) -> np.ndarray | None:
@@ -263,6 +271,8 @@ class SimulationResult(Mapping):
                 aggregates=a[L.structure_key(i, "agg")],
                 pool_claims=a.get(L.structure_key(i, "pool_claims")),
                 pool_paid=a.get(L.structure_key(i, "pool_paid")),
+                fair_value=a.get(L.measure_key("risk_neutral", L.structure_key(i, "npv"))),
+                fair_aggregates=a.get(L.measure_key("risk_neutral", L.structure_key(i, "agg"))),
             )
         return cls(scenario, list(structures), run, a, tuple(group_of), results)
 
@@ -362,6 +372,17 @@ class SimulationResult(Mapping):
         ``sales_eur_m`` are as in :meth:`summary`.
         """
         return self._estimator.compare(baseline, n_boot, hurdle, sales_eur_m)
+
+    def decompose(self, structure: str, measure: str = "risk_neutral") -> Decomposition:
+        """The structure's value per unit lent, part by part, with standard errors.
+
+        ``measure="risk_neutral"`` (the default) splits the fair value; ``"real_world"`` the
+        real-world NPV (expected cash at the discount rate). The parts -- interest, principal,
+        fees, recoveries, collateral, warrant, equity, screening, risk sharing, pool
+        (:data:`invlend._sim.layout.COMPONENTS`) -- and their ``"total"`` are each an
+        :class:`~invlend.metrics.Estimate`; the parts add up to the total.
+        """
+        return self._estimator.decompose(structure, measure)
 
     def compare_runs(
         self,

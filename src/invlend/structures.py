@@ -2,16 +2,23 @@
 
 Overview
 --------
-Three structures the bank chooses between, on the same applicants (every term and its source
-is in ``docs/defaults.md``; [S] seen in a source, [C] computed, [E] an estimate of the project):
+Three structures the bank chooses between, on the same applicants, **like for like**: they
+share one loan (size, maturity, amortisation, fees, recovery) and differ from the pure loan
+only in what names them and in a documented rate (every term and its source is in
+``docs/defaults.md``; [S] seen in a source, [C] computed, [E] an estimate of the project):
 
-* :func:`pure_loan` -- a bullet credit loan priced at the 1-year LPR plus 150 bp, screened
-  by the bank alone with a noisy signal.
-* :func:`warrant_loan` -- venture debt / 认股选择权贷款: a cheaper amortising loan with a
-  warrant on the firm's equity, also screened by the bank alone.
-* :func:`vc_linked` -- lending alongside a VC partner (外部投贷联动): the VC's monitoring
-  lowers default and raises exit intensities, and its due diligence gives the bank a better
-  signal at a lower cost.
+* :func:`pure_loan` -- the shared term loan at the 1-year LPR plus 150 bp, screened by the
+  bank alone with a noisy signal.
+* :func:`warrant_loan` -- venture debt / 认股选择权贷款: the same loan at LPR + 100 bp
+  with a warrant on the firm's equity (the warrant buys back the 50 bp), screened by the bank
+  alone.
+* :func:`vc_linked` -- lending alongside a VC partner (外部投贷联动): the same loan at LPR +
+  100 bp; the VC's monitoring lowers default and raises exit intensities, and its due
+  diligence gives the bank a better signal at a lower cost.
+
+So ``warrant_loan - pure_loan`` is the warrant and 50 bp of rate, and ``vc_linked -
+pure_loan`` is the partner (linkage and screening) and the same 50 bp;
+:func:`invlend.attribute` splits each difference term by term.
 
 Each preset accepts keyword overrides of its loan terms (``rate=0.05``) and of whole
 components (``warrant=il.Warrant(coverage=0.2)``).
@@ -40,15 +47,24 @@ _COMPONENTS = ("warrant", "equity", "linkage", "screening", "risk_share", "risk_
 # and spends 1% of the would-be principal on due diligence per applicant [E].
 _BANK_SCREENING = Screening(signal_noise=1.0, acceptance_rate=0.6, cost=0.01)
 
-# Venture-debt terms shared by the warrant loan and the VC-linked loan (sources in their docs).
-_VENTURE_LOAN = dict(
+# The loan all three presets share: 10% of entry value (at Series A, up to 25% of the round or
+# 10% of enterprise value, nighthawkpartners [S]); 3 years, 6 months interest-only then linear
+# amortisation (Davis-Morse-Wang slides [S]); 1% upfront fee (venturedebt.co sample term sheet
+# [S]); no final or prepayment fee (Chinese bank practice [E]); no collateral; the shared
+# recovery rule (Loan.recovery_rate 1 and the scenario's distress_value).
+SHARED_LOAN = dict(
     loan_to_value=0.10,
-    rate=0.040,
     maturity_years=3.0,
     interest_only_years=0.5,
     upfront_fee=0.01,
+    final_fee=0.0,
+    prepayment_fee=0.0,
     collateral=0.0,
 )
+#: The rates of the presets: the 1-year LPR 3.00% (PBoC, 20 May 2025 [S]) plus 150 bp for the
+#: pure loan and plus 100 bp where a warrant or a VC partner takes part of the spread [E].
+PURE_LOAN_RATE = 0.045
+LINKED_RATE = 0.040
 
 
 def _build(defaults: dict[str, Any], loan: dict[str, Any], terms: dict[str, Any]) -> Structure:
@@ -63,37 +79,23 @@ def _build(defaults: dict[str, Any], loan: dict[str, Any], terms: dict[str, Any]
 
 
 def pure_loan(**terms: Any) -> Structure:
-    """A plain credit loan.
+    """A plain credit loan: the shared loan (module docs) at 4.5%, screened by the bank alone.
 
-    Defaults: loan-to-value 0.20 (loan size <= 20% of firm value, [E]); rate 4.5% (1-year LPR
-    3.00%, PBoC 20 May 2025 [S], + 150 bp [E]); 3-year bullet [E]; upfront fee 0.5% (middle of
-    0-1%, [E]); the shared recovery rule (the loan takes the defaulted firm's distressed
-    value up to its balance, ``Loan.recovery_rate`` 1 and the scenario's ``distress_value``;
-    see ``docs/defaults.md``); bank-alone screening (see module docs).
+    Differs from nothing: it is the baseline of the other presets.
     """
-    loan = dict(
-        loan_to_value=0.20,
-        rate=0.045,
-        maturity_years=3.0,
-        interest_only_years=None,
-        upfront_fee=0.005,
-        collateral=0.0,
-    )
+    loan = {**SHARED_LOAN, "rate": PURE_LOAN_RATE}
     return _build({"name": "pure_loan", "screening": _BANK_SCREENING}, loan, dict(terms))
 
 
 def warrant_loan(**terms: Any) -> Structure:
     """Venture debt with a warrant (认股选择权贷款).
 
-    Defaults: loan-to-value 0.10 (at Series A, up to 25% of the round or 10% of enterprise
-    value, nighthawkpartners [S]); rate 4.0% (LPR + 100 bp: the warrant replaces part of the
-    spread, [E]); 3 years with 6 months interest-only then linear amortisation (Davis-Morse-
-    Wang slides [S]); upfront fee 1% [E]; the shared recovery rule (its LGD follows from the
-    loan's size and amortisation, not from a dial of its own); warrant coverage 10% of
-    principal (US practice 2-10% and 5-20%, Kruze Consulting and bizbuzzmag.org [S]), 5-year
-    life, full share of the gain [E]; bank-alone screening.
+    Differs from :func:`pure_loan` in exactly two terms: the rate, 4.0% (LPR + 100 bp, [E]),
+    and a warrant with coverage 10% of principal (US practice 2-10% and 5-20%, Kruze
+    Consulting and bizbuzzmag.org [S]), a 5-year life and the full share of the gain [E].
+    Loan size, maturity, amortisation, fees, recovery and screening are the pure loan's.
     """
-    loan = dict(_VENTURE_LOAN)
+    loan = {**SHARED_LOAN, "rate": LINKED_RATE}
     defaults = {
         "name": "warrant_loan",
         "warrant": Warrant(coverage=0.10, share_of_gain=1.0, expiry_years=5.0),
@@ -105,14 +107,14 @@ def warrant_loan(**terms: Any) -> Structure:
 def vc_linked(**terms: Any) -> Structure:
     """Lending alongside a VC partner (外部投贷联动).
 
-    Defaults: loan-to-value 0.10 (25-35% of the VC round, [E]); rate 4.0% (LPR + 100 bp, [E]);
-    3 years, 6 months interest-only (Davis-Morse-Wang slides [S]); upfront fee 1% [E]; the
-    shared recovery rule; linkage multipliers 0.75 on default (VC screening and monitoring;
-    Puri & Zarutskie 2012 find lower early failure [S]) and 1.2 on exits (Davis, Morse &
-    Wang: +4-10% exits [S]), both [E]; the VC's due diligence halves the signal noise and the
-    bank pays a quarter of the bank-alone cost [E].
+    Differs from :func:`pure_loan` in the rate, 4.0% (LPR + 100 bp, [E]), and in the
+    partner: linkage multipliers 0.75 on default (VC screening and monitoring; Puri &
+    Zarutskie 2012 find lower early failure [S]) and 1.2 on exits (Davis, Morse & Wang: +4-10%
+    exits [S]), both [E]; and screening on the VC's due diligence, with half the signal noise
+    at a quarter of the bank-alone cost, accepting the same 60% [E]. The loan is the pure
+    loan's in every other term.
     """
-    loan = dict(_VENTURE_LOAN)
+    loan = {**SHARED_LOAN, "rate": LINKED_RATE}
     defaults = {
         "name": "vc_linked",
         "linkage": Linkage(default_hazard_multiplier=0.75, exit_hazard_multiplier=1.2),
