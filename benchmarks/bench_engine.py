@@ -36,7 +36,7 @@ from invlend._sim import cpu as K
 from invlend._sim import layout as L
 from invlend._sim import numpy_backend as NB
 from invlend._sim.backend import Draws
-from invlend._sim.lowering import checkpoint_steps, lower_dynamics, lower_structure
+from invlend._sim.lowering import checkpoint_table, lower_dynamics, lower_structure
 from invlend.rng import (
     Purpose,
     counter_table,
@@ -86,7 +86,7 @@ def _rng_bound(ctr, pkeys, size, steps, out):
 
 def _inputs(scenario, structures, n_firms, seed=1):
     n_port = n_firms // SIZE
-    chk = checkpoint_steps(scenario, structures)
+    chk = checkpoint_table(scenario, structures)
     dyn = lower_dynamics(scenario, il.Linkage(), chk)
     terms = [lower_structure(scenario, s, chk) for s in structures]
     pkeys = portfolio_keys(root_key(seed), np.arange(n_port))

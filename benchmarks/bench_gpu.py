@@ -52,7 +52,7 @@ except ImportError:  # run from a checkout without installing
 
 from invlend import rng  # noqa: E402
 from invlend._sim import layout as L  # noqa: E402
-from invlend._sim.lowering import lower_dynamics, lower_structure  # noqa: E402
+from invlend._sim.lowering import checkpoint_table, lower_dynamics, lower_structure  # noqa: E402
 from invlend.engine import resolve_seed  # noqa: E402
 
 SIZE = 100  # firms per portfolio
@@ -184,8 +184,7 @@ class Inputs:
         self.n_port = n // SIZE
         self.n = self.n_port * SIZE
         dt = sc.dt
-        maturities = [round(s.loan.maturity_years / dt) for s in self.structures]
-        self.chk = np.unique(maturities).astype(np.int64)
+        self.chk = checkpoint_table(sc, self.structures)
         links = [il.Linkage(), self.structures[2].linkage]  # pure/warrant, then vc_linked
         self.dyn = [lower_dynamics(sc, lk, self.chk) for lk in links]
         self.group_of = [0, 0, 1]
@@ -215,7 +214,7 @@ class Kernels:
             return backend.buffer(shape, dtype)
 
         self.out = [L.FirmOutcomes(*(alloc(n, f.dtype) for f in L.OUTCOMES)) for _ in inp.dyn]
-        self.chk = [alloc((n, inp.chk.size)) for _ in inp.dyn]
+        self.chk = [alloc((n, inp.chk[0].size)) for _ in inp.dyn]
         self.f = [alloc(n, f.dtype) for f in L.PER_FIRM]
         self.agg = alloc((n_port, L.N_AGG))
         self.pool = [alloc((n_port, inp.n_years)) for _ in range(2)]
@@ -445,16 +444,14 @@ def vectorised_simulate(xp, inp: Inputs, market, regime):
     chk = xp.full((n, len(chk_steps)), xp.nan)
     for k in range(1, n_steps + 1):
         j = k - 1
-        mu_dt, sig_sqdt, ld, li, lm, other, last = params
-        z = normal(rng.Purpose.GROWTH, j)
-        growth = mu_dt + sig_sqdt * (d.factor_loading * market[pidx, j] + idio * z)
-        logv = xp.where(alive, logv + growth, logv)
         if has_cycle:
             now = regime[pidx, j]
             moved = xp.flatnonzero(alive & (now != cur))
             if moved.size:
                 cur[moved] = now[moved]
                 restage(moved)
+        mu_dt, sig_sqdt, ld, li, lm, other, last = params
+        # The step's intensities at its start (as the kernels read them), then its growth.
         ldk = ld
         if beta != 0.0:
             ldk = ld * xp.exp(xp.minimum(beta * (log_ref - logv), 50.0))
@@ -462,6 +459,9 @@ def vectorised_simulate(xp, inp: Inputs, market, regime):
         if mult != 1.0:
             ldk = xp.where(aged, ldk * mult, ldk)
         total = ldk + other
+        z = normal(rng.Purpose.GROWTH, j)
+        growth = mu_dt + sig_sqdt * (d.factor_loading * market[pidx, j] + idio * z)
+        logv = xp.where(alive, logv + growth, logv)
         hazard += total * dt
         occurs = alive & (hazard > clock)
         b = xp.flatnonzero(occurs)

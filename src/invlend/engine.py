@@ -181,7 +181,7 @@ def simulate(
     sample_paths: int = 0,
     chunk_firms: int | None = None,
     keep: str = "firms",
-    measures: str | Sequence[str] = MEASURES,
+    measures: str | Sequence[str] | None = None,
 ):
     """Simulate portfolios of applicant firms and evaluate every structure on the same paths.
 
@@ -218,11 +218,14 @@ def simulate(
         ``"firms"`` keeps every per-firm array; ``"aggregates"`` keeps only the per-portfolio
         totals and IRRs that ``summary()`` and ``compare()`` need, so memory grows with
         portfolios, not firms (per-firm attributes are then ``None``).
-    measures : str or sequence of str
-        ``("real_world", "risk_neutral")`` (the default) simulates both measures on the same
-        keyed streams: the real world for every risk figure, the risk-neutral measure for the
-        fair values (``fair_value_per_principal``, :meth:`SimulationResult.decompose`), paired
-        with them. ``"real_world"`` alone skips the fair values (about half the work).
+    measures : str or sequence of str, optional
+        ``("real_world", "risk_neutral")`` simulates both measures on the same keyed
+        streams: the real world for every risk figure, the risk-neutral measure for the fair
+        values (``fair_value_per_principal``, :meth:`SimulationResult.decompose`), paired
+        with them. ``"real_world"`` alone skips the fair values (about half the work). The
+        default is both, except for a scenario with a value barrier (``default_barrier >
+        0``), which has no exact risk-neutral measure on the grid: the real world alone, and
+        the fair values are NaN with that reason.
 
     Returns
     -------
@@ -291,6 +294,8 @@ def simulate(
 
 def _check_measures(measures: Any, scenario: Scenario) -> tuple[str, ...]:
     """The measures to simulate, real world first; refused before any work, naming the field."""
+    if measures is None:
+        return MEASURES if scenario.default_barrier == 0.0 else MEASURES[:1]
     given = (measures,) if isinstance(measures, str) else measures
     try:
         given = tuple(given)

@@ -33,8 +33,8 @@ import numpy as np
 from invlend import _checks
 from invlend import capital as C
 from invlend import metrics as M
-from invlend._sim.layout import AGG_ACCEPTED, AGG_PRINCIPAL, AGG_PV_WARRANT
 from invlend._sim import layout as L
+from invlend._sim.layout import AGG_ACCEPTED, AGG_PRINCIPAL, AGG_PV_WARRANT
 from invlend._tables import Document, Footnotes, Rows, json_ready, metric_rows, text_table
 from invlend.config import Scenario, Structure
 
@@ -360,8 +360,8 @@ class Estimator:
                 se = M.influence_se(u)
             note = M.nan_notes(
                 metric, est, se, r.aggregates, has_pool=r.structure.risk_pool is not None,
-                n_boot=n_boot, has_fair=r.fair_aggregates is not None, replicates=reps, lgd=smooth["lgd"][0],
-                economic_capital=tail["economic_capital"][0], irb_capital=smooth["irb_capital"][0],
+                n_boot=n_boot, has_fair=r.fair_aggregates is not None, replicates=reps,
+                lgd=smooth["lgd"][0], economic_capital=tail["economic_capital"][0], irb_capital=smooth["irb_capital"][0],
             )  # fmt: skip
             row[metric] = M.make_estimate(est, se, note)
         return row

@@ -141,7 +141,7 @@ METRICS = (
 DESCRIPTIONS = {
     "fair_value_per_principal": "fair value (risk neutral) of all cash flows per unit lent",
     "fair_value_per_applicant": "fair value (risk neutral) per applicant, currency units",
-    "npv_per_principal": "real-world expected cash at the discount rate per unit lent (not a price)",
+    "npv_per_principal": "real-world expected cash, discounted, per unit lent (not a price)",
     "npv_per_loan": "real-world NPV per accepted loan, currency units",
     "npv_per_applicant": "real-world NPV per applicant (screening of the rejected included)",
     "irr": "annual IRR of a portfolio's cash flows, averaged over portfolios",
@@ -493,7 +493,7 @@ def make_estimate(value: float, se: float, note: str = "") -> Estimate:
 #: The reason of a NaN that means "does not apply" (a table leaves out a row of only these).
 NOT_APPLICABLE = "no risk pool"
 #: The reason of a fair value's NaN in a run of the real-world measure alone.
-NO_FAIR_VALUE = "the run has no risk-neutral measure (simulate with measures including it)"
+NO_FAIR_VALUE = "the run has no risk-neutral measure (measures='real_world', or a value barrier)"
 #: Reasons whose rows a table leaves out when every structure has them.
 OMITTED = (NOT_APPLICABLE, NO_FAIR_VALUE)
 

@@ -40,7 +40,15 @@ from invlend._sim.lowering import checkpoint_steps
 from invlend.config import Scenario, Structure
 from invlend.estimation import Comparison, Decomposition, Difference, Estimator, Summary
 
-__all__ = ["Comparison", "Decomposition", "Difference", "Outcomes", "SimulationResult", "StructureResult", "Summary"]
+__all__ = [
+    "Comparison",
+    "Decomposition",
+    "Difference",
+    "Outcomes",
+    "SimulationResult",
+    "StructureResult",
+    "Summary",
+]
 
 
 def _ro(a: np.ndarray) -> np.ndarray:

@@ -75,7 +75,11 @@ def _build(defaults: dict[str, Any], loan: dict[str, Any], terms: dict[str, Any]
             f"unknown term(s) {sorted(unknown)}; give loan fields {sorted(Loan.model_fields)} "
             f"or components {list(_COMPONENTS)}"
         )
-    return Structure(**{**defaults, **parts, "loan": Loan(**{**loan, **terms})})
+    loan = {**loan, **terms}
+    if "interest_only_years" not in terms and loan.get("interest_only_years") is not None:
+        # A shorter maturity keeps the loan valid: interest-only for at most its life.
+        loan["interest_only_years"] = min(loan["interest_only_years"], loan["maturity_years"])
+    return Structure(**{**defaults, **parts, "loan": Loan(**loan)})
 
 
 def pure_loan(**terms: Any) -> Structure:

@@ -44,8 +44,8 @@ __all__ = [
     "arrays",
     "available_bytes",
     "group_key",
-    "result_bytes",
     "measure_key",
+    "result_bytes",
     "structure_key",
 ]
 

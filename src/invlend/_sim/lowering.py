@@ -21,10 +21,10 @@ from invlend._sim import layout as L
 from invlend.config import Collateral, Linkage, Scenario, Structure
 
 __all__ = [
+    "MEASURES",
     "Dynamics",
     "Terms",
     "balance_schedule",
-    "MEASURES",
     "checkpoint_steps",
     "checkpoint_table",
     "linkage_groups",
