@@ -361,7 +361,8 @@ class Estimator:
             note = M.nan_notes(
                 metric, est, se, r.aggregates, has_pool=r.structure.risk_pool is not None,
                 n_boot=n_boot, has_fair=r.fair_aggregates is not None, replicates=reps,
-                lgd=smooth["lgd"][0], economic_capital=tail["economic_capital"][0], irb_capital=smooth["irb_capital"][0],
+                lgd=smooth["lgd"][0], economic_capital=tail["economic_capital"][0],
+                irb_capital=smooth["irb_capital"][0],
             )  # fmt: skip
             row[metric] = M.make_estimate(est, se, note)
         return row

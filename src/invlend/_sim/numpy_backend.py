@@ -436,8 +436,10 @@ def continuation_value(t, firms, where, covered):
     growth = r + ld + li * (1.0 - mi) + lm * (1.0 - mm)
 
     def call(spot, time):
-        fwd = spot * np.exp(growth[..., None] * time) if np.ndim(time) else spot * np.exp(
-            growth * time
+        fwd = (
+            spot * np.exp(growth[..., None] * time)
+            if np.ndim(time)
+            else spot * np.exp(growth * time)
         )
         sd = (sig[..., None] if np.ndim(time) else sig) * np.sqrt(time)
         k_ = strike[..., None] if np.ndim(time) else strike
