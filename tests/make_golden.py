@@ -46,6 +46,7 @@ def arrays(res) -> dict[str, np.ndarray]:
             f"{name}.quality": o.quality,
             f"{name}.npv": r.npv,
             f"{name}.portfolio_irr": r.portfolio_irr,
+            f"{name}.fair_value": r.fair_value,
         }
     return out
 

@@ -69,7 +69,7 @@ def test_irb_capital_is_the_basel_formula_at_the_estimated_pd_and_lgd(res, summa
     st, sc = res[name].structure, res.scenario
     maturity = C.effective_maturity(st.loan, sc.steps_per_year)  # Basel advanced-IRB M
     k = C.irb_capital(s["annual_pd"].estimate, s["lgd"].estimate, maturity, M.IRB_SALES_EUR_M)
-    k += _warrant_charge(st, sc)  # 8% x 400% of the warrant's Black-Scholes proxy, if any
+    k += _warrant_charge(res[name])  # 8% x 400% of the warrant's fair value, if any
     assert s["irb_capital"].estimate == pytest.approx(k, rel=1e-12)
     years = agg[:, K.AGG_EXPOSURE].sum() / agg[:, K.AGG_PRINCIPAL].sum()
     npv = s["npv_per_principal"].estimate
@@ -79,17 +79,11 @@ def test_irb_capital_is_the_basel_formula_at_the_estimated_pd_and_lgd(res, summa
     assert s["eva"].estimate == pytest.approx(npv / years - C.DEFAULT_HURDLE * ec, rel=1e-9)
 
 
-def _warrant_charge(structure, scenario) -> float:
-    w = structure.warrant
-    if w is None:
+def _warrant_charge(result) -> float:
+    if result.structure.warrant is None:
         return 0.0
-    st = scenario.stages
-    value = C.warrant_value_proxy(
-        w.coverage, w.share_of_gain, [s.weight for s in st], [s.volatility for s in st],
-        [s.default_hazard for s in st], scenario.market.discount_rate,
-        min(w.expiry_years, scenario.horizon_years),
-    )  # fmt: skip
-    return M.warrant_charge(value)
+    fair = result.fair_aggregates
+    return M.warrant_charge(fair[:, K.AGG_PV_WARRANT].sum() / fair[:, K.AGG_PRINCIPAL].sum())
 
 
 def test_hurdle_and_sales_are_arguments_with_clear_errors(res):

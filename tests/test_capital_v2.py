@@ -194,14 +194,27 @@ def test_summary_irb_capital_takes_the_effective_maturity():
 # --------------------------------------------------------------------------------------------
 
 
-def test_a_warrant_adds_the_equity_charge_of_its_black_scholes_proxy():
+def test_a_warrant_adds_the_equity_charge_of_its_fair_value():
     sc = il.Scenario.default()
     with_w = il.warrant_loan()
     without = with_w.model_copy(update={"name": "no_warrant", "warrant": None})
     res = il.simulate(sc, [with_w, without], n_portfolios=200, portfolio_size=40, seed=8)
     s = res.summary(n_boot=0)
+    value = res.decompose("warrant_loan")["warrant"].estimate
+    assert 0.0 < value < with_w.warrant.coverage
+    diff = s["warrant_loan"]["irb_capital"].estimate - s["no_warrant"]["irb_capital"].estimate
+    assert diff == pytest.approx(0.08 * 4.0 * value, rel=1e-10)
+
+
+def test_without_fair_values_a_warrant_is_charged_on_its_black_scholes_proxy():
+    sc = il.Scenario.default()
+    with_w = il.warrant_loan()
+    without = with_w.model_copy(update={"name": "no_warrant", "warrant": None})
+    res = il.simulate(sc, [with_w, without], n_portfolios=200, portfolio_size=40, seed=8,
+                      measures="real_world")  # fmt: skip
+    s = res.summary(n_boot=0)
     w = with_w.warrant
-    t = min(w.expiry_years, sc.horizon_years)
+    t = w.expiry_years
     r = sc.market.discount_rate
     per_stage = [
         st.weight * cf.bs_call(1.0, 1.0, r + st.default_hazard, st.volatility, t)

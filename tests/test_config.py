@@ -343,7 +343,16 @@ def test_presets_defaults_and_overrides():
     assert il.warrant_loan(rate=0.05).loan.rate == 0.05
     assert il.warrant_loan().warrant is not None
     assert il.pure_loan().warrant is None
-    assert il.pure_loan().loan.interest_only_years is None  # bullet
+    # Like for like: one loan, differing from the pure loan only in rate (and what names them).
+    pure, warrant, vc = il.default_structures()
+    assert pure.loan.interest_only_years == 0.5 and pure.loan.rate == 0.045
+    for other in (warrant, vc):
+        assert other.loan == pure.loan.model_copy(update={"rate": 0.04})
+    assert warrant.screening == pure.screening and warrant.linkage == pure.linkage
+    assert vc.warrant is None and vc.screening != pure.screening
+    assert vc.screening.acceptance_rate == pure.screening.acceptance_rate
+    # A shorter maturity keeps the loan valid: interest-only for at most its life.
+    assert il.pure_loan(maturity_years=0.25).loan.interest_only_years == 0.25
     vc = il.vc_linked()
     assert vc.linkage.default_hazard_multiplier < 1.0 < vc.linkage.exit_hazard_multiplier
     pooled = il.pure_loan(name="pooled", risk_pool=il.RiskPool(annual_cap=0.05))

@@ -2,7 +2,7 @@
 
 * value-driven default: with zero volatility the path is deterministic, so the probability of
   default by each grid time is ``1 - exp(-sum_k lambda_k dt)`` with ``lambda_k`` the intensity
-  at the step's end value; its gap to the continuous-time closed form is the stated
+  at the step's start value (intensities are predictable); its gap to the continuous-time closed form is the stated
   discretisation error;
 * the runway step: one stage, default only, has ``S(n) = exp(-h dt (min(n, n_R) + m (n - n_R)+))``;
 * the event clock at beta = 0: every stage's outcome law equals the exact chain's;
@@ -50,8 +50,8 @@ def _deterministic_case(beta: float, drift: float, h: float):
 
 
 def discrete_pd(h: float, beta: float, g: float, dt: float, n: int) -> np.ndarray:
-    """PD by steps 1..n on the grid: intensity ``h exp(-beta g k dt)`` held over step k."""
-    k = np.arange(1, n + 1)
+    """PD by steps 1..n on the grid: ``h exp(-beta g (k - 1) dt)`` held over step k (its start)."""
+    k = np.arange(n)  # step k + 1 reads the value at its start, k dt
     return -np.expm1(-np.cumsum(h * np.exp(-beta * g * k * dt) * dt))
 
 
@@ -69,18 +69,20 @@ def test_value_driven_pd_on_the_grid_matches_its_closed_form(beta, drift):
                         label=f"beta={beta} g={drift} PD by step {k}")  # fmt: skip
     # Falling values raise the hazard (drift < 0), rising ones lower it.
     flat = -np.expm1(-h * sc.dt * np.arange(1, n + 1))
-    assert (exact > flat).all() if drift < 0 else (exact < flat).all()
+    # (The first step reads the entry value, where the factor is 1.)
+    assert exact[0] == pytest.approx(flat[0], rel=1e-14)
+    assert (exact[1:] > flat[1:]).all() if drift < 0 else (exact[1:] < flat[1:]).all()
 
 
 def discrete_hazard(h: float, beta: float, g: float, dt: float, n: int) -> np.ndarray:
-    """Cumulative hazard on the grid by steps 1..n."""
-    k = np.arange(1, n + 1)
+    """Cumulative hazard on the grid by steps 1..n (intensities at each step's start)."""
+    k = np.arange(n)
     return np.cumsum(h * np.exp(-beta * g * k * dt) * dt)
 
 
 @pytest.mark.parametrize("beta,g", [(2.0, -0.3), (1.5, 0.2), (3.0, -0.5)])
 def test_discretisation_error_of_the_value_dependent_intensity_is_within_its_bound(beta, g):
-    """Right-end intensities: |H_grid(T) - H(T)| <= dt |lambda(0) - lambda(T)| (monotone)."""
+    """Left-end intensities: |H_grid(T) - H(T)| <= dt |lambda(0) - lambda(T)| (monotone)."""
     h, dt, n = 0.3, 0.25, 16
     t = dt * np.arange(1, n + 1)
     grid = discrete_hazard(h, beta, g, dt, n)

@@ -80,8 +80,11 @@ def _assert_identical(a, b, names=None, firms=slice(None), portfolios=slice(None
             x = getattr(ra.outcomes, f)[portfolios, firms]
             y = getattr(rb.outcomes, f)[portfolios, firms]
             assert np.array_equal(x, y, equal_nan=True), f"{name}.outcomes.{f}"
-        # Checkpoints are the maturities of the run's structures: compare the common ones.
-        sa, sb = list(ra.outcomes.checkpoint_steps), list(rb.outcomes.checkpoint_steps)
+        # Checkpoints are the maturities and expiries of the run's structures: compare the
+        # common ones.
+        oa, ob = ra.outcomes, rb.outcomes
+        sa = list(zip(oa.checkpoint_steps, oa.checkpoint_diluted, strict=True))
+        sb = list(zip(ob.checkpoint_steps, ob.checkpoint_diluted, strict=True))
         for c in set(sa) & set(sb):
             x = ra.outcomes.checkpoint_values[portfolios, firms, sa.index(c)]
             y = rb.outcomes.checkpoint_values[portfolios, firms, sb.index(c)]
@@ -340,8 +343,10 @@ def test_outcome_shapes_and_dtypes(base):
     o = res["pure_loan"].outcomes
     assert o.event.shape == (N_PORT, SIZE) and o.event.dtype == np.int8
     assert o.step.dtype == np.int32
-    assert o.checkpoint_values.shape == (N_PORT, SIZE, 3)  # maturities of 2, 3 and 5 years
-    assert list(o.checkpoint_steps) == [24, 36, 60]
+    # maturities of 2, 3 and 5 years, and the expiry of the 1.5-year warrant (an entry share)
+    assert o.checkpoint_values.shape == (N_PORT, SIZE, 4)
+    assert list(o.checkpoint_steps) == [18, 24, 36, 60]
+    assert list(o.checkpoint_diluted) == [True, False, False, False]
     assert o.paths.shape == (100, sc.n_steps + 1)
     np.testing.assert_array_equal(o.time, o.step * sc.dt)
     assert np.all((o.step >= 1) & (o.step <= sc.n_steps))
@@ -356,7 +361,7 @@ def test_sample_paths_agree_with_outcomes(base, scenario):
     n_steps = res.scenario.n_steps
     flat = {
         f: getattr(o, f).reshape(N_PORT * SIZE, *getattr(o, f).shape[2:])
-        for f in ("event", "step", "value", "initial_value", "checkpoint_values")
+        for f in ("event", "step", "value", "initial_value", "checkpoint_values", "n_rounds")
     }
     paths = o.paths
     np.testing.assert_array_equal(paths[:, 0], flat["initial_value"][:100])
@@ -366,7 +371,12 @@ def test_sample_paths_agree_with_outcomes(base, scenario):
         assert np.all(np.isfinite(paths[i, : k + 1])), i
         assert np.all(np.isnan(paths[i, k + 1 :])), i
         for j, c in enumerate(o.checkpoint_steps):
-            if c < k or (c == k and flat["event"][i] == 0):
+            if o.checkpoint_diluted[j] and (c < k or (c == k and flat["event"][i] == 0)):
+                # An entry share: the firm value times the dilution of the rounds so far.
+                assert flat["checkpoint_values"][i, j] <= paths[i, c] * (1 + 1e-12), (i, c)
+                if flat["n_rounds"][i] == 0:
+                    assert flat["checkpoint_values"][i, j] == pytest.approx(paths[i, c]), (i, c)
+            elif c < k or (c == k and flat["event"][i] == 0):
                 assert flat["checkpoint_values"][i, j] == paths[i, c], (i, c)
             else:
                 assert np.isnan(flat["checkpoint_values"][i, j]), (i, c)

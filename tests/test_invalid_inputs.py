@@ -184,10 +184,7 @@ RUN_CASES = [
         dict(structures=[il.pure_loan(maturity_years=5e-11)]),
         "pure_loan.loan.maturity_years: 5e-11 y is shorter than one step",
     ),
-    (
-        dict(structures=[il.warrant_loan(warrant=il.Warrant(expiry_years=8.0))]),
-        "warrant_loan.warrant.expiry_years: the warrant (8 y) cannot outlive the scenario",
-    ),
+    (dict(measures="risk_neutral"), "measures: the real-world measure is always simulated"),
     (
         dict(structures=[il.warrant_loan(warrant=il.Warrant(expiry_years=1e-11))]),
         "warrant_loan.warrant.expiry_years: 1e-11 y is shorter than one step",

@@ -22,7 +22,7 @@ from invlend._sim import cpu as K
 from invlend._sim import layout as L
 from invlend._sim import numpy_backend as NB
 from invlend._sim.backend import Draws
-from invlend._sim.lowering import lower_dynamics, lower_structure
+from invlend._sim.lowering import checkpoint_table, lower_dynamics, lower_structure
 from invlend.rng import counter_table, market_keys, market_shocks, portfolio_keys, root_key
 
 EVALUATE = {"numba": K._evaluate_structure, "numpy": NB.evaluate_structure}
@@ -57,10 +57,10 @@ def evaluate(backend, scenario, structure, firms, portfolio_size):
     """Lower ``structure`` and run one evaluation backend on hand-set firm outcomes.
 
     ``firms`` is a list of dicts with event, step, value, v0 and optionally dil, q, e, chk
-    (firm value at the loan's maturity step).
+    (firm value at the loan's maturity step) and chk_w (the value of an entry share at the
+    expiry step of a warrant that expires before the horizon).
     """
-    km = round(structure.loan.maturity_years / scenario.dt)
-    checkpoints = np.array([km], np.int64)
+    checkpoints = checkpoint_table(scenario, [structure])
     terms = lower_structure(scenario, structure, checkpoints)
     n = len(firms)
     n_port = n // portfolio_size
@@ -71,7 +71,8 @@ def evaluate(backend, scenario, structure, firms, portfolio_size):
     quality = np.array([f.get("q", 0.0) for f in firms], float)
     signal = np.array([f.get("e", 0.0) for f in firms], float)
     dil = np.array([f.get("dil", 1.0) for f in firms], float)
-    chk = np.array([[f.get("chk", np.nan)] for f in firms], float)
+    column = {0: "chk", 1: "chk_w"}  # what each checkpoint records: V, or an entry share
+    chk = np.array([[f.get(column[d], np.nan) for d in checkpoints[1]] for f in firms], float)
     regime = np.array([f.get("regime", 0) for f in firms], np.int8)
     n_years = scenario.n_years
     out = dict(
@@ -134,15 +135,15 @@ BULLET = il.Structure(
 # strike = 0.1 P.
 BULLET_FIRMS = [
     # portfolio 0
-    dict(event=NONE, step=8, value=150.0, v0=100.0, chk=120.0),
+    dict(event=NONE, step=8, value=150.0, v0=100.0, chk=120.0, chk_w=160.0),
     dict(event=DEFAULT, step=2, value=30.0, v0=100.0),
     dict(event=IPO, step=3, value=200.0, v0=100.0, dil=0.8),
     # portfolio 1
     dict(event=MA, step=2, value=40.0, v0=100.0),
-    dict(event=NONE, step=8, value=500.0, v0=100.0, chk=45.0),
+    dict(event=NONE, step=8, value=500.0, v0=100.0, chk=45.0, chk_w=60.0),
     dict(event=IPO, step=6, value=200.0, v0=80.0, dil=0.5, chk=90.0),
     # portfolio 2
-    dict(event=IPO, step=7, value=200.0, v0=100.0, chk=100.0),
+    dict(event=IPO, step=7, value=200.0, v0=100.0, chk=100.0, chk_w=110.0),
     dict(event=MA, step=4, value=300.0, v0=100.0),
     dict(event=DEFAULT, step=6, value=10.0, v0=100.0, chk=70.0),
 ]
@@ -153,13 +154,15 @@ def bullet_expected():
     coupons = [1.0 * d(k) for k in range(1, 5)]  # coupon 1.0 on P = 50 at steps 1..4
     repaid = entry + sum(coupons) + 50.0 * d(4)
     return [
+        # alive at the warrant's expiry (step 6): exercised on the entry share's value 160 then,
+        # gain 0.05 * 160 - 5 = 3; share 0.8 -> 2.4
         dict(
-            what="repaid at maturity, warrant expired by the horizon",
-            npv=repaid,
+            what="repaid at maturity, warrant exercised at expiry",
+            npv=repaid + 2.4 * d(6),
             principal=50.0,
             default=0,
             loss=0.0,
-            upside=0.0,
+            upside=2.4 * d(6),
         ),
         # recovery min(50, 0.4 * 30 + 0.1 * 50) = 17 at step 2, coupon at step 1 only
         dict(
@@ -207,13 +210,14 @@ def bullet_expected():
             loss=0.0,
             upside=2.8 * d(6),
         ),
+        # alive at expiry: exercised on 110 then, gain 0.05 * 110 - 5 = 0.5; share 0.8
         dict(
-            what="IPO after the warrant expired",
-            npv=repaid,
+            what="IPO after the warrant's expiry, where it was exercised",
+            npv=repaid + 0.4 * d(6),
             principal=50.0,
             default=0,
             loss=0.0,
-            upside=0.0,
+            upside=0.4 * d(6),
         ),
         # M&A at the maturity step: exit 270 repays 50 + coupon; equity 220;
         # gain 0.05 * 220 - 5 = 6; share 0.8 -> 4.8
@@ -270,6 +274,7 @@ def test_bullet_loan_with_warrant(backend, grid_scenario):
     cf0[2] = 1.0 + 17.0 + 1.0
     cf0[3] = 1.0 + 51.0 + 4.0
     cf0[4] = 51.0
+    cf0[6] = 2.4  # firm 0's warrant, exercised at expiry
     np.testing.assert_allclose(out["cf"][0], cf0, rtol=1e-13, atol=1e-12)
     # In every portfolio the cash flows discounted at r are the portfolio's NPV.
     disc = np.array([d(k) for k in range(9)])

@@ -17,6 +17,7 @@ Example
 from invlend import capital, plotting
 from invlend._sim.layout import Event
 from invlend._version import __version__
+from invlend.attribution import Attribution, attribute, attribute_run
 from invlend.calibrate import (
     Calibration,
     TargetSet,
@@ -46,9 +47,18 @@ from invlend.engine import simulate
 from invlend.results import Comparison, Outcomes, SimulationResult, StructureResult, Summary
 from invlend.store import ResultFileError, load
 from invlend.structures import default_structures, pure_loan, vc_linked, warrant_loan
-from invlend.sweep import Breakeven, SweepResult, breakeven, sensitivity, sweep
+from invlend.sweep import (
+    Breakeven,
+    PricingTable,
+    SweepResult,
+    breakeven,
+    pricing_table,
+    sensitivity,
+    sweep,
+)
 
 __all__ = [
+    "Attribution",
     "Breakeven",
     "Calibration",
     "Cohort",
@@ -61,6 +71,7 @@ __all__ = [
     "Loan",
     "Market",
     "Outcomes",
+    "PricingTable",
     "Regime",
     "ResultFileError",
     "RiskPool",
@@ -76,6 +87,8 @@ __all__ = [
     "TargetSet",
     "Warrant",
     "__version__",
+    "attribute",
+    "attribute_run",
     "breakeven",
     "calibrate",
     "calibration_report",
@@ -85,6 +98,7 @@ __all__ = [
     "load",
     "load_targets",
     "plotting",
+    "pricing_table",
     "pure_loan",
     "sensitivity",
     "simulate",

@@ -247,11 +247,11 @@ def value_hazard_pd(hazard: float, beta: float, log_drift: float, dt: float, n_s
     """PD by steps ``1..n_steps`` of a deterministic path with a value-driven intensity.
 
     With zero volatility ``log V`` grows at ``log_drift`` a year, so the intensity of step
-    ``k`` (read at the step's end value, as the engine does) is
-    ``hazard * exp(-beta * log_drift * k dt)`` and the PD by step ``n`` is
+    ``k`` (read at the step's start value, as the engine does: ``V`` at ``(k - 1) dt``) is
+    ``hazard * exp(-beta * log_drift * (k - 1) dt)`` and the PD by step ``n`` is
     ``1 - exp(-sum_{k <= n} hazard_k dt)``: exact on the grid. Against continuous time the
-    cumulative hazard is a right Riemann sum of a monotone function, so it errs by at most
+    cumulative hazard is a left Riemann sum of a monotone function, so it errs by at most
     ``dt * |hazard_0 - hazard_T|`` (first order in ``dt``).
     """
-    k = np.arange(1, n_steps + 1)
+    k = np.arange(n_steps)
     return -np.expm1(-np.cumsum(hazard * np.exp(-beta * log_drift * k * dt) * dt))

@@ -36,7 +36,7 @@ from invlend import capital as C
 from invlend import metrics as M
 from invlend._sim import layout as L
 from invlend._sim.layout import RunInfo
-from invlend._sim.lowering import checkpoint_steps
+from invlend._sim.lowering import checkpoint_table
 from invlend.config import Scenario, Structure
 from invlend.estimation import Comparison, Decomposition, Difference, Estimator, Summary
 
@@ -101,7 +101,11 @@ class Outcomes:
         test's step, with a default intensity at least twice its origination intensity or
         its runway run out.
     checkpoint_values : ndarray of float64, (n_portfolios, portfolio_size, n_checkpoints)
-        Firm value at each loan maturity step (``checkpoint_steps``); NaN after the event.
+        Firm value at each loan maturity step (``checkpoint_steps``), and the value of an entry
+        share (firm value times ``dilution`` so far) at the expiry step of each warrant that
+        expires before the horizon (where ``checkpoint_diluted`` is true); NaN after the event.
+    checkpoint_diluted : ndarray of bool, (n_checkpoints,)
+        Which checkpoints record an entry share's value rather than the firm's.
     paths : ndarray of float64, (n_sample_paths, n_steps + 1)
         Value paths of the first firms in flat order when ``sample_paths`` was asked for;
         NaN after the firm's event.
@@ -126,6 +130,7 @@ class Outcomes:
     regime: np.ndarray | None = None
     appraisal_error: np.ndarray | None = None
     stage2: np.ndarray | None = None
+    checkpoint_diluted: np.ndarray | None = None
 
     @property
     def time(self) -> np.ndarray | None:
@@ -255,7 +260,8 @@ class SimulationResult(Mapping):
         ``group_of`` is each structure's linkage group.
         """
         a = {k: _ro(v) for k, v in arrays.items()}
-        chk_steps = _ro(checkpoint_steps(scenario, structures))
+        steps, diluted = checkpoint_table(scenario, structures)
+        chk_steps, chk_diluted = _ro(steps), _ro(diluted.astype(bool))
         outcomes = {}
         for g in sorted(set(group_of)):
             fields = {f.attr: a.get(L.group_key(g, f.key)) for f in L.OUTCOMES}
@@ -263,6 +269,7 @@ class SimulationResult(Mapping):
                 **fields,
                 checkpoint_values=a.get(L.group_key(g, "chk")),
                 checkpoint_steps=chk_steps,
+                checkpoint_diluted=chk_diluted,
                 paths=a[L.group_key(g, "paths")],
                 dt=scenario.dt,
             )
