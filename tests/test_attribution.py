@@ -5,14 +5,15 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import re
 
 import numpy as np
 import pytest
 
 import invlend as il
+from conftest import assert_mc_close
 from invlend import attribution as A
 from invlend.attribution import SMOOTH_METRICS, attribute_run, differing_terms
-from tests.conftest import assert_mc_close
 
 KW = dict(n_portfolios=200, portfolio_size=50, seed=3)
 METRICS = ("fair_value_per_principal", "npv_per_principal", "pd", "irr", "irb_capital")
@@ -135,8 +136,8 @@ def test_groups_move_coupled_terms_together(scenario):
     longer = il.pure_loan(maturity_years=4.0, interest_only_years=3.5)
     with pytest.raises(ValueError, match=r"loan\.interest_only_years switched .*groups="):
         il.attribute(scenario, longer, il.pure_loan(), **KW)
-    a = il.attribute(scenario, longer, il.pure_loan(),
-                     groups=[("loan.interest_only_years", "loan.maturity_years")], **KW)  # fmt: skip
+    coupled = [("loan.interest_only_years", "loan.maturity_years")]
+    a = il.attribute(scenario, longer, il.pure_loan(), groups=coupled, **KW)
     assert a.terms == ("loan.maturity_years+loan.interest_only_years",)
     assert a.hybrids == {"h0": (), "h1": ("loan.maturity_years+loan.interest_only_years",)}
 
@@ -242,7 +243,7 @@ def no_simulation(monkeypatch):
 
 
 def test_identical_structures_are_refused(scenario, no_simulation):
-    with pytest.raises(ValueError, match="same terms as the baseline .* nothing to attribute"):
+    with pytest.raises(ValueError, match=r"same terms as the baseline .* nothing to attribute"):
         il.attribute(scenario, il.pure_loan(name="twin"), il.pure_loan(), **KW)
 
 
@@ -273,14 +274,13 @@ def test_more_than_eight_terms_are_refused_by_name(scenario, no_simulation):
 )
 def test_bad_arguments_are_refused_before_any_run(scenario, no_simulation, kw, fragment):
     args = {**KW, **kw}
-    with pytest.raises(ValueError, match="") as info:
+    with pytest.raises(ValueError, match=re.escape(fragment)):
         il.attribute(scenario, il.warrant_loan(), il.pure_loan(), **args)
-    assert fragment in str(info.value)
 
 
 def test_tail_error_lists_the_smooth_metrics(scenario, no_simulation):
     with pytest.raises(ValueError) as info:
         il.attribute(scenario, il.warrant_loan(), il.pure_loan(), metrics="raroc", **KW)
     assert str(list(SMOOTH_METRICS)) in str(info.value)
-    with pytest.raises(TypeError, match="baseline: expected an invlend.Structure"):
+    with pytest.raises(TypeError, match=r"baseline: expected an invlend\.Structure"):
         il.attribute(scenario, il.warrant_loan(), "pure_loan", **KW)

@@ -72,7 +72,7 @@ def test_irb_capital_is_the_basel_formula_at_the_estimated_pd_and_lgd(res, summa
     k += _warrant_charge(res[name])  # 8% x 400% of the warrant's fair value, if any
     assert s["irb_capital"].estimate == pytest.approx(k, rel=1e-12)
     years = agg[:, K.AGG_EXPOSURE].sum() / agg[:, K.AGG_PRINCIPAL].sum()
-    npv = s["npv_per_principal"].estimate
+    npv = s["fair_value_per_principal"].estimate  # value from the risk-neutral measure
     assert s["raroc_irb"].estimate == pytest.approx(npv / (k * years), rel=1e-12)
     assert s["eva_irb"].estimate == pytest.approx(npv / years - C.DEFAULT_HURDLE * k, rel=1e-12)
     ec = s["economic_capital"].estimate
@@ -118,7 +118,8 @@ def test_delta_method_se_agrees_with_a_bootstrap_of_the_same_estimator(res, summ
     for _ in range(300):
         idx = rng.integers(0, n, n)
         sm = M.smooth_metrics(r.aggregates[idx], r.portfolio_irr[idx], res.portfolio_size,
-                              C.effective_maturity(r.structure.loan, 12))  # fmt: skip
+                              C.effective_maturity(r.structure.loan, 12),
+                              fair=r.fair_aggregates[idx])  # fmt: skip
         reps.append(sm[metric][0])
     boot = float(np.std(reps, ddof=1))
     delta = summary["pure_loan"][metric].se

@@ -132,7 +132,7 @@ def test_metric_definitions(res, summary, name):
     )
     years = agg[:, K.AGG_EXPOSURE].sum() / principal
     assert est["raroc"] == pytest.approx(
-        est["npv_per_principal"] / (est["economic_capital"] * years), rel=1e-12
+        est["fair_value_per_principal"] / (est["economic_capital"] * years), rel=1e-12
     )
 
 

@@ -377,7 +377,7 @@ class Scenario(InputModel):
     acquired below capital raised, Sand Hill Econometrics), ``horizon_years`` 5 (a 3-year loan
     and a 5-year warrant), ``steps_per_year`` 12 (venture loans pay monthly, Davis-Morse-Wang
     slides 2018), ``default_barrier`` 0 (failure comes from the hazards; a value cutoff on top
-    of them would count failure twice), ``distress_value`` 0.144 (the built-in scenario's,
+    of them would count failure twice), ``distress_value`` 0.140 (the built-in scenario's,
     calibrated there). ``hazard_value_elasticity`` 0 and ``runway_hazard_multiplier`` 1 are
     version 1's model, the neutral settings; the built-in scenario sets its own (see
     ``docs/defaults.md``).
@@ -391,7 +391,7 @@ class Scenario(InputModel):
     quality_hazard: Annotated[Number, Field(ge=-5.0, le=5.0)] = 0.3
     hazard_value_elasticity: Annotated[Number, Field(ge=0.0, le=10.0)] = 0.0
     runway_hazard_multiplier: Annotated[Number, Field(ge=0.0, le=100.0)] = 1.0
-    distress_value: Fraction = 0.144
+    distress_value: Fraction = 0.140
     ipo_multiple: Annotated[Number, Field(gt=0.0, le=100.0)] = 1.5
     ma_multiple: Annotated[Number, Field(gt=0.0, le=100.0)] = 0.9
     horizon_years: Annotated[Number, Field(gt=0.0, le=100.0)] = 5.0

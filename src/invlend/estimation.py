@@ -299,14 +299,18 @@ class Estimator:
         }  # fmt: skip
         full = np.ones((1, n_port))
         tail = {
-            n: {k: (v[0], []) for k, v in M.tail_metrics(r.aggregates, full, hurdle).items()}
+            n: {
+                k: (v[0], [])
+                for k, v in M.tail_metrics(r.aggregates, full, hurdle, r.fair_aggregates).items()
+            }
             for n, r in res.items()
         }
         if n_port >= 2 and n_boot > 0:
             boot = M.bootstrap_weights(n_port, n_boot, run.seed, run.seed_spawn_key)
             for w in boot:
                 for n, r in res.items():
-                    for k, v in M.tail_metrics(r.aggregates, w, hurdle).items():
+                    for k, v in M.tail_metrics(r.aggregates, w, hurdle,
+                                               r.fair_aggregates).items():  # fmt: skip
                         tail[n][k][1].append(v)
         tail = {
             n: {k: (e, np.concatenate(reps) if reps else np.zeros(0)) for k, (e, reps) in d.items()}

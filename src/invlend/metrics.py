@@ -61,12 +61,14 @@ Metric definitions (all per unit of principal unless stated):
                       speculative unlisted equity) of an equity stake and of a warrant per
                       unit lent (the warrant at its fair value, :func:`warrant_charge`;
                       at a Black-Scholes proxy when the run has no risk-neutral measure)
-``raroc``             ``npv_per_principal / (economic_capital * exposure_years)``: annual
-                      NPV per unit of capital, with ``exposure_years`` the principal-weighted
-                      years the loans are outstanding
+``raroc``             ``fair_value_per_principal / (economic_capital * exposure_years)``:
+                      annual value added per unit of capital, with ``exposure_years`` the
+                      principal-weighted years the loans are outstanding (value from the
+                      risk-neutral measure, risk from the real world; NaN without fair values)
 ``raroc_irb``         the same with ``irb_capital`` in place of economic capital
-``eva``               ``npv_per_principal / exposure_years - hurdle * economic_capital``:
-                      annual NPV per unit lent above the cost of the capital it ties up
+``eva``               ``fair_value_per_principal / exposure_years - hurdle *
+                      economic_capital``: annual value added per unit lent above the cost of
+                      the capital it ties up
 ``eva_irb``           the same with ``irb_capital``
 ``prob_negative_npv`` loans with NPV < 0 / loans
 ``pool_shortfall``    share of the claims on a risk pool its annual cap left unpaid
@@ -162,10 +164,10 @@ DESCRIPTIONS = {
     "economic_capital": "mean minus 0.1% quantile of portfolio value per unit lent (all flows)",
     "credit_capital": "loss_var_999 minus expected_loss: the loan book's credit capital",
     "irb_capital": "Basel IRB K at annual_pd, lgd and effective maturity, plus equity and warrant",
-    "raroc": "NPV per principal / (economic capital x years the loans are outstanding)",
-    "raroc_irb": "NPV per principal / (IRB capital x years the loans are outstanding)",
-    "eva": "annual NPV per unit lent minus the hurdle rate x economic capital",
-    "eva_irb": "annual NPV per unit lent minus the hurdle rate x IRB capital",
+    "raroc": "fair value per principal / (economic capital x years the loans are outstanding)",
+    "raroc_irb": "fair value per principal / (IRB capital x years the loans are outstanding)",
+    "eva": "annual fair value per unit lent minus the hurdle rate x economic capital",
+    "eva_irb": "annual fair value per unit lent minus the hurdle rate x IRB capital",
     "prob_negative_npv": "share of loans whose NPV is below zero",
     "pool_shortfall": "share of claims on the risk pool left unpaid by its annual cap",
 }
@@ -347,8 +349,8 @@ def smooth_metrics(
         "ecl_lifetime": ratio(a[:, L.AGG_ECL_LIFETIME], a[:, L.AGG_PRINCIPAL]),
         "stage2_share": ratio(a[:, L.AGG_STAGE2], a[:, L.AGG_ACCEPTED]),
         "irb_capital": irb,
-        "raroc_irb": _quotient(npv_pp, _product(irb, years)),
-        "eva_irb": _difference(_quotient(npv_pp, years), _scaled(irb, hurdle)),
+        "raroc_irb": _quotient(fv_pp, _product(irb, years)),
+        "eva_irb": _difference(_quotient(fv_pp, years), _scaled(irb, hurdle)),
         "prob_negative_npv": ratio(a[:, L.AGG_NEGATIVE], a[:, L.AGG_ACCEPTED]),
         "pool_shortfall": ratio(
             a[:, L.AGG_POOL_CLAIMS] - a[:, L.AGG_POOL_PAID], a[:, L.AGG_POOL_CLAIMS]
@@ -422,14 +424,20 @@ def _irb(pd: Smooth, lgd: Smooth, maturity_years: float, sales_eur_m: float | No
     return k(p, g), dk_dp * u_p + k(p, 1.0) * u_g  # K is linear in LGD
 
 
-def tail_metrics(agg: np.ndarray, weights: np.ndarray, hurdle: float = C.DEFAULT_HURDLE) -> dict:
+def tail_metrics(
+    agg: np.ndarray,
+    weights: np.ndarray,
+    hurdle: float = C.DEFAULT_HURDLE,
+    fair: np.ndarray | None = None,
+) -> dict:
     r"""Tail metrics for each row of resampling ``weights`` (shape (b, n_portfolios)).
 
     With ``x_p`` the portfolio's value per unit lent (:func:`value_rate`) and ``l_p`` its
     loss rate (:func:`loss_rate`), under the weights ``w``:
     ``economic_capital = mean_w(x) - q_w(x; 0.001)`` and
     ``credit_capital = q_w(l; 0.999) - mean_w(l)``, with ``q_w`` the lower weighted quantile.
-    ``raroc`` and ``eva`` divide by (charge for) ``economic_capital``.
+    ``raroc`` and ``eva`` divide by (charge for) ``economic_capital`` the fair value per unit
+    lent, from the risk-neutral aggregates ``fair`` (NaN without them).
     """
     lr = loss_rate(agg)
     order = np.argsort(lr, kind="stable")
@@ -442,11 +450,14 @@ def tail_metrics(agg: np.ndarray, weights: np.ndarray, hurdle: float = C.DEFAULT
     el = weights @ lr / total
     principal = weights @ agg[:, L.AGG_PRINCIPAL]
     with np.errstate(divide="ignore", invalid="ignore"):
-        npv_pp = (weights @ agg[:, L.AGG_NPV]) / principal
+        if fair is None:
+            fv_pp = np.full(weights.shape[0], np.nan)
+        else:
+            fv_pp = (weights @ fair[:, L.AGG_NPV]) / principal
         years = (weights @ agg[:, L.AGG_EXPOSURE]) / principal
         ec = weights @ value / total - value_q001
-        raroc = np.where(ec > 0, npv_pp / (ec * years), np.nan)
-        eva = npv_pp / years - hurdle * ec
+        raroc = np.where(ec > 0, fv_pp / (ec * years), np.nan)
+        eva = fv_pp / years - hurdle * ec
     return {
         "loss_var_99": var99,
         "loss_var_999": var999,
@@ -523,7 +534,7 @@ def nan_notes(
             return ""
         return _se_note(metric, agg.shape[0], n_boot, replicates)
     total = agg.sum(axis=0)
-    if metric.startswith("fair_value") and not has_fair:
+    if not has_fair and (metric.startswith(("fair_value", "raroc", "eva"))):
         return NO_FAIR_VALUE
     if metric == "pool_shortfall":
         return NOT_APPLICABLE if not has_pool else "no claims on the risk pool"
