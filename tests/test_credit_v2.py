@@ -2,8 +2,8 @@
 
 * value-driven default: with zero volatility the path is deterministic, so the probability of
   default by each grid time is ``1 - exp(-sum_k lambda_k dt)`` with ``lambda_k`` the intensity
-  at the step's start value (intensities are predictable); its gap to the continuous-time closed form is the stated
-  discretisation error;
+  at the step's start value (intensities are predictable); its gap to the continuous-time
+  closed form is the stated discretisation error;
 * the runway step: one stage, default only, has ``S(n) = exp(-h dt (min(n, n_R) + m (n - n_R)+))``;
 * the event clock at beta = 0: every stage's outcome law equals the exact chain's;
 * recovery from the firm: equal loan terms give equal losses on the same firms; collateral

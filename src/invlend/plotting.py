@@ -214,7 +214,7 @@ def plot_risk_return(
     *,
     ax=None,
     risk: str = "economic_capital",
-    ret: str = "npv_per_principal",
+    ret: str = "fair_value_per_principal",
     summary=None,
     **kw: Any,
 ):
