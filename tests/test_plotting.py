@@ -78,7 +78,7 @@ def test_risk_return_points_are_the_summary(res, ax):
     texts = {t.get_text(): t.xy for t in ax.texts}
     for n in res:
         assert texts[n] == pytest.approx(
-            (s[n]["economic_capital"].estimate, s[n]["npv_per_principal"].estimate)
+            (s[n]["economic_capital"].estimate, s[n]["fair_value_per_principal"].estimate)
         )
 
 

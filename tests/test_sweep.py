@@ -202,8 +202,8 @@ def test_breakeven_bad_input(scenario):
         il.breakeven(scenario, il.pure_loan(), "loan.rate", target=0.0, bracket=(0.2, 0.1), **kw)
     with pytest.raises(ValueError, match="target"):
         il.breakeven(scenario, il.pure_loan(), "loan.rate", bracket=(0.0, 0.1), **kw)
-    with pytest.raises(ValueError, match="tail metric"):
-        il.breakeven(scenario, il.pure_loan(), "loan.rate", target=0.1, metric="raroc", **kw)
+    with pytest.raises(ValueError, match="metric"):
+        il.breakeven(scenario, il.pure_loan(), "loan.rate", target=0.1, metric="nope", **kw)
     with pytest.raises(ValueError, match="param"):
         il.breakeven(scenario, il.pure_loan(), "loan.nope", target=0.1, **kw)
 
