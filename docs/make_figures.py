@@ -28,7 +28,7 @@ def main() -> None:
                   [0.03, 0.04, 0.05, 0.06], n_portfolios=2000, portfolio_size=100, seed=1,
                   n_boot=0)  # fmt: skip
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    sw.plot("npv_per_principal", ax=ax)
+    sw.plot("fair_value_per_principal", ax=ax)
     fig.tight_layout()
     fig.savefig(IMG / "sweep_rate.png", dpi=110)
     plt.close(fig)

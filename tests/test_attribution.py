@@ -270,6 +270,7 @@ def test_more_than_eight_terms_are_refused_by_name(scenario, no_simulation):
         (dict(seed=None), "attribution needs a fixed seed"),
         (dict(groups=[("warrant", "loan.upfront_fee")]), "'loan.upfront_fee' is not a term"),
         (dict(groups=[("warrant",)]), "two or more term names"),
+        (dict(hurdle=20.0), "hurdle: must be <= 10"),
     ],
 )
 def test_bad_arguments_are_refused_before_any_run(scenario, no_simulation, kw, fragment):

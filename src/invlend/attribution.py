@@ -234,6 +234,13 @@ def _check_metrics(metrics: Any, measures: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
+def _check_capital(hurdle: Any, sales_eur_m: Any) -> None:
+    """The checks of :meth:`invlend.SimulationResult.summary`, made before any run."""
+    _checks.number("hurdle", hurdle, low=-1.0, high=10.0)
+    if sales_eur_m is not None:
+        _checks.number("sales_eur_m", sales_eur_m, low=0.0)
+
+
 def _measures(simulate_kw: dict[str, Any]) -> tuple[str, ...]:
     given = simulate_kw.get("measures", MEASURES)
     return (given,) if isinstance(given, str) else tuple(given)
@@ -369,7 +376,6 @@ def _evaluate(res: SimulationResult, structure: str, baseline: str, terms: list[
             note = f"undefined for the hybrid with {what} switched: {why}"
         elif res.run.n_portfolios < 2:
             note = "standard error needs at least 2 portfolios"
-
         row = {lb: _combine(coef[i], e, u, note) for i, lb in enumerate(labels)}
         row[TOTAL] = _combine(_step(2**n - 1, n), e, u, note)
         data[metric] = row
@@ -451,6 +457,7 @@ def attribute(
     _checks.seed("seed", simulate_kw.get("seed"), fixed="attribution needs a fixed seed so that "
                  "its run can be replayed and paired with runs of the same seed")  # fmt: skip
     metrics = _check_metrics(metrics, _measures(simulate_kw))
+    _check_capital(hurdle, sales_eur_m)
     terms = _plan_terms(structure, baseline, groups)
     hybrids = _hybrids(scenario, structure, baseline, terms)
     res = simulate(scenario, hybrids, **{"keep": "aggregates", **simulate_kw})
@@ -500,6 +507,7 @@ def attribute_run(
         raise TypeError(f"result: expected a SimulationResult, got {type(result).__name__}")
     if baseline not in result:
         raise ValueError(f"baseline: no structure named {baseline!r}; have {list(result)}")
+    _check_capital(hurdle, sales_eur_m)
     base = result[baseline].structure
     run = result.run
     if structures is None:
