@@ -40,6 +40,7 @@ from invlend import metrics as M
 __all__ = [
     "Document",
     "Footnotes",
+    "Keyed",
     "Rows",
     "format_metric",
     "json_ready",
@@ -235,6 +236,31 @@ class Rows:
     def to_csv(self, path: str | Path) -> None:
         """Write :meth:`records` as CSV, with a header."""
         write_csv(path, self.records(), self.fields())
+
+
+class Keyed(Mapping):
+    """A read-only mapping over ``self._data``, for the table objects.
+
+    ``table[key]`` is ``self._data[key]`` (a copy where it is a dict, so the table cannot be
+    changed through it); a missing key raises ``KeyError`` with ``_missing`` (a format string
+    of ``key``) and the keys there are.
+    """
+
+    _data: dict
+    _missing = "no key {key!r}"
+
+    def __getitem__(self, key: str) -> Any:
+        try:
+            row = self._data[key]
+        except KeyError:
+            raise KeyError(f"{self._missing.format(key=key)}; have {list(self._data)}") from None
+        return dict(row) if isinstance(row, dict) else row
+
+    def __iter__(self):
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
 
 
 class Document:

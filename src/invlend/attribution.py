@@ -49,7 +49,7 @@ True
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -59,7 +59,7 @@ from invlend import _checks
 from invlend import capital as C
 from invlend import metrics as M
 from invlend._sim.lowering import MEASURES
-from invlend._tables import Document, Footnotes, Rows, json_ready, text_table
+from invlend._tables import Document, Footnotes, Keyed, Rows, json_ready, text_table
 from invlend.config import Loan, Scenario, Structure, check_run
 from invlend.engine import simulate
 from invlend.estimation import Estimator
@@ -246,7 +246,7 @@ def _measures(simulate_kw: dict[str, Any]) -> tuple[str, ...]:
     return (given,) if isinstance(given, str) else tuple(given)
 
 
-class Attribution(Mapping, Rows, Document):
+class Attribution(Keyed, Rows, Document):
     """A paired difference split term by term into Shapley values, each with its standard error.
 
     Index as ``attribution[metric][term]`` to get an :class:`~invlend.metrics.Estimate`; the
@@ -289,17 +289,7 @@ class Attribution(Mapping, Rows, Document):
         self.notes = list(notes)
         self.meta = dict(meta)
 
-    def __getitem__(self, metric: str) -> dict[str, M.Estimate]:
-        try:
-            return dict(self._data[metric])
-        except KeyError:
-            raise KeyError(f"no metric {metric!r} in this attribution; have {list(self)}") from None
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._data)
-
-    def __len__(self) -> int:
-        return len(self._data)
+    _missing = "no metric {key!r} in this attribution"
 
     def records(self) -> list[dict[str, Any]]:
         """One dict per (metric, term), ``"total"`` last in each metric.

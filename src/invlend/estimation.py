@@ -35,7 +35,15 @@ from invlend import capital as C
 from invlend import metrics as M
 from invlend._sim import layout as L
 from invlend._sim.layout import AGG_ACCEPTED, AGG_PRINCIPAL, AGG_PV_WARRANT
-from invlend._tables import Document, Footnotes, Rows, json_ready, metric_rows, text_table
+from invlend._tables import (
+    Document,
+    Footnotes,
+    Keyed,
+    Rows,
+    json_ready,
+    metric_rows,
+    text_table,
+)
 from invlend.config import Scenario, Structure
 
 __all__ = ["Comparison", "Decomposition", "Difference", "Estimator", "Summary"]
@@ -136,7 +144,7 @@ class Comparison(_Table):
         return self._text(head, [f"{n} - {base}" for n in names])
 
 
-class Decomposition(Mapping, Rows, Document):
+class Decomposition(Keyed, Rows, Document):
     """A structure's value per unit lent, part by part, each with its standard error.
 
     Index as ``decomposition[part]`` to get an :class:`~invlend.metrics.Estimate`; the parts
@@ -153,17 +161,7 @@ class Decomposition(Mapping, Rows, Document):
         self._data = data
         self.meta = dict(meta)
 
-    def __getitem__(self, part: str) -> M.Estimate:
-        try:
-            return self._data[part]
-        except KeyError:
-            raise KeyError(f"no part {part!r}; have {list(self._data)}") from None
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._data)
-
-    def __len__(self) -> int:
-        return len(self._data)
+    _missing = "no part {key!r}"
 
     def records(self) -> list[dict[str, Any]]:
         """One dict per part, ``"total"`` last."""

@@ -37,7 +37,7 @@ import inspect
 import itertools
 import math
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,7 +48,7 @@ from scipy.optimize import brentq
 from invlend import _checks
 from invlend import metrics as M
 from invlend._sim.lowering import MEASURES
-from invlend._tables import Document, Footnotes, Rows, json_ready, text_table
+from invlend._tables import Document, Footnotes, Keyed, Rows, json_ready, text_table
 from invlend.config import (
     Equity,
     FundingCycle,
@@ -535,7 +535,7 @@ PRICING_QUANTITIES = {
 }  # fmt: skip
 
 
-class PricingTable(Mapping, Rows, Document):
+class PricingTable(Keyed, Rows, Document):
     """Break-even prices by starting stage, each with its Monte Carlo standard error.
 
     Index as ``table[stage][quantity]`` to get an :class:`~invlend.metrics.Estimate`; the
@@ -566,17 +566,7 @@ class PricingTable(Mapping, Rows, Document):
         self.breakevens = breakevens
         self.meta = dict(meta)
 
-    def __getitem__(self, stage: str) -> dict[str, M.Estimate]:
-        try:
-            return dict(self._data[stage])
-        except KeyError:
-            raise KeyError(f"no stage {stage!r}; have {self.stages}") from None
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._data)
-
-    def __len__(self) -> int:
-        return len(self._data)
+    _missing = "no stage {key!r}"
 
     def records(self) -> list[dict[str, Any]]:
         """One dict per stage: each quantity, its ``_se``, ``_ci_low``, ``_ci_high``, ``_note``."""

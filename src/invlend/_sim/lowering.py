@@ -169,8 +169,9 @@ def linkage_groups(structures: list[Structure]) -> tuple[int, ...]:
     return tuple(groups.setdefault(linkage_key(s.linkage), len(groups)) for s in structures)
 
 
-# Gauss-Legendre rule on [0, 1] for the time integral of a warrant's continuation value (the
-# integrand is smooth in time; 16 nodes integrate it to ~1e-10 of the warrant's value).
+# Gauss-Legendre rule on [0, 1] for the time integral of a warrant's continuation value. The
+# integrand has a sqrt(t) kink at t = 0 for a warrant at the money; 16 nodes agree with 128 to
+# 2e-5 of the value over spot/strike 0.3-3, 0.5-10 years left and volatility 0.3-1 (measured).
 _x, _w = np.polynomial.legendre.leggauss(16)
 GL_NODES = np.ascontiguousarray(0.5 * (_x + 1.0))
 GL_WEIGHTS = np.ascontiguousarray(0.5 * _w)

@@ -436,24 +436,20 @@ def continuation_value(t, firms, where, covered):
     growth = r + ld + li * (1.0 - mi) + lm * (1.0 - mm)
 
     def call(spot, time):
-        fwd = (
-            spot * np.exp(growth[..., None] * time)
-            if np.ndim(time)
-            else spot * np.exp(growth * time)
-        )
-        sd = (sig[..., None] if np.ndim(time) else sig) * np.sqrt(time)
-        k_ = strike[..., None] if np.ndim(time) else strike
+        """E[(S_time - strike)^+] per firm (rows) and time (columns) for spots (n,)."""
+        fwd = spot[:, None] * np.exp(growth[:, None] * time)
+        sd = sig[:, None] * np.sqrt(time)
+        k_ = strike[:, None]
         with np.errstate(divide="ignore", invalid="ignore"):
             d1 = (np.log(fwd / k_) + 0.5 * sd * sd) / sd
             val = fwd * ndtr(d1) - k_ * ndtr(d1 - sd)
         return np.where((sd > 0) & (k_ > 0) & (fwd > 0), val, np.maximum(fwd - k_, 0.0))
 
-    t_nodes = tau * t.gl_nodes
+    t_nodes = tau * t.gl_nodes[None, :]
     weights = tau * t.gl_weights * np.exp(-(r + lam)[:, None] * t_nodes)
-    exits = li[:, None] * call((mi * x)[:, None], t_nodes) + lm[:, None] * call(
-        (mm * x)[:, None], t_nodes
-    )
-    return np.exp(-(r + lam) * tau) * call(x, tau) + (weights * exits).sum(axis=1)
+    exits = li[:, None] * call(mi * x, t_nodes) + lm[:, None] * call(mm * x, t_nodes)
+    at_expiry = call(x, np.full((1, 1), tau))[:, 0]
+    return np.exp(-(r + lam) * tau) * at_expiry + (weights * exits).sum(axis=1)
 
 
 def portfolio_irr(cf, dt, out):
