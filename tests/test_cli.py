@@ -44,6 +44,8 @@ def test_compare_prints_tables_and_writes_files(compare_run):
     assert sorted(p.name for p in out.iterdir()) == [
         "comparison.csv",
         "cumulative_incidence.png",
+        "decomposition.csv",
+        "decomposition.png",
         "loss_distribution.png",
         "npv_distribution.png",
         "report.html",
@@ -263,7 +265,7 @@ def test_sweep_command_writes_table_csv_and_plot(tmp_path):
     proc = cli("sweep", "loan.rate", "0.03:0.05:3", "--portfolios", 20, "--size", 10,
                "--bootstrap", 0, "--out", out)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    assert "npv_per_principal by loan.rate" in proc.stdout and "0.04" in proc.stdout
+    assert "fair_value_per_principal by loan.rate" in proc.stdout and "0.04" in proc.stdout
     assert sorted(p.name for p in out.iterdir()) == ["sweep.csv", "sweep.png"]
 
 
@@ -280,7 +282,7 @@ def test_breakeven_command(tmp_path):
     proc = cli("breakeven", "loan.rate", 0, 0.3, "--structure", "pure_loan", "--target", 0,
                "--portfolios", 30, "--size", 20)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    assert "pure_loan: npv_per_principal reaches 0 at loan.rate =" in proc.stdout
+    assert "pure_loan: fair_value_per_principal reaches 0 at loan.rate =" in proc.stdout
 
 
 @pytest.mark.parametrize(

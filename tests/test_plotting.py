@@ -82,6 +82,31 @@ def test_risk_return_points_are_the_summary(res, ax):
         )
 
 
+def test_decomposition_bars_are_the_parts(res, ax):
+    res.plot_decomposition(ax=ax, structures=["pure_loan", "warrant_loan"])
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels[-1] == "total" and "warrant" in labels and "equity" not in labels  # zeros out
+    bars = [p for p in ax.patches if p.get_height() > 0]
+    assert len(bars) == 2 * len(labels)
+    fair = res.decompose("warrant_loan", "risk_neutral")
+    widths = [b.get_width() for b in bars[len(labels) :]]  # the second structure's bars
+    keys = [k.replace(" ", "_") for k in labels]
+    assert widths == pytest.approx([fair[k].estimate for k in keys], abs=1e-12)
+    assert "Fair value" in ax.get_xlabel()
+    with pytest.raises(ValueError, match="measure"):
+        res.plot_decomposition(ax=ax, measure="nope")
+
+
+def test_report_without_risk_neutral_measure_says_so(tmp_path):
+    res = il.simulate(il.Scenario.default(), n_portfolios=40, portfolio_size=20, seed=3,
+                      measures="real_world", keep="aggregates")  # fmt: skip
+    write_report(res, tmp_path / "rep", n_boot=0)
+    page = (tmp_path / "rep" / "report.html").read_text(encoding="utf-8")
+    assert "has no risk-neutral measure" in page
+    rows = (tmp_path / "rep" / "decomposition.csv").read_text().splitlines()
+    assert all(",real_world," in r for r in rows[1:])
+
+
 def test_sweep_and_tornado(ax):
     sc = il.Scenario.default()
     kw = dict(n_portfolios=20, portfolio_size=20, seed=2)
@@ -91,9 +116,12 @@ def test_sweep_and_tornado(ax):
     np.testing.assert_allclose(ax.get_lines()[0].get_xdata(), [0.03, 0.05])
     fig, ax2 = plt.subplots()
     sens = il.sensitivity(sc, il.warrant_loan(), ["loan.rate", "warrant.coverage"], **kw)
-    P.plot_tornado(sens, ax=ax2, metric="npv_per_principal")
-    # widest swing on top: warrant coverage moves the NPV more than the rate
-    assert ax2.get_yticklabels()[-1].get_text().startswith("warrant.coverage")
+    P.plot_tornado(sens, ax=ax2, metric="fair_value_per_principal")
+    # widest swing on top. In fair value the rate's +-20% (about 1.4 years of balance x 0.8 pp)
+    # moves more than the coverage's (+-20% of a warrant worth about 4% of principal).
+    swing = {p: abs(r["high"] - r["low"]) for p, r in sens.items()}
+    assert swing["loan.rate"] > swing["warrant.coverage"]
+    assert ax2.get_yticklabels()[-1].get_text().startswith("loan.rate")
     assert len(ax2.patches) == 4
     plt.close(fig)
 
@@ -106,11 +134,13 @@ def test_report_is_whole_and_self_contained(res, tmp_path):
     out = tmp_path / "rep"
     written = write_report(res, out, n_boot=20)
     names = {p.name for p in written}
-    assert {"report.html", "summary.csv", "summary.json", "comparison.csv"} <= names
+    assert {"report.html", "summary.csv", "summary.json", "comparison.csv",
+            "decomposition.csv"} <= names  # fmt: skip
     pngs = sorted(n for n in names if n.endswith(".png"))
-    assert len(pngs) == 5
+    assert len(pngs) == 6 and "decomposition.png" in pngs
     page = (out / "report.html").read_text(encoding="utf-8")
-    assert page.count("data:image/png;base64,") == 5 and "<img" in page and "src='http" not in page
+    assert page.count("data:image/png;base64,") == 6 and "<img" in page and "src='http" not in page
+    assert "Value part by part" in page and "warrant" in page
     for n in res:
         assert n in page
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".rep-")]  # no temp left

@@ -157,7 +157,7 @@ def test_sweep_table_text(scenario):
     assert set(lines[2]) == {"-"} and len(lines[2]) == len(lines[1])
     assert [line.split()[0] for line in lines[3:]] == ["0.04", "0.05"]
     assert all(len(line) == len(lines[1]) for line in lines[3:])  # numbers right-aligned
-    assert str(sw) == sw.table("npv_per_principal")
+    assert str(sw) == sw.table("fair_value_per_principal")
 
 
 def test_sweep_exports(scenario, tmp_path):
@@ -172,11 +172,11 @@ def test_sweep_exports(scenario, tmp_path):
 
 
 def test_breakeven_target_matches_the_linear_solution(scenario):
-    # NPV is exactly linear in the rate on common random numbers, so the root is explicit.
+    # The fair value is exactly linear in the rate on common random numbers, so the root is explicit.
     kw = dict(n_portfolios=100, portfolio_size=40, seed=5)
     b = il.breakeven(scenario, il.pure_loan(), "loan.rate", target=0.0, bracket=(0.0, 0.2), **kw)
     lo, hi = (il.simulate(scenario, il.pure_loan(rate=r), **kw).summary(n_boot=0)["pure_loan"]
-              ["npv_per_principal"].estimate for r in (0.0, 0.2))  # fmt: skip
+              ["fair_value_per_principal"].estimate for r in (0.0, 0.2))  # fmt: skip
     assert b.value == pytest.approx(-lo * 0.2 / (hi - lo), rel=1e-6)
     assert b.slope == pytest.approx((hi - lo) / 0.2, rel=1e-6)
     assert b.se > 0 and b.ci_low < b.value < b.ci_high and b.evaluations >= 4
@@ -188,7 +188,7 @@ def test_breakeven_against_another_structure(scenario):
     b = il.breakeven(scenario, il.pure_loan(), "loan.rate", against=il.warrant_loan(),
                      bracket=(0.0, 0.5), **kw)  # fmt: skip
     at = il.simulate(scenario, [il.pure_loan(rate=b.value), il.warrant_loan()], **kw)
-    d = at.compare("warrant_loan", n_boot=0)["pure_loan"]["npv_per_principal"]
+    d = at.compare("warrant_loan", n_boot=0)["pure_loan"]["fair_value_per_principal"]
     assert abs(d.estimate) < 1e-6  # the gap closes at the root
     # delta method: the paired gap's SE at the root over the gap's slope there
     assert b.se == pytest.approx(d.se / abs(b.slope), rel=1e-6)

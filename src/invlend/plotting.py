@@ -30,6 +30,7 @@ from invlend._sim import layout as L
 
 __all__ = [
     "plot_cumulative_incidence",
+    "plot_decomposition",
     "plot_loss_by_regime",
     "plot_loss_distribution",
     "plot_npv_distribution",
@@ -242,11 +243,46 @@ def plot_risk_return(
     return ax
 
 
+def plot_decomposition(
+    result, *, ax=None, measure: str = "risk_neutral", structures=None, **kw: Any
+):
+    """Each structure's value per unit lent, part by part: one group of bars per part.
+
+    The parts are those of :meth:`invlend.SimulationResult.decompose` (interest, principal,
+    fees, ..., and their total); parts that are zero in every structure drawn are left out.
+    Bars are the estimates, whiskers their 95% intervals. ``measure="risk_neutral"`` draws
+    the fair value, ``"real_world"`` the real-world NPV (expected cash at the discount rate).
+    """
+    names = _names(result, structures)
+    parts = {n: result.decompose(n, measure) for n in names}  # validates the measure
+    ax = _axes(ax)
+    keys = [k for k in parts[names[0]] if k == "total"
+            or any(parts[n][k].estimate != 0 for n in names)]  # fmt: skip
+    y = np.arange(len(keys))
+    height = 0.8 / len(names)
+    for i, n in enumerate(names):
+        est = np.array([parts[n][k].estimate for k in keys])
+        se = np.array([parts[n][k].se for k in keys])
+        ax.barh(y + (i - (len(names) - 1) / 2) * height, est, height,
+                xerr=np.where(np.isfinite(se), 1.96 * se, 0.0), capsize=2,
+                color=f"C{i}", label=n, **kw)  # fmt: skip
+    ax.set_yticks(y, [k.replace("_", " ") for k in keys])
+    ax.invert_yaxis()  # the parts in the decomposition's order, the total last
+    ax.axvline(0.0, color="0.3", lw=0.8)
+    ax.axhline(len(keys) - 1.5, color="0.7", lw=0.8, ls=":")  # the total below the parts
+    what = "Fair value" if measure == "risk_neutral" else "Real-world NPV (not a price)"
+    ax.set_xlabel(f"{what} per unit lent (present value at the discount rate)")
+    ax.set_title(f"{what} part by part (whiskers: 95% intervals)")
+    _percent(ax, "x")
+    ax.legend(loc="lower left")
+    return ax
+
+
 def plot_sweep(
     sweep_result,
     *,
     ax=None,
-    metric: str = "npv_per_principal",
+    metric: str = "fair_value_per_principal",
     structures=None,
     **fixed: float,
 ):

@@ -3,7 +3,9 @@
 Overview
 --------
 :func:`write_report` writes ``summary.csv``, ``summary.json`` (with the seed, the full inputs
-and the versions), ``comparison.csv``, one PNG per figure and ``report.html``, which embeds
+and the versions), ``comparison.csv``, ``decomposition.csv`` (each structure's value per unit
+lent, part by part: fair value when the run has the risk-neutral measure), one PNG per figure
+and ``report.html``, which embeds
 the figures so that the single file opens anywhere. Everything is written to a temporary
 folder next to the target and moved in only when complete, so an error never leaves a
 partial report behind.
@@ -20,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 from invlend import metrics as M
-from invlend._tables import Footnotes, metric_rows
+from invlend._tables import Footnotes, metric_rows, write_csv
 
 __all__ = ["write_report"]
 
@@ -28,6 +30,7 @@ _FIGURES = {
     "npv_distribution.png": "Distribution of each loan's NPV per unit of principal",
     "loss_distribution.png": "Portfolio loss rate with VaR and ES",
     "risk_return.png": "Risk and return of each structure",
+    "decomposition.png": "Fair value per unit lent, part by part",
     "cumulative_incidence.png": "Cumulative incidence of default, IPO and M&A by starting stage",
     "value_fan.png": "Firm value paths relative to entry",
 }
@@ -57,6 +60,10 @@ def _figures(result, summary) -> dict[str, bytes]:
     out = {
         "loss_distribution.png": render(lambda ax: P.plot_loss_distribution(result, ax=ax)),
         "risk_return.png": render(lambda ax: P.plot_risk_return(result, ax=ax, summary=summary)),
+        "decomposition.png": render(
+            lambda ax: P.plot_decomposition(result, ax=ax, measure=_value_measure(result)),
+            size=(8, 5.5),
+        ),
     }
     if result.keep == "firms":  # these need per-firm arrays
         out["npv_distribution.png"] = render(lambda ax: P.plot_npv_distribution(result, ax=ax))
@@ -65,6 +72,47 @@ def _figures(result, summary) -> dict[str, bytes]:
     if result[first].outcomes.paths.shape[0] > 0:
         out["value_fan.png"] = render(lambda ax: P.plot_value_fan(result, ax=ax))
     return out
+
+
+def _value_measure(result) -> str:
+    """The measure values are read from: risk neutral when the run has it."""
+    first = next(iter(result))
+    return "real_world" if result[first].fair_aggregates is None else "risk_neutral"
+
+
+def _decompositions(result) -> dict:
+    measure = _value_measure(result)
+    return {n: result.decompose(n, measure) for n in result}
+
+
+def _decomposition_section(decomps: dict) -> list[str]:
+    names = list(decomps)
+    first = decomps[names[0]]
+    keys = [k for k in first if k == "total" or any(decomps[n][k].estimate != 0 for n in names)]
+    rows = [
+        [k.replace("_", " ")]
+        + [f"{100 * decomps[n][k].estimate:+.2f}% ± {100 * decomps[n][k].se:.2f}%" for n in names]
+        for k in keys
+    ]
+    if first.measure == "risk_neutral":
+        lead = (
+            "Present values under the risk-neutral measure, per unit lent: what each part of "
+            "the structure is worth. The parts add up to the fair value (total); parts that are "
+            "zero for every structure are left out. <code>principal</code> is what is repaid "
+            "minus what is lent, <code>recoveries</code> what defaults recover: together they "
+            "are the time value of the principal and the credit loss."
+        )
+    else:
+        lead = (
+            "This run has no risk-neutral measure (a value barrier, or "
+            "<code>measures='real_world'</code>), so the parts are real-world expected cash "
+            "at the discount rate, per unit lent: not prices."
+        )
+    return [
+        "<h2>Value part by part</h2>",
+        f"<p>{lead}</p>",
+        _html_table(rows, ["part", *names]),
+    ]
 
 
 def _html_table(rows: list[list[str]], head: list[str]) -> str:
@@ -80,7 +128,7 @@ def _structures_json(result) -> str:
     return json.dumps(dumped, indent=2, ensure_ascii=False)
 
 
-def _page(result, summary, comparison, figures: dict[str, bytes]) -> str:
+def _page(result, summary, comparison, decomps, figures: dict[str, bytes]) -> str:
     names = list(summary)
     marks = Footnotes()
     rows = metric_rows(summary, marks)
@@ -98,6 +146,10 @@ def _page(result, summary, comparison, figures: dict[str, bytes]) -> str:
         f"seed {html.escape(str(result.seed))}, backend {html.escape(result.backend)}; "
         f"invlend {html.escape(result.versions['invlend'])}. Every estimate is shown with "
         "its Monte Carlo standard error, clustered by portfolio.</p>",
+        "<p>Values (fair value, RAROC and EVA numerators) come from the risk-neutral measure: "
+        "what the positions are worth. Risk (PD, losses, VaR, capital, provisions) comes from "
+        "the real-world measure. The real-world NPV is expected cash at the discount rate, not "
+        "a price.</p>",
         "<h2>Summary</h2>",
         _html_table(rows, ["metric", *names]),
     ]
@@ -110,6 +162,7 @@ def _page(result, summary, comparison, figures: dict[str, bytes]) -> str:
         )
         + "</dl></details>"
     )
+    parts += _decomposition_section(decomps)
     if comparison is not None and len(comparison):
         base = comparison.meta["baseline"]
         cnames = list(comparison)
@@ -153,6 +206,7 @@ def write_report(
     comparison = None
     if len(result) > 1:
         comparison = result.compare(baseline=baseline or next(iter(result)), n_boot=n_boot)
+    decomps = _decompositions(result)
     figures = _figures(result, summary)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
@@ -163,10 +217,13 @@ def write_report(
         (tmp / "summary.json").write_text(json.dumps(doc, indent=2, ensure_ascii=False))
         if comparison is not None:
             comparison.to_csv(tmp / "comparison.csv")
+        first = next(iter(decomps.values()))
+        write_csv(tmp / "decomposition.csv", [r for d in decomps.values() for r in d.records()],
+                  first.fields())  # fmt: skip
         for name, data in figures.items():
             (tmp / name).write_bytes(data)
         (tmp / "report.html").write_text(
-            _page(result, summary, comparison, figures), encoding="utf-8"
+            _page(result, summary, comparison, decomps, figures), encoding="utf-8"
         )
         out.mkdir(exist_ok=True)
         written = []

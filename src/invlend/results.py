@@ -434,6 +434,7 @@ class SimulationResult(Mapping):
     plot_loss_by_regime = _delegate(plotting.plot_loss_by_regime)
     plot_pool = _delegate(plotting.plot_pool)
     plot_risk_return = _delegate(plotting.plot_risk_return)
+    plot_decomposition = _delegate(plotting.plot_decomposition)
 
     def to_frame(self):
         """Per-firm long table (one row per structure and applicant) as a pandas DataFrame."""

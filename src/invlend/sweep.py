@@ -234,7 +234,7 @@ class SweepResult(Rows):
         """The columns of :meth:`records`, in the order of ``to_csv``."""
         return [*self.params, "structure", "metric", *M.Estimate._fields]
 
-    def table(self, metric: str = "npv_per_principal") -> str:
+    def table(self, metric: str = "fair_value_per_principal") -> str:
         """A text table of one metric: a row per point, a column per structure."""
         metric = _checks.metric("metric", metric, M.METRICS)
         marks = Footnotes()
@@ -251,7 +251,7 @@ class SweepResult(Rows):
     def __str__(self) -> str:
         return self.table()
 
-    def plot(self, metric: str = "npv_per_principal", **kw):
+    def plot(self, metric: str = "fair_value_per_principal", **kw):
         """Curves of ``metric`` with 95% bands; see :func:`invlend.plotting.plot_sweep`."""
         from invlend.plotting import plot_sweep
 
@@ -400,7 +400,7 @@ def breakeven(
     target: float | None = None,
     bracket: tuple[float, float] = (0.0, 1.0),
     *,
-    metric: str = "npv_per_principal",
+    metric: str = "fair_value_per_principal",
     against: Structure | None = None,
     xtol: float | None = None,
     n_boot: int = 200,
@@ -483,9 +483,12 @@ def breakeven(
         d = res.compare(baseline=against.name, n_boot=boot)[structure.name][metric]
         return d.estimate, d.se, d.note
 
-    f_lo, f_hi = gap(lo)[0], gap(hi)[0]
+    (f_lo, _, note_lo), (f_hi, _, note_hi) = gap(lo), gap(hi)
     if not (math.isfinite(f_lo) and math.isfinite(f_hi)):
-        raise _NoRoot(f"bracket: {metric} is undefined at an end of {bracket}")
+        why = note_lo if not math.isfinite(f_lo) else note_hi
+        raise _NoRoot(
+            f"bracket: {metric} is undefined at an end of {bracket}" + (f" ({why})" if why else "")
+        )
     if f_lo * f_hi > 0:
         goal = f"{metric} of {against.name}" if against is not None else f"{target:g}"
         raise _NoRoot(
@@ -805,7 +808,7 @@ def sensitivity(
     structure: Structure,
     params: Sequence[str],
     *,
-    metric: str = "npv_per_principal",
+    metric: str = "fair_value_per_principal",
     rel_change: float = 0.2,
     **simulate_kw: Any,
 ) -> dict[str, dict[str, float]]:
