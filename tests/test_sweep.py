@@ -172,7 +172,7 @@ def test_sweep_exports(scenario, tmp_path):
 
 
 def test_breakeven_target_matches_the_linear_solution(scenario):
-    # The fair value is exactly linear in the rate on common random numbers, so the root is explicit.
+    # The fair value is exactly linear in the rate on common random numbers: the root is explicit.
     kw = dict(n_portfolios=100, portfolio_size=40, seed=5)
     b = il.breakeven(scenario, il.pure_loan(), "loan.rate", target=0.0, bracket=(0.0, 0.2), **kw)
     lo, hi = (il.simulate(scenario, il.pure_loan(rate=r), **kw).summary(n_boot=0)["pure_loan"]
