@@ -192,6 +192,15 @@ class Decomposition(Keyed, Rows, Document):
         return self.__str__()
 
 
+def shown_parts(decompositions: Mapping[str, Decomposition]) -> list[str]:
+    """The parts worth showing for these decompositions, in order.
+
+    Every part that is not zero in at least one of them, and ``"total"``.
+    """
+    ds = list(decompositions.values())
+    return [k for k in ds[0] if k == "total" or any(d[k].estimate != 0 for d in ds)]
+
+
 def _equity_charge(structure: Structure, scenario: Scenario, fair: np.ndarray | None) -> float:
     """Equity-risk capital of the structure's equity stake and warrant per unit of principal.
 

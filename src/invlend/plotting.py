@@ -27,6 +27,7 @@ import numpy as np
 from invlend import _checks
 from invlend import metrics as M
 from invlend._sim import layout as L
+from invlend.estimation import shown_parts
 
 __all__ = [
     "plot_cumulative_incidence",
@@ -244,7 +245,13 @@ def plot_risk_return(
 
 
 def plot_decomposition(
-    result, *, ax=None, measure: str = "risk_neutral", structures=None, **kw: Any
+    result,
+    *,
+    ax=None,
+    measure: str = "risk_neutral",
+    structures=None,
+    decompositions=None,
+    **kw: Any,
 ):
     """Each structure's value per unit lent, part by part: one group of bars per part.
 
@@ -252,12 +259,15 @@ def plot_decomposition(
     fees, ..., and their total); parts that are zero in every structure drawn are left out.
     Bars are the estimates, whiskers their 95% intervals. ``measure="risk_neutral"`` draws
     the fair value, ``"real_world"`` the real-world NPV (expected cash at the discount rate).
+    ``decompositions`` (name -> :class:`~invlend.estimation.Decomposition`, in the measure
+    given) reuses ones already computed.
     """
     names = _names(result, structures)
-    parts = {n: result.decompose(n, measure) for n in names}  # validates the measure
+    if decompositions is None:  # decompose validates the measure
+        decompositions = {n: result.decompose(n, measure) for n in names}
+    parts = {n: decompositions[n] for n in names}
     ax = _axes(ax)
-    keys = [k for k in parts[names[0]] if k == "total"
-            or any(parts[n][k].estimate != 0 for n in names)]  # fmt: skip
+    keys = shown_parts(parts)
     y = np.arange(len(keys))
     height = 0.8 / len(names)
     for i, n in enumerate(names):

@@ -5,10 +5,9 @@ Overview
 :func:`write_report` writes ``summary.csv``, ``summary.json`` (with the seed, the full inputs
 and the versions), ``comparison.csv``, ``decomposition.csv`` (each structure's value per unit
 lent, part by part: fair value when the run has the risk-neutral measure), one PNG per figure
-and ``report.html``, which embeds
-the figures so that the single file opens anywhere. Everything is written to a temporary
-folder next to the target and moved in only when complete, so an error never leaves a
-partial report behind.
+and ``report.html``, which embeds the figures so that the single file opens anywhere.
+Everything is written to a temporary folder next to the target and moved in only when
+complete, so an error never leaves a partial report behind.
 """
 
 from __future__ import annotations
@@ -23,6 +22,7 @@ from pathlib import Path
 
 from invlend import metrics as M
 from invlend._tables import Footnotes, metric_rows, write_csv
+from invlend.estimation import shown_parts
 
 __all__ = ["write_report"]
 
@@ -36,7 +36,7 @@ _FIGURES = {
 }
 
 
-def _figures(result, summary) -> dict[str, bytes]:
+def _figures(result, summary, decomps) -> dict[str, bytes]:
     """Render every figure to PNG bytes (Agg canvas: no display needed)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -57,11 +57,14 @@ def _figures(result, summary) -> dict[str, bytes]:
         for ax, event in zip(axes, ("DEFAULT", "IPO", "MA"), strict=True):
             P.plot_cumulative_incidence(result, ax=ax, event=event)
 
+    first_part = next(iter(decomps.values()))
     out = {
         "loss_distribution.png": render(lambda ax: P.plot_loss_distribution(result, ax=ax)),
         "risk_return.png": render(lambda ax: P.plot_risk_return(result, ax=ax, summary=summary)),
         "decomposition.png": render(
-            lambda ax: P.plot_decomposition(result, ax=ax, measure=_value_measure(result)),
+            lambda ax: P.plot_decomposition(
+                result, ax=ax, measure=first_part.measure, decompositions=decomps
+            ),
             size=(8, 5.5),
         ),
     }
@@ -74,21 +77,19 @@ def _figures(result, summary) -> dict[str, bytes]:
     return out
 
 
-def _value_measure(result) -> str:
-    """The measure values are read from: risk neutral when the run has it."""
-    first = next(iter(result))
-    return "real_world" if result[first].fair_aggregates is None else "risk_neutral"
-
-
 def _decompositions(result) -> dict:
-    measure = _value_measure(result)
+    """Each structure's value part by part.
+
+    The fair value where the run has the risk-neutral measure, the real-world NPV otherwise.
+    """
+    measure = "risk_neutral" if "risk_neutral" in result.run.measures else "real_world"
     return {n: result.decompose(n, measure) for n in result}
 
 
 def _decomposition_section(decomps: dict) -> list[str]:
     names = list(decomps)
     first = decomps[names[0]]
-    keys = [k for k in first if k == "total" or any(decomps[n][k].estimate != 0 for n in names)]
+    keys = shown_parts(decomps)
     rows = [
         [k.replace("_", " ")]
         + [f"{100 * decomps[n][k].estimate:+.2f}% ± {100 * decomps[n][k].se:.2f}%" for n in names]
@@ -207,7 +208,7 @@ def write_report(
     if len(result) > 1:
         comparison = result.compare(baseline=baseline or next(iter(result)), n_boot=n_boot)
     decomps = _decompositions(result)
-    figures = _figures(result, summary)
+    figures = _figures(result, summary, decomps)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
