@@ -207,6 +207,12 @@ def test_a_warrant_adds_the_equity_charge_of_its_fair_value():
     assert 0.0 < value < with_w.warrant.coverage
     diff = s["warrant_loan"]["irb_capital"].estimate - s["no_warrant"]["irb_capital"].estimate
     assert diff == pytest.approx(0.08 * 4.0 * value, rel=1e-10)
+    # The charge is an estimate: the paired difference of irb_capital (the loans' K are the
+    # same on the same firms) has the standard error of 0.32 times the warrant's fair value.
+    d = res.compare("no_warrant", n_boot=0)["warrant_loan"]["irb_capital"]
+    se = res.decompose("warrant_loan")["warrant"].se
+    assert se > 0.0
+    assert d.se == pytest.approx(0.08 * 4.0 * se, rel=1e-9)
 
 
 def test_without_fair_values_a_warrant_is_charged_on_its_black_scholes_proxy():

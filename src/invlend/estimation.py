@@ -201,21 +201,26 @@ def shown_parts(decompositions: Mapping[str, Decomposition]) -> list[str]:
     return [k for k in ds[0] if k == "total" or any(d[k].estimate != 0 for d in ds)]
 
 
-def _equity_charge(structure: Structure, scenario: Scenario, fair: np.ndarray | None) -> float:
+def _equity_charge(
+    structure: Structure, scenario: Scenario, fair: np.ndarray | None, n_port: int
+) -> M.Smooth:
     """Equity-risk capital of the structure's equity stake and warrant per unit of principal.
 
     The warrant's value is its fair value per unit lent from the risk-neutral aggregates
-    ``fair``; without them, the Black-Scholes proxy of
+    ``fair``, an estimate whose influence values the charge carries (so the standard error of
+    ``irb_capital`` includes the warrant's); without them, the Black-Scholes proxy of
     :func:`invlend.capital.warrant_value_proxy` over the scenario's entry stages, with a life
-    of ``expiry_years``.
+    of ``expiry_years``, a constant. Returns the charge and its influence values per portfolio.
     """
-    charge = 0.0
+    charge, influence = 0.0, np.zeros(n_port)
     e, w = structure.equity, structure.warrant
     if e is not None:
         charge += M.equity_charge(e.equity_to_value, structure.loan.loan_to_value)
     if w is not None and fair is not None:
-        lent = fair[:, AGG_PRINCIPAL].sum()
-        charge += M.warrant_charge(fair[:, AGG_PV_WARRANT].sum() / lent if lent > 0 else 0.0)
+        value, u_value = M.ratio(fair[:, AGG_PV_WARRANT], fair[:, AGG_PRINCIPAL])
+        if math.isfinite(value):
+            charge += M.warrant_charge(value)
+            influence = influence + M.warrant_charge(1.0) * u_value
     elif w is not None:
         stages = scenario.stages
         value = C.warrant_value_proxy(
@@ -228,7 +233,7 @@ def _equity_charge(structure: Structure, scenario: Scenario, fair: np.ndarray | 
             w.expiry_years,
         )
         charge += M.warrant_charge(value)
-    return charge
+    return charge, influence
 
 
 def _differences(
@@ -300,7 +305,7 @@ class Estimator:
             n: M.smooth_metrics(r.aggregates, r.portfolio_irr, size,
                                 C.effective_maturity(r.structure.loan, sc.steps_per_year),
                                 hurdle, sales_eur_m,
-                                _equity_charge(r.structure, sc, r.fair_aggregates),
+                                _equity_charge(r.structure, sc, r.fair_aggregates, n_port),
                                 r.fair_aggregates)
             for n, r in res.items()
         }  # fmt: skip
