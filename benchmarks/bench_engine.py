@@ -7,7 +7,8 @@ Sections, each measured in this one run so that ratios hold on a noisy machine:
 1. *Throughput* (this file): live firm-steps per second of the ``cpu`` backend, the ``numpy``
    backend and the RNG bound on two workloads, with interleaved repeats; the time of evaluating
    the three default structures against simulating the firms; each engine's cost split into a
-   fixed cost per firm and a cost per live step.
+   fixed cost per firm and a cost per live step; the cost of running both measures against the
+   real-world one alone, end to end and per kernel.
 2. *Scaling and memory* (:mod:`bench_scaling`): ``invlend.simulate`` end to end from 1e4 to 1e7
    firm-paths with 1 and 2 threads, each size in a fresh process that reports its peak resident
    set; a table and ``docs/img/scaling.png``.
@@ -22,6 +23,7 @@ is the best of ``--repeat`` runs after a warm-up that compiles (or loads) the ke
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import time
@@ -312,6 +314,48 @@ def throughput(args):
     return text, all_ratios, splits
 
 
+def measures_cost(args):
+    """Section 1b: the cost of the risk-neutral measure beside the real-world one.
+
+    End to end: ``invlend.simulate`` with the default structures and ``keep="aggregates"``,
+    the real-world measure alone against both (the default), interleaved, best of
+    ``--repeat``. Per kernel: the firm simulation of one linkage under each measure, at the
+    default value elasticity and at beta 0, on the same firms.
+    """
+    sc, structures = il.Scenario.default(), il.default_structures()
+    n_port = max(args.firms // SIZE // 2, 100)
+    kw = dict(n_portfolios=n_port, portfolio_size=SIZE, seed=1, keep="aggregates")
+    runs = {"real world": ("real_world",), "both": None}
+    for m in runs.values():  # compile or load the cached kernels
+        il.simulate(sc, structures, **{**kw, "n_portfolios": 100}, measures=m)
+    e2e = {k: math.inf for k in runs}
+    for _ in range(args.repeat):
+        for k, m in runs.items():
+            t0 = time.perf_counter()
+            il.simulate(sc, structures, **kw, measures=m)
+            e2e[k] = min(e2e[k], time.perf_counter() - t0)
+    chk = checkpoint_table(sc, structures)
+    cases = {}
+    for label, scenario in (("beta 3", sc), (BETA0, value_blind(sc))):
+        for measure in ("real_world", "risk_neutral"):
+            case = Case(scenario, structures, n_port * SIZE, "cpu")
+            case.dyn = lower_dynamics(scenario, il.Linkage(), chk, measure=measure)
+            cases[(label, measure)] = case
+    for _ in range(args.repeat):
+        for case in cases.values():
+            case.t_sim()
+    ns = {k: 1e9 * c.t_sim.wall / c.live for k, c in cases.items()}
+    out = {
+        "n_portfolios": n_port,
+        "real_world_s": e2e["real world"],
+        "both_s": e2e["both"],
+        "ratio": e2e["both"] / e2e["real world"],
+        **{f"ns {label} {m}": v for (label, m), v in ns.items()},
+    }
+    print("  measures: " + ", ".join(f"{k} = {v:.3f}" for k, v in out.items()), flush=True)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--firms", type=int, default=1_000_000)
@@ -330,6 +374,7 @@ def main():
     t0 = time.perf_counter()
     load0 = os.getloadavg()[0]
     tp_text, ratios, splits = throughput(args)
+    measures = measures_cost(args)
     scaling = bench_scaling.run(max_firms=args.max_firms)
     img = ROOT / "docs" / "img" / "scaling.png"
     bench_scaling.plot(scaling, img)
@@ -341,7 +386,7 @@ def main():
         f"{numba.get_num_threads()} threads; suite ran in {time.perf_counter() - t0:.0f} s, "
         f"load average {load0:.1f} at its start and {os.getloadavg()[0]:.1f} at its end"
     )
-    page = report.page(tp_text, ratios, splits, scaling, startup, machine, args)
+    page = report.page(tp_text, ratios, splits, measures, scaling, startup, machine, args)
     print()
     print(page)
     if args.out:

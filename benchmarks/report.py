@@ -61,8 +61,8 @@ def _memory_table(data: dict) -> str:
     return "\n".join(lines)
 
 
-def page(tp_text: str, ratios: dict, splits: dict, scaling: dict, startup: dict, machine: str,
-         args) -> str:  # fmt: skip
+def page(tp_text: str, ratios: dict, splits: dict, measures: dict, scaling: dict,
+         startup: dict, machine: str, args) -> str:  # fmt: skip
     d, t = ratios[DEFAULT], ratios.get(LONG, ratios[DEFAULT])
     sp = splits[DEFAULT]
     rows2 = [r for r in scaling["rows"] if r["threads"] == max(bench_scaling.THREADS)]
@@ -98,7 +98,10 @@ def page(tp_text: str, ratios: dict, splits: dict, scaling: dict, startup: dict,
         memory=per_struct <= 100,
         imp=imp < 1.0,
         demo=demo is not None and demo < 30,
+        measures=measures["ratio"] <= 2.0,
     )
+    mq = {k: measures[f"ns {k} risk_neutral"] / measures[f"ns {k} real_world"]
+          for k in ("beta 3", BETA0)}  # fmt: skip
     targets = [
         ("firm simulation >= 10x the `numpy` backend",
          f"{d['cpu / numpy']:.1f}x (10 y: {t['cpu / numpy']:.1f}x)", ok["numpy"]),
@@ -112,6 +115,9 @@ def page(tp_text: str, ratios: dict, splits: dict, scaling: dict, startup: dict,
         ("peak memory linear in firm-paths, <= 100 bytes per firm-path per structure kept",
          f"{per_struct:.0f} bytes ({slope:.0f} per firm-path, {n_struct} structures)",
          ok["memory"]),
+        ("both measures (fair value and risk) <= 2x the real-world measure alone, end to end",
+         f"{measures['ratio']:.2f}x ({measures['both_s']:.2f} s against "
+         f"{measures['real_world_s']:.2f} s)", ok["measures"]),
         ("`import invlend` < 1 s", f"{imp:.2f} s", ok["imp"]),
         ("`make demo` < 30 s with a warm cache", demo_text, ok["demo"]),
     ]  # fmt: skip
@@ -148,6 +154,15 @@ def page(tp_text: str, ratios: dict, splits: dict, scaling: dict, startup: dict,
         v_memory=_verdict(ok["memory"]),
         v_import=_verdict(ok["imp"]),
         v_demo=_verdict(ok["demo"]),
+        v_measures=_verdict(ok["measures"]),
+        measures_ratio=f"{measures['ratio']:.2f}x",
+        measures_n=f"{measures['n_portfolios']:,}",
+        q_ratio=f"{mq['beta 3']:.2f}x",
+        q_ratio_beta0=f"{mq[BETA0]:.2f}x",
+        q_ns=f"{measures['ns beta 3 risk_neutral']:.1f}",
+        p_ns=f"{measures['ns beta 3 real_world']:.1f}",
+        q_ns_beta0=f"{measures[f'ns {BETA0} risk_neutral']:.1f}",
+        p_ns_beta0=f"{measures[f'ns {BETA0} real_world']:.1f}",
         cpu_numpy=f"{d['cpu / numpy']:.1f}x",
         cpu_bound=f"{100 * d['cpu / RNG bound']:.0f}%",
         cpu_bound_long=f"{100 * t['cpu / RNG bound']:.0f}%",
