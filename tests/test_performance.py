@@ -25,6 +25,8 @@ def test_benchmark_suite_runs_and_fills_the_page(tmp_path, monkeypatch):
     text, ratios, splits = bench_engine.throughput(args)
     assert set(ratios) == {report.DEFAULT, report.LONG}
     assert all(v > 0 for r in ratios.values() for v in r.values())
+    measures = bench_engine.measures_cost(args)
+    assert measures["both_s"] > 0 and measures["ratio"] > 1.0  # both measures cost more
     sizes = [10_000, 100_000, 1_000_000]
     rows = [
         dict(firms=n, threads=t, first=2e-6 * n / t, seconds=1e-6 * n / t, base_rss=2e8,
@@ -38,7 +40,8 @@ def test_benchmark_suite_runs_and_fills_the_page(tmp_path, monkeypatch):
     assert (tmp_path / "scaling.png").stat().st_size > 10_000
     startup = dict(import_s=0.5, import_top=[("numba", 0.2)], demo_s=3.0,
                    first=dict(cold=10.0, warm=0.3, run=0.01, compile=10.0, load=0.3))  # fmt: skip
-    page = report.page(text, ratios, splits, scaling, startup, "test machine", args)
+    page = report.page(text, ratios, splits, measures, scaling, startup, "test machine", args)
     assert "{" not in page and "}" not in page
     assert "| peak memory linear in firm-paths" in page and "72 bytes" in page
+    assert "| both measures (fair value and risk) <= 2x" in page
     sys.modules.pop("report", None)  # the name is generic: do not leave it to other tests
