@@ -26,7 +26,7 @@ def test_benchmark_suite_runs_and_fills_the_page(tmp_path, monkeypatch):
     assert set(ratios) == {report.DEFAULT, report.LONG}
     assert all(v > 0 for r in ratios.values() for v in r.values())
     measures = bench_engine.measures_cost(args)
-    assert measures["both_s"] > 0 and measures["ratio"] > 1.0  # both measures cost more
+    assert all(v > 0 for v in measures.values())  # timings are judged by make bench, not here
     sizes = [10_000, 100_000, 1_000_000]
     rows = [
         dict(firms=n, threads=t, first=2e-6 * n / t, seconds=1e-6 * n / t, base_rss=2e8,

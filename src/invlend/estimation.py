@@ -220,7 +220,7 @@ def _equity_charge(
         value, u_value = M.ratio(fair[:, AGG_PV_WARRANT], fair[:, AGG_PRINCIPAL])
         if math.isfinite(value):
             charge += M.warrant_charge(value)
-            influence = influence + M.warrant_charge(1.0) * u_value
+            influence = M.warrant_charge(1.0) * u_value  # the charge is linear in the value
     elif w is not None:
         stages = scenario.stages
         value = C.warrant_value_proxy(

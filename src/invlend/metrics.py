@@ -301,7 +301,7 @@ def smooth_metrics(
     maturity_years: float = 2.5,
     hurdle: float = C.DEFAULT_HURDLE,
     sales_eur_m: float | None = IRB_SALES_EUR_M,
-    equity_charge: float | tuple[float, np.ndarray] = 0.0,
+    equity_charge: tuple[float, np.ndarray | float] = (0.0, 0.0),
     fair: np.ndarray | None = None,
 ) -> dict:
     """Smooth metrics as ``{name: (estimate, influence values)}``.
@@ -311,8 +311,9 @@ def smooth_metrics(
     ``maturity_years`` is the loan's effective maturity ``M`` (the summaries pass
     :func:`invlend.capital.effective_maturity`). ``equity_charge`` is the equity-risk capital
     per unit of principal of the structure's equity stake and warrant (:func:`equity_charge`
-    plus :func:`warrant_charge`), added to the loan's ``K`` in ``irb_capital``: a constant, or
-    an estimate with its influence values (the warrant's charge on its fair value). ``fair`` is
+    plus :func:`warrant_charge`), added to the loan's ``K`` in ``irb_capital``, as an estimate
+    and its influence values (0 for a constant charge; the warrant's charge on its fair value
+    is an estimate). ``fair`` is
     the aggregates under the risk-neutral measure (``None``: the fair values are NaN).
     """
     a = agg
@@ -325,8 +326,7 @@ def smooth_metrics(
     annual_pd = (-math.expm1(-h), math.exp(-h) * u_h) if math.isfinite(h) else (h, u_h)
     years = ratio(a[:, L.AGG_EXPOSURE], a[:, L.AGG_PRINCIPAL])
     k_loan, u_k = _irb(annual_pd, lgd, maturity_years, sales_eur_m)
-    charge, u_charge = equity_charge if isinstance(equity_charge, tuple) else (equity_charge, 0.0)
-    irb = (k_loan + charge, u_k + u_charge)
+    irb = (k_loan + equity_charge[0], u_k + equity_charge[1])
     if fair is None:
         nan = (math.nan, np.full(a.shape[0], math.nan))
         fv_pp = fv_pa = nan
