@@ -7,10 +7,13 @@ and no temporary. Crafted and damaged files are in ``test_store_hardening.py``.
 
 from __future__ import annotations
 
+import zipfile
+
 import numpy as np
 import pytest
 
 import invlend as il
+from invlend import store
 
 # ---------------------------------------------------------------------- saved results
 
@@ -85,8 +88,30 @@ def test_interrupted_save_leaves_the_old_file_and_no_temporary(saved_pair, tmp_p
         fh.write(b"PK\x03\x04 half a zip")
         raise KeyboardInterrupt
 
+    monkeypatch.setattr(np, "savez", crash)
     monkeypatch.setattr(np, "savez_compressed", crash)
-    with pytest.raises(KeyboardInterrupt):
-        res.save(path)
-    assert path.read_bytes() == before
-    assert [p.name for p in tmp_path.iterdir()] == ["run.npz"]
+    for compress in (False, True):
+        with pytest.raises(KeyboardInterrupt):
+            store.save(res, path, compress=compress)
+        assert path.read_bytes() == before
+        assert [p.name for p in tmp_path.iterdir()] == ["run.npz"]
+
+
+def test_save_stores_by_default_and_compresses_on_request(saved_pair, tmp_path):
+    """The default writes the arrays stored (disk speed); both forms load bit for bit."""
+    res, _ = saved_pair
+    stored, packed = tmp_path / "stored.npz", tmp_path / "packed.npz"
+    res.save(stored)
+    store.save(res, packed, compress=True)
+    methods = {
+        p: {m.compress_type for m in zipfile.ZipFile(p).infolist()} for p in (stored, packed)
+    }
+    assert methods[stored] == {zipfile.ZIP_STORED}
+    assert methods[packed] == {zipfile.ZIP_DEFLATED}
+    assert packed.stat().st_size < stored.stat().st_size
+    for p in (stored, packed):
+        back = il.load(p)
+        for key, a in res.arrays.items():
+            np.testing.assert_array_equal(back.arrays[key], a)
+    with pytest.raises(TypeError, match="compress"):
+        store.save(res, stored, compress="yes")

@@ -56,7 +56,7 @@ def _digest(meta_text: str, arrays: dict[str, np.ndarray]) -> str:
     for key in sorted(arrays):
         a = np.ascontiguousarray(arrays[key])
         h.update(f"\0{key}\0{a.dtype.str}\0{a.shape}\0".encode())
-        h.update(a.tobytes())
+        h.update(a.reshape(-1).view(np.uint8))  # the bytes in place, not a copy
     return h.hexdigest()
 
 
@@ -89,8 +89,10 @@ def _fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def write(result, path: str | Path) -> None:
+def write(result, path: str | Path, compress: bool = False) -> None:
     """Write ``result`` to ``path`` atomically; see :func:`invlend.store.save`."""
+    if not isinstance(compress, bool):
+        raise TypeError(f"compress: expected True or False, got {compress!r}")
     raw = os.fspath(path)
     if not raw:
         raise ValueError("path: empty; give a file name such as 'run.npz'")
@@ -120,7 +122,7 @@ def write(result, path: str | Path) -> None:
         # mkstemp makes the file private (0o600); the result gets what any new file gets.
         os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
-            np.savez_compressed(fh, **payload)
+            (np.savez_compressed if compress else np.savez)(fh, **payload)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
