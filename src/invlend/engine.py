@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from invlend import _checks
+from invlend import _checks, _progress
 from invlend._sim import layout as L
 from invlend._sim.backend import Backend
 from invlend._sim.lowering import (
@@ -207,7 +207,7 @@ def simulate(
         Runs ranges of portfolios as separate tasks; the merged result is identical. Every
         part it returns is checked (keys, dtypes, shapes) before it is merged.
     progress : bool
-        Print a progress bar on standard error.
+        Show a progress bar on standard error (portfolios done, rate, time left).
     sample_paths : int
         Record the value paths of the first ``sample_paths`` firms (flat order) for plotting;
         ``NaN`` after a firm's event.
@@ -267,29 +267,33 @@ def simulate(
     out = _allocate(spec, n_portfolios)
     chunk = max(1, chunk_firms // portfolio_size)
     ranges = [(p0, min(p0 + chunk, n_portfolios)) for p0 in range(0, n_portfolios, chunk)]
-    bar = _Progress(len(ranges)) if progress else None
-    if executor is None:
-        for p0, p1 in ranges:
-            _run_range(spec, p0, p1, _views(out, p0, p1))
-            if bar:
-                bar.update()
-    else:
-        futures = []
-        try:
+    bar = _progress.bar(n_portfolios, "simulating", "portfolios", progress)
+    try:
+        if executor is None:
             for p0, p1 in ranges:
-                futures.append((p0, p1, _submit(executor, spec, p0, p1)))
-            for p0, p1, fut in futures:
-                _merge(out, _result(fut, p0, p1), p0, p1, portfolio_size)
-                if bar:
-                    bar.update()
-        except BaseException:
-            _cancel(fut for _, _, fut in futures)  # no work left running for a failed call
-            raise
-    if bar:
+                _run_range(spec, p0, p1, _views(out, p0, p1))
+                bar.update(p1 - p0)
+        else:
+            _run_distributed(executor, spec, ranges, out, portfolio_size, bar)
+    finally:
         bar.close()
     run = L.RunInfo(n_portfolios, portfolio_size, entropy, spawn_key, backend, keep,
                     _versions(backend), measures)  # fmt: skip
     return SimulationResult.from_arrays(scenario, structs, spec.group_of, out, run)
+
+
+def _run_distributed(executor, spec: _Spec, ranges, out, portfolio_size: int, bar) -> None:
+    """Submit every range to ``executor`` and merge the parts in order, checked."""
+    futures = []
+    try:
+        for p0, p1 in ranges:
+            futures.append((p0, p1, _submit(executor, spec, p0, p1)))
+        for p0, p1, fut in futures:
+            _merge(out, _result(fut, p0, p1), p0, p1, portfolio_size)
+            bar.update(p1 - p0)
+    except BaseException:
+        _cancel(fut for _, _, fut in futures)  # no work left running for a failed call
+        raise
 
 
 def _check_measures(measures: Any, scenario: Scenario) -> tuple[str, ...]:
@@ -579,25 +583,3 @@ def _run_range_on(backend: Backend, spec: _Spec, p0: int, p1: int, out: dict) ->
                     # Screening cost alone is not an investment: no loan, no IRR.
                     k_irr = L.structure_key(s, "irr")
                     out[k_irr][out[L.structure_key(s, "agg")][:, L.AGG_ACCEPTED] == 0] = np.nan
-
-
-class _Progress:
-    """A minimal progress bar on standard error."""
-
-    def __init__(self, total: int) -> None:
-        self.total = total
-        self.done = 0
-        self.update(0)
-
-    def update(self, n: int = 1) -> None:
-        self.done += n
-        width = 30
-        filled = int(width * self.done / max(self.total, 1))
-        sys.stderr.write(
-            f"\rsimulating [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total}"
-        )
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        sys.stderr.write("\n")
-        sys.stderr.flush()
