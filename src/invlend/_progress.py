@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import sys
 
-from tqdm import tqdm
-
 __all__ = ["bar"]
 
 
@@ -28,5 +26,7 @@ def bar(total: int, desc: str, unit: str, enabled: bool = True):
     """A progress bar of ``total`` ``unit`` s labelled ``desc``, or a no-op if not ``enabled``."""
     if not enabled:
         return _Off()
+    from tqdm import tqdm  # imported when a bar is shown: `import invlend` stays light
+
     return tqdm(total=total, desc=desc, unit=f" {unit}", file=sys.stderr, mininterval=0.2,
                 dynamic_ncols=True, smoothing=0.1)  # fmt: skip
