@@ -84,6 +84,19 @@ def test_summary_is_cached_and_reproducible(res, summary):
         np.testing.assert_equal(other[name], summary[name])  # replicates come from the seed
 
 
+def test_summary_progress_bar_counts_replicates_and_changes_nothing(summary, capfd):
+    fresh = il.simulate(
+        il.Scenario.default(), _structures(), n_portfolios=N_PORT, portfolio_size=SIZE, seed=SEED
+    )
+    shown = fresh.summary(n_boot=200, progress=True)
+    err = capfd.readouterr().err
+    assert "bootstrap" in err and "200/200 [" in err and "replicates/s" in err
+    fresh.compare(n_boot=200, progress=True)  # cached with the summary: nothing to show
+    assert capfd.readouterr().err == ""
+    for name in fresh:
+        np.testing.assert_equal(shown[name], summary[name])
+
+
 @pytest.mark.parametrize("name", [s.name for s in _structures()])
 def test_metric_definitions(res, summary, name):
     r, est = res[name], {m: e.estimate for m, e in summary[name].items()}

@@ -66,7 +66,7 @@ def test_format_metric(metric, x, text):
 def test_footnotes_number_each_reason_once_in_first_use():
     marks = T.Footnotes()
     nan = math.nan
-    assert marks.cell("pd", M.Estimate(0.1, 0.01, 0.08, 0.12)) == "10.000% ± 1.000%"
+    assert marks.cell("pd", M.Estimate(0.1, 0.01, 0.08, 0.12)) == "10.0% ± 1.0%"
     assert marks.cell("pd", M.Estimate(nan, nan, nan, nan, "nobody")) == "n/a ± n/a [1]"
     assert marks.cell("irr", M.Estimate(0.05, nan, nan, nan, "few")) == "5.000% ± n/a [2]"
     assert marks.cell("lgd", M.Estimate(nan, nan, nan, nan, "nobody")) == "n/a ± n/a [1]"
@@ -78,7 +78,7 @@ def test_footnotes_number_each_reason_once_in_first_use():
 def test_footnotes_show_the_z_of_a_difference():
     marks = T.Footnotes()
     d = Difference(-0.02, 0.004, -0.028, -0.012, -5.0)
-    assert marks.cell("pd", d) == "-2.000% ± 0.400% z=-5.0"
+    assert marks.cell("pd", d) == "-2.00% ± 0.40% z=-5.0"
     undefined = Difference(1.5, math.nan, math.nan, math.nan, math.nan, "one portfolio")
     assert marks.cell("npv_per_loan", undefined) == "1.5 ± n/a z=n/a [1]"
     assert marks.lines() == ["[1] one portfolio"]
@@ -106,7 +106,7 @@ def test_metric_rows_leave_out_a_metric_not_applicable_everywhere():
     rows = T.metric_rows(table, marks)
     assert [r[0] for r in rows] == shown
     pd_row = rows[shown.index("pd")]
-    assert pd_row == ["pd", "50.000% ± 10.000%", "50.000% ± 10.000% [1]"]
+    assert pd_row == ["pd", "50% ± 10%", "50% ± 10% [1]"]
     assert marks.lines() == [f"[1] {na}"]
     assert T.shown_metrics({}) == list(M.METRICS)
 

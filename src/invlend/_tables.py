@@ -8,6 +8,10 @@ for, the same way everywhere:
 
 * :func:`text_table` -- aligned plain text: a header line, a line of dashes, one line per
   row; the first ``left`` columns are left-aligned and the rest right-aligned (numbers);
+* :func:`html_table` -- the same rows as a small self-contained HTML table (inline style, no
+  external CSS or JavaScript, every text escaped), for the ``_repr_html_`` of notebooks;
+* :func:`format_estimate` -- ``value ± se`` with the standard error to two significant digits
+  and the value to the same decimal place, the one form of an estimate in text and HTML;
 * :class:`Footnotes` -- numbered reasons for the ``n/a`` cells of a text table;
 * :func:`write_csv` -- a CSV file with a header;
 * :func:`json_ready` -- NaN and infinities as ``None``, so that the JSON is valid (``null``);
@@ -29,6 +33,7 @@ npv        3      4
 from __future__ import annotations
 
 import csv
+import html
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -42,7 +47,9 @@ __all__ = [
     "Footnotes",
     "Keyed",
     "Rows",
+    "format_estimate",
     "format_metric",
+    "html_table",
     "json_ready",
     "metric_rows",
     "pandas",
@@ -102,6 +109,61 @@ def text_table(
     return "\n".join(out)
 
 
+def _plain(x: float, decimals: int, sign: bool) -> str:
+    """``x`` rounded to ``decimals`` places (tens, hundreds, ... when negative), no ``-0``."""
+    if decimals < 0:
+        x, decimals = round(x, decimals), 0
+    text = f"{x:+.{decimals}f}" if sign else f"{x:.{decimals}f}"
+    if float(text) == 0.0:  # -0.00 -> 0.00 (+0.00 with a sign)
+        text = ("+" if sign else "") + text.lstrip("+-")
+    return text
+
+
+def format_estimate(value: float, se: float, *, percent: bool = False, sign: bool = False) -> str:
+    """``value ± se`` as every table prints an estimate.
+
+    The standard error is rounded to two significant digits and the value to the same decimal
+    place (``0.00347 ± 0.00095``, ``1235 ± 57``, ``12.35% ± 0.10%``), so that the digits shown
+    are the ones the Monte Carlo error leaves meaningful.
+
+    Parameters
+    ----------
+    value, se : float
+        The estimate and its standard error.
+    percent : bool
+        Print both as percentages (``100 x`` and a ``%`` sign): for rates
+        (:func:`invlend.metrics.is_rate`).
+    sign : bool
+        Give the value a sign, ``+`` or ``-`` (parts of a decomposition).
+
+    Returns
+    -------
+    str
+        ``n/a`` for a NaN or infinite part. Where the standard error is 0 or undefined (or so
+        small that its decimal place says nothing), the value takes the form of
+        :func:`format_metric`: three decimals of a percentage, else four significant digits.
+    """
+    scale, unit = (100.0, "%") if percent else (1.0, "")
+    v, s = scale * float(value), scale * float(se)
+    finite_v, finite_s = math.isfinite(v), math.isfinite(s)
+    if finite_v and finite_s and s > 0:
+        s = float(f"{s:.2g}")  # 2 significant digits, after which 0.0995 -> 0.1 counts once
+        decimals = 1 - math.floor(math.log10(s))
+        if decimals <= 12:
+            return f"{_plain(v, decimals, sign)}{unit} ± {_plain(s, decimals, False)}{unit}"
+
+    def alone(x: float, signed: bool) -> str:
+        if not math.isfinite(x):
+            return "n/a"
+        text = f"{x:.3f}" if percent else f"{x:.4g}"
+        text = ("+" if signed and not text.startswith("-") else "") + text
+        return text + unit
+
+    if finite_s and s > 0 and not finite_v:  # the value undefined, its SE not
+        return f"n/a ± {s:.2g}{unit}"
+    return f"{alone(v, sign)} ± {alone(s, False)}"
+
+
 def format_metric(metric: str, x: float) -> str:
     """``x`` as a table prints it: a rate (:func:`invlend.metrics.is_rate`) as a percentage.
 
@@ -122,11 +184,12 @@ class Footnotes:
     Parameters
     ----------
     fmt : callable, optional
-        ``fmt(metric, x) -> str`` for the numbers of :meth:`cell`; default
-        :func:`format_metric`.
+        ``fmt(metric, x) -> str`` for each number of :meth:`cell` (the estimate and its
+        standard error alike); default: :func:`format_estimate` of the pair, a rate of
+        :mod:`invlend.metrics` as a percentage.
     """
 
-    def __init__(self, fmt: Callable[[str, float], str] = format_metric) -> None:
+    def __init__(self, fmt: Callable[[str, float], str] | None = None) -> None:
         self._numbers: dict[str, int] = {}
         self._fmt = fmt
 
@@ -144,7 +207,11 @@ class Footnotes:
         one that also has ``z`` (a paired :class:`invlend.results.Difference`) shows it as
         ``z=+1.2`` (``z=n/a`` when undefined).
         """
-        text = f"{self._fmt(metric, est.estimate)} ± {self._fmt(metric, est.se)}"
+        if self._fmt is None:
+            percent = metric in M.METRICS and M.is_rate(metric)
+            text = format_estimate(est.estimate, est.se, percent=percent)
+        else:
+            text = f"{self._fmt(metric, est.estimate)} ± {self._fmt(metric, est.se)}"
         z = getattr(est, "z", None)
         if z is not None:
             text += f" z={z:+.1f}" if math.isfinite(z) else " z=n/a"
@@ -174,6 +241,57 @@ def metric_rows(table: Mapping[str, Mapping[str, Any]], marks: Footnotes) -> lis
     """
     rows = {c: table[c] for c in table}
     return [[m, *(marks.cell(m, r[m]) for r in rows.values())] for m in shown_metrics(rows)]
+
+
+# ------------------------------------------------------------------------------ HTML tables
+
+_TABLE_STYLE = "border-collapse:collapse;font-size:0.9em;margin:0.2em 0"
+_CAPTION_STYLE = "caption-side:top;text-align:left;font-weight:bold;padding:0.2em 0"
+_CELL_STYLE = "padding:0.15em 0.6em;border-bottom:1px solid #ccc;white-space:nowrap;"
+_NOTE_STYLE = "font-size:0.8em;margin:0.2em 0;color:#555"
+
+
+def html_table(
+    header: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    title: str = "",
+    notes: Sequence[str] = (),
+    left: int = 1,
+) -> str:
+    """Rows of strings as a small self-contained HTML table (a notebook's ``_repr_html_``).
+
+    The HTML counterpart of :func:`text_table`: the first ``left`` columns left-aligned, the
+    others right-aligned with figures of one width; ``title`` as the caption and ``notes``
+    (footnotes, remarks) as lines under the table. Every text is HTML-escaped; the style is
+    inline (no stylesheet, no script), so the fragment renders alike in any notebook.
+
+    Returns
+    -------
+    str
+        One ``<div>`` holding the ``<table>`` and the notes.
+    """
+    esc = html.escape
+
+    def cells(tag: str, values: Sequence[str]) -> str:
+        out = []
+        for i, v in enumerate(values):
+            align = "left" if i < left else "right"
+            figures = "" if i < left else "font-variant-numeric:tabular-nums;"
+            out.append(f'<{tag} style="{_CELL_STYLE}text-align:{align};{figures}">{esc(str(v))}'
+                       f"</{tag}>")  # fmt: skip
+        return "<tr>" + "".join(out) + "</tr>"
+
+    parts = ['<div class="invlend-table">', f'<table style="{_TABLE_STYLE}">']
+    if title:
+        parts.append(f'<caption style="{_CAPTION_STYLE}">{esc(title)}</caption>')
+    parts.append("<thead>" + cells("th", header) + "</thead>")
+    parts.append("<tbody>" + "".join(cells("td", r) for r in rows) + "</tbody>")
+    parts.append("</table>")
+    if notes:
+        parts.append(f'<p style="{_NOTE_STYLE}">' + "<br>".join(esc(n) for n in notes) + "</p>")
+    parts.append("</div>")
+    return "".join(parts)
 
 
 # --------------------------------------------------------------------------------- exports

@@ -59,7 +59,7 @@ from invlend import _checks
 from invlend import capital as C
 from invlend import metrics as M
 from invlend._sim.lowering import MEASURES
-from invlend._tables import Document, Footnotes, Keyed, Rows, json_ready, text_table
+from invlend._tables import Document, Footnotes, Keyed, Rows, html_table, json_ready, text_table
 from invlend.config import Loan, Scenario, Structure, check_run
 from invlend.engine import simulate
 from invlend.estimation import Estimator
@@ -340,6 +340,19 @@ class Attribution(Keyed, Rows, Document):
 
     def __repr__(self) -> str:
         return self.__str__()
+
+    def _repr_html_(self) -> str:
+        n = len(self.terms)
+        title = (
+            f"invlend attribution of {self.structure!r} - {self.baseline!r}: Shapley values over "
+            f"2^{n} = {2**n} hybrids, {self.meta['n_portfolios']} portfolios x "
+            f"{self.meta['portfolio_size']} firms, seed {self.meta['seed']} "
+            "(estimate ± standard error clustered by portfolio; the parts add up to the total)"
+        )
+        marks = Footnotes()
+        rows = [[m, *(marks.cell(m, est) for est in row.values())] for m, row in self._data.items()]
+        notes = [*marks.lines(), *(f"note: {x}" for x in self.notes)]
+        return html_table(["metric", *self.terms, TOTAL], rows, title=title, notes=notes)
 
 
 def _evaluate(res: SimulationResult, structure: str, baseline: str, terms: list[_Term],

@@ -86,7 +86,7 @@ from scipy.optimize import brentq
 from invlend import _checks
 from invlend._sim.layout import Event
 from invlend._sim.lowering import lower_dynamics
-from invlend._tables import text_table
+from invlend._tables import html_table, text_table
 from invlend.config import FundingCycle, Linkage, Scenario
 from invlend.engine import simulate
 from invlend.results import Outcomes
@@ -621,6 +621,17 @@ class Cohort:
         return "\n".join(lines)
 
     __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        text = str(self).split("\n")
+        columns = [self.start_weights, self.reach, self.years_in]
+        head = ["stage", "start", "reach", "years in"]
+        if self.horizon_years is not None:
+            columns.append(self.alive_in)
+            head.append("alive in")
+        rows = [[s, *(f"{c[s]:.3f}" for c in columns)] for s in self.stages]
+        # the title line, then (after the stage table) the outcome lines of the text
+        return html_table(head, rows, title=text[0], notes=text[2 + len(self.stages) :])
 
 
 # ---------------------------------------------------------------------------- entry point

@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from invlend import _checks
+from invlend import _checks, _progress
 from invlend import capital as C
 from invlend import metrics as M
 from invlend._sim import layout as L
@@ -40,6 +40,8 @@ from invlend._tables import (
     Footnotes,
     Keyed,
     Rows,
+    format_estimate,
+    html_table,
     json_ready,
     metric_rows,
     text_table,
@@ -74,7 +76,12 @@ class _Table(Mapping, Rows, Document):
         self.meta = dict(meta)
 
     def __getitem__(self, key: str) -> dict[str, Any]:
-        return dict(self._data[key])
+        try:
+            return dict(self._data[key])
+        except KeyError:
+            base = self.meta.get("baseline")
+            why = " (the baseline of this comparison)" if key == base and key is not None else ""
+            raise KeyError(f"no structure named {key!r}{why}; have {list(self._data)}") from None
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._data)
@@ -101,12 +108,25 @@ class _Table(Mapping, Rows, Document):
     def __repr__(self) -> str:
         return self.__str__()
 
-    def _text(self, head: str, columns: list[str]) -> str:
+    def _head(self) -> tuple[str, list[str]]:
+        """The title line (with its newline) and the column titles of the table."""
+        raise NotImplementedError
+
+    def _parts(self) -> tuple[str, list[str], list[list[str]], list[str]]:
+        """Title line, header, rows and footer lines, for the text and the HTML table."""
+        head, columns = self._head()
         marks = Footnotes()
         rows = metric_rows(self._data, marks)
-        footer = "".join(f"\n{line}" for line in marks.lines())
-        footer += "".join(f"\nnote: {n}" for n in self.notes)
-        return head + text_table(["metric", *columns], rows) + footer
+        footer = [*marks.lines(), *(f"note: {n}" for n in self.notes)]
+        return head, ["metric", *columns], rows, footer
+
+    def __str__(self) -> str:
+        head, header, rows, footer = self._parts()
+        return head + text_table(header, rows) + "".join(f"\n{line}" for line in footer)
+
+    def _repr_html_(self) -> str:
+        head, header, rows, footer = self._parts()
+        return html_table(header, rows, title=head.strip(), notes=footer)
 
 
 class Summary(_Table):
@@ -117,13 +137,13 @@ class Summary(_Table):
 
     _row_type = M.Estimate
 
-    def __str__(self) -> str:
+    def _head(self) -> tuple[str, list[str]]:
         head = (
             f"invlend summary: {self.meta['n_portfolios']} portfolios x "
             f"{self.meta['portfolio_size']} firms, seed {self.meta['seed']} "
             "(estimate ± standard error clustered by portfolio)\n"
         )
-        return self._text(head, list(self._data))
+        return head, list(self._data)
 
 
 class Comparison(_Table):
@@ -134,14 +154,14 @@ class Comparison(_Table):
 
     _row_type = Difference
 
-    def __str__(self) -> str:
+    def _head(self) -> tuple[str, list[str]]:
         names = list(self._data)
         base = self.meta["baseline"]
         if self.meta.get("runs"):
             head = "invlend paired comparison of two runs (this run - other run ± standard error)\n"
-            return self._text(head, [f"{n}: this - other" for n in names])
+            return head, [f"{n}: this - other" for n in names]
         head = f"invlend paired comparison against {base!r} (difference ± standard error)\n"
-        return self._text(head, [f"{n} - {base}" for n in names])
+        return head, [f"{n} - {base}" for n in names]
 
 
 class Decomposition(Keyed, Rows, Document):
@@ -178,15 +198,24 @@ class Decomposition(Keyed, Rows, Document):
         """JSON-ready dict: the records and the run's metadata."""
         return {"meta": self.meta, "rows": json_ready(self.records())}
 
-    def __str__(self) -> str:
+    def _parts(self) -> tuple[str, list[str], list[list[str]]]:
         what = "fair value" if self.measure == "risk_neutral" else "real-world NPV"
         head = (
             f"invlend decomposition of {self.structure!r}: {what} per unit lent, "
             f"{self.meta['n_portfolios']} portfolios x {self.meta['portfolio_size']} firms "
             "(estimate ± standard error clustered by portfolio)\n"
         )
-        rows = [[k, f"{100 * e.estimate:+.3f}% ± {100 * e.se:.3f}%"] for k, e in self.items()]
-        return head + text_table(["part", "per unit lent"], rows)
+        rows = [[k, format_estimate(e.estimate, e.se, percent=True, sign=True)]
+                for k, e in self.items()]  # fmt: skip
+        return head, ["part", "per unit lent"], rows
+
+    def __str__(self) -> str:
+        head, header, rows = self._parts()
+        return head + text_table(header, rows)
+
+    def _repr_html_(self) -> str:
+        head, header, rows = self._parts()
+        return html_table(header, rows, title=head.strip())
 
     def __repr__(self) -> str:
         return self.__str__()
@@ -283,20 +312,24 @@ class Estimator:
         self._cache: dict = {}
 
     def estimates(
-        self, n_boot: int, hurdle: float, sales_eur_m: float | None
+        self, n_boot: int, hurdle: float, sales_eur_m: float | None, progress: bool = False
     ) -> tuple[dict, dict, list[str]]:
-        """Per structure: smooth metrics with influence values, tail replicates; and notes."""
+        """Per structure: smooth metrics with influence values, tail replicates; and notes.
+
+        ``progress`` shows a bar over the bootstrap replicates while they are computed (a
+        cached call computes nothing and shows none).
+        """
         n_boot = _checks.count("n_boot", n_boot, low=0, high=MAX_BOOT)
         hurdle = _checks.number("hurdle", hurdle, low=-1.0, high=10.0)
         if sales_eur_m is not None:
             sales_eur_m = _checks.number("sales_eur_m", sales_eur_m, low=0.0)
         key = (n_boot, hurdle, sales_eur_m)
         if key not in self._cache:
-            self._cache[key] = self._compute(n_boot, hurdle, sales_eur_m)
+            self._cache[key] = self._compute(n_boot, hurdle, sales_eur_m, progress)
         return self._cache[key]
 
     def _compute(
-        self, n_boot: int, hurdle: float, sales_eur_m: float | None
+        self, n_boot: int, hurdle: float, sales_eur_m: float | None, progress: bool
     ) -> tuple[dict, dict, list[str]]:
         res, run = self.result, self.result.run
         size, n_port = run.portfolio_size, run.n_portfolios
@@ -319,11 +352,16 @@ class Estimator:
         }
         if n_port >= 2 and n_boot > 0:
             boot = M.bootstrap_weights(n_port, n_boot, run.seed, run.seed_spawn_key)
-            for w in boot:
-                for n, r in res.items():
-                    for k, v in M.tail_metrics(r.aggregates, w, hurdle,
-                                               r.fair_aggregates).items():  # fmt: skip
-                        tail[n][k][1].append(v)
+            bar = _progress.bar(n_boot, "bootstrap", "replicates", progress)
+            try:
+                for w in boot:
+                    for n, r in res.items():
+                        for k, v in M.tail_metrics(r.aggregates, w, hurdle,
+                                                   r.fair_aggregates).items():  # fmt: skip
+                            tail[n][k][1].append(v)
+                    bar.update(len(w))
+            finally:
+                bar.close()
         tail = {
             n: {k: (e, np.concatenate(reps) if reps else np.zeros(0)) for k, (e, reps) in d.items()}
             for n, d in tail.items()
@@ -396,19 +434,26 @@ class Estimator:
         keys = ("n_portfolios", "portfolio_size", "seed", "backend")
         return {**{k: getattr(run, k) for k in keys}, "n_boot": n_boot, "versions": run.versions}
 
-    def summary(self, n_boot: int, hurdle: float, sales_eur_m: float | None) -> Summary:
+    def summary(
+        self, n_boot: int, hurdle: float, sales_eur_m: float | None, progress: bool = False
+    ) -> Summary:
         """See :meth:`invlend.results.SimulationResult.summary`."""
-        smooth, tail, notes = self.estimates(n_boot, hurdle, sales_eur_m)
+        smooth, tail, notes = self.estimates(n_boot, hurdle, sales_eur_m, progress)
         data = {n: self.row(n, smooth[n], tail[n], n_boot) for n in self.result}
         return Summary(data, notes, self.meta(n_boot))
 
     def compare(
-        self, baseline: str, n_boot: int, hurdle: float, sales_eur_m: float | None
+        self,
+        baseline: str,
+        n_boot: int,
+        hurdle: float,
+        sales_eur_m: float | None,
+        progress: bool = False,
     ) -> Comparison:
         """See :meth:`invlend.results.SimulationResult.compare`."""
         if baseline not in self.result:
             raise ValueError(f"baseline: no structure named {baseline!r}; have {list(self.result)}")
-        smooth, tail, notes = self.estimates(n_boot, hurdle, sales_eur_m)
+        smooth, tail, notes = self.estimates(n_boot, hurdle, sales_eur_m, progress)
         why = self._notes(smooth, tail, n_boot)
         data = {
             n: _differences(smooth[n], tail[n], smooth[baseline], tail[baseline],

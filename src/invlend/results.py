@@ -57,6 +57,49 @@ def _ro(a: np.ndarray) -> np.ndarray:
     return a
 
 
+#: Metrics the notebook view of a result shows (all have influence-value standard errors, so
+#: the view needs no bootstrap); the full list is in ``summary()``.
+HEADLINE_METRICS = (
+    "fair_value_per_principal",
+    "npv_per_principal",
+    "npv_per_loan",
+    "irr",
+    "acceptance_rate",
+    "pd",
+    "lgd",
+    "expected_loss",
+    "irb_capital",
+    "raroc_irb",
+)
+
+
+def _short_list(names: list[str], most: int = 8) -> str:
+    """``names`` as a list's repr, the middle left out beyond ``most`` names."""
+    if len(names) <= most:
+        return repr(names)
+    shown = ", ".join(repr(n) for n in names[: most - 1])
+    return f"[{shown}, ... {len(names) - most} more ..., {names[-1]!r}]"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _short(value: Any, most: int = 60) -> str:
+    """``repr(value)``, cut to ``most`` characters."""
+    text = repr(value)
+    return text if len(text) <= most else text[: most - 3] + "..."
+
+
+def _headline_html(summary: Summary, title: str, lines: list[str]) -> str:
+    """The headline metrics of ``summary`` as an HTML table, ``lines`` under it."""
+    shown = [m for m in _tables.shown_metrics(summary) if m in HEADLINE_METRICS]
+    marks = _tables.Footnotes()
+    rows = [[m, *(marks.cell(m, summary[n][m]) for n in summary)] for m in shown]
+    notes = [*lines, *marks.lines()]
+    return _tables.html_table(["metric", *summary], rows, title=title, notes=notes)
+
+
 def _delegate(plot):
     """A method of the result that draws ``plot(result, **kw)``."""
 
@@ -68,7 +111,7 @@ def _delegate(plot):
     return method
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class Outcomes:
     """What happened to each applicant firm under one set of dynamics.
 
@@ -137,8 +180,29 @@ class Outcomes:
         """Years to the event (the horizon if none), ``step * dt``."""
         return None if self.step is None else self.step * self.dt
 
+    @property
+    def n_steps(self) -> int:
+        """Steps of the time grid to the horizon."""
+        return int(self.paths.shape[-1]) - 1
 
-@dataclass(frozen=True, eq=False)
+    def __repr__(self) -> str:
+        n_steps = self.n_steps
+        head = (
+            f"Outcomes: {n_steps} steps of {self.dt:.4g} y (horizon {n_steps * self.dt:.4g} y), "
+            f"{_count(self.paths.shape[0], 'sample path')}, "
+            f"{_count(self.checkpoint_steps.size, 'checkpoint')}"
+        )
+        if self.event is None:
+            return head + "\n  per-firm arrays not kept (keep='aggregates')"
+        n_p, size = self.event.shape
+        counts = np.bincount(self.event.ravel().astype(np.int64), minlength=len(L.Event))
+        shares = "  ".join(
+            f"{e.name} {counts[int(e)] / max(self.event.size, 1):.1%}" for e in L.Event
+        )
+        return f"{head}\n  {n_p} portfolios x {size} firms; events: {shares}"
+
+
+@dataclass(frozen=True, eq=False, repr=False)
 class StructureResult:
     """One structure evaluated on simulated outcomes.
 
@@ -176,6 +240,11 @@ class StructureResult:
         ``None`` when the run simulated the real world only, or kept aggregates only).
     fair_aggregates : ndarray of float64, (n_portfolios, N_AGG) or None
         The per-portfolio totals under the risk-neutral measure (``None`` without it).
+    scenario : Scenario or None
+        The scenario of the run (for its display; ``None`` when built by hand).
+    run : RunInfo or None
+        How the run was made (sizes, seed, measures, what was kept), as the
+        :class:`SimulationResult`'s.
     """
 
     structure: Structure
@@ -191,6 +260,8 @@ class StructureResult:
     pool_paid: np.ndarray | None = None
     fair_value: np.ndarray | None = None
     fair_aggregates: np.ndarray | None = None
+    scenario: Scenario | None = None
+    run: RunInfo | None = None
 
     @property
     def accepted(self) -> np.ndarray | None:
@@ -206,6 +277,80 @@ class StructureResult:
     def portfolio_loss_rate(self) -> np.ndarray:
         """Credit loss after risk sharing / principal lent, per portfolio."""
         return M.loss_rate(self.aggregates)
+
+    def _describe(self) -> tuple[str, list[str]]:
+        """The structure's name and parts, and the run's lines, for the displays."""
+        s = self.structure
+        parts = [k for k in ("warrant", "equity", "risk_share", "risk_pool") if getattr(s, k)]
+        loan = s.loan
+        what = (
+            f"{s.name!r}: loan {loan.loan_to_value:.3g} of value at {loan.rate:.3g} for "
+            f"{loan.maturity_years:g} y" + (f", with {', '.join(parts)}" if parts else "")
+        )
+        o, run = self.outcomes, self.run
+        size = (
+            run.portfolio_size
+            if run is not None
+            else (None if self.npv is None else self.npv.shape[1])
+        )
+        lines = [
+            f"{self.aggregates.shape[0]} portfolios x {size} firms, horizon "
+            f"{o.n_steps * o.dt:g} y ({o.n_steps} steps)"
+        ]
+        if run is not None:
+            lines.append(
+                f"measures {', '.join(run.measures)}; keep {run.keep!r}; seed "
+                f"{_short(run.seed)}; backend {run.backend!r}"
+            )
+        else:
+            measures = "real_world" + (", risk_neutral" if self.fair_aggregates is not None else "")
+            lines.append(f"measures {measures}; keep "
+                         f"{'firms' if self.npv is not None else 'aggregates'!r}")  # fmt: skip
+        return what, lines
+
+    def __repr__(self) -> str:
+        what, lines = self._describe()
+        lent = float(self.aggregates[:, L.AGG_ACCEPTED].sum())
+        lines.append(f"{lent:.0f} loans made; mean portfolio NPV {self.portfolio_npv.mean():.4g}")
+        return f"StructureResult {what}\n" + "\n".join(f"  {x}" for x in lines)
+
+    def summary(
+        self,
+        n_boot: int = 400,
+        *,
+        hurdle: float = C.DEFAULT_HURDLE,
+        sales_eur_m: float | None = M.IRB_SALES_EUR_M,
+    ) -> Summary:
+        """Every metric of this structure, as :meth:`SimulationResult.summary` gives them."""
+        if self.run is None or self.scenario is None:
+            raise ValueError("summary: this result does not carry its run (scenario and RunInfo)")
+        return Estimator(_OneStructure(self)).summary(n_boot, hurdle, sales_eur_m)
+
+    def _repr_html_(self) -> str:
+        what, lines = self._describe()
+        if self.run is None or self.scenario is None:
+            return _tables.html_table(["structure"], [[what]], notes=lines)
+        return _headline_html(self.summary(n_boot=0), f"StructureResult {what}", lines)
+
+
+class _OneStructure(Mapping):
+    """One structure's result as the run an :class:`Estimator` reads (a mapping of one)."""
+
+    def __init__(self, result: StructureResult) -> None:
+        self._result = result
+        self.scenario = result.scenario
+        self.run = result.run
+
+    def __getitem__(self, name: str) -> StructureResult:
+        if name != self._result.structure.name:
+            raise KeyError(f"no structure named {name!r}; have {[self._result.structure.name]}")
+        return self._result
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([self._result.structure.name])
+
+    def __len__(self) -> int:
+        return 1
 
 
 @dataclass(frozen=True, eq=False)
@@ -288,6 +433,8 @@ class SimulationResult(Mapping):
                 pool_paid=a.get(L.structure_key(i, "pool_paid")),
                 fair_value=a.get(L.measure_key("risk_neutral", L.structure_key(i, "npv"))),
                 fair_aggregates=a.get(L.measure_key("risk_neutral", L.structure_key(i, "agg"))),
+                scenario=scenario,
+                run=run,
             )
         return cls(scenario, list(structures), run, a, tuple(group_of), results)
 
@@ -313,9 +460,23 @@ class SimulationResult(Mapping):
 
     def __repr__(self) -> str:
         return (
-            f"SimulationResult(structures={list(self._results)}, n_portfolios={self.n_portfolios}"
-            f", portfolio_size={self.portfolio_size}, seed={self.seed}, backend={self.backend!r})"
+            f"SimulationResult(structures={_short_list(list(self._results))}, "
+            f"n_portfolios={self.n_portfolios}, portfolio_size={self.portfolio_size}, "
+            f"horizon_years={self.scenario.horizon_years:g}, measures={self.run.measures}, "
+            f"keep={self.keep!r}, seed={_short(self.seed)}, backend={self.backend!r})"
         )
+
+    def _repr_html_(self) -> str:
+        title = (
+            f"SimulationResult: {len(self)} structures, {self.n_portfolios} portfolios x "
+            f"{self.portfolio_size} firms, horizon {self.scenario.horizon_years:g} y"
+        )
+        lines = [
+            f"measures {', '.join(self.run.measures)}; keep {self.keep!r}; seed "
+            f"{_short(self.seed)}; backend {self.backend!r}",
+            "estimate ± standard error clustered by portfolio; summary() for every metric",
+        ]
+        return _headline_html(self.summary(n_boot=0), title, lines)
 
     @property
     def cold_share(self) -> np.ndarray:
@@ -354,6 +515,7 @@ class SimulationResult(Mapping):
         *,
         hurdle: float = C.DEFAULT_HURDLE,
         sales_eur_m: float | None = M.IRB_SALES_EUR_M,
+        progress: bool = False,
     ) -> Summary:
         """Every metric with its clustered Monte Carlo standard error and 95% interval.
 
@@ -368,8 +530,12 @@ class SimulationResult(Mapping):
             Borrowers' annual sales in EUR millions for the SME adjustment of ``irb_capital``
             (default 5, the adjustment's floor: an estimate for small technology firms;
             ``None`` for the plain corporate formula).
+        progress : bool
+            Show a progress bar over the bootstrap replicates on standard error. The estimates
+            are computed once per ``(n_boot, hurdle, sales_eur_m)`` and cached: a repeated
+            call, or ``compare`` after ``summary``, costs nothing and shows no bar.
         """
-        return self._estimator.summary(n_boot, hurdle, sales_eur_m)
+        return self._estimator.summary(n_boot, hurdle, sales_eur_m, progress)
 
     def compare(
         self,
@@ -378,15 +544,16 @@ class SimulationResult(Mapping):
         *,
         hurdle: float = C.DEFAULT_HURDLE,
         sales_eur_m: float | None = M.IRB_SALES_EUR_M,
+        progress: bool = False,
     ) -> Comparison:
         """Paired differences of every metric against ``baseline`` on common random numbers.
 
         The standard error of a difference uses the per-portfolio pairing (influence values or
         bootstrap replicates of both structures on the same resamples), so it is typically
-        much smaller than the two standard errors combined. ``n_boot``, ``hurdle`` and
-        ``sales_eur_m`` are as in :meth:`summary`.
+        much smaller than the two standard errors combined. ``n_boot``, ``hurdle``,
+        ``sales_eur_m`` and ``progress`` are as in :meth:`summary`.
         """
-        return self._estimator.compare(baseline, n_boot, hurdle, sales_eur_m)
+        return self._estimator.compare(baseline, n_boot, hurdle, sales_eur_m, progress)
 
     def decompose(self, structure: str, measure: str = "risk_neutral") -> Decomposition:
         """The structure's value per unit lent, part by part, with standard errors.
@@ -422,9 +589,9 @@ class SimulationResult(Mapping):
             raise TypeError(f"other: expected a SimulationResult, got {type(other).__name__}")
         return self._estimator.compare_runs(other._estimator, n_boot, hurdle, sales_eur_m)
 
-    def save(self, path) -> None:
+    def save(self, path, compress: bool = False) -> None:
         """Write the result to an ``.npz`` file; see :func:`invlend.store.save`."""
-        _resultfile.write(self, path)
+        _resultfile.write(self, path, compress)
 
     # ---------------------------------------------------------------- plots
     plot_npv_distribution = _delegate(plotting.plot_npv_distribution)
@@ -437,19 +604,32 @@ class SimulationResult(Mapping):
     plot_decomposition = _delegate(plotting.plot_decomposition)
 
     def to_frame(self):
-        """Per-firm long table (one row per structure and applicant) as a pandas DataFrame."""
+        """Per-firm long table (one row per structure and applicant) as a pandas DataFrame.
+
+        ``event`` is a categorical of the :class:`invlend.Event` names (``NONE`` at the
+        horizon, ``DEFAULT``, ``IPO``, ``MA``), ``initial_stage`` and ``stage`` categoricals of
+        the scenario's stage names, in stage order; ``structure`` a categorical of the names.
+        """
         self.require_firms()
         pd = _tables.pandas()
         frames = []
         n_p, size = self.n_portfolios, self.portfolio_size
         port = np.repeat(np.arange(n_p), size)
         firm = np.tile(np.arange(size), n_p)
-        for n, r in self.items():
+        event_names = [L.Event(code).name for code in range(len(L.Event))]  # codes 0..n-1
+        stage_names = [st.name for st in self.scenario.stages]
+
+        def categorical(codes: np.ndarray, names: list[str]):
+            return pd.Categorical.from_codes(codes.ravel().astype(np.int64), categories=names)
+
+        for k, r in enumerate(self.values()):
             o = r.outcomes
             frames.append(
                 pd.DataFrame(
                     {
-                        "structure": n,
+                        "structure": pd.Categorical.from_codes(
+                            np.full(n_p * size, k), categories=list(self)
+                        ),
                         "portfolio": port,
                         "firm": firm,
                         "accepted": r.accepted.ravel(),
@@ -458,11 +638,11 @@ class SimulationResult(Mapping):
                         "loan_default": r.loan_default.ravel(),
                         "credit_loss": r.credit_loss.ravel(),
                         "upside": r.upside.ravel(),
-                        "event": o.event.ravel(),
+                        "event": categorical(o.event, event_names),
                         "time": o.time.ravel(),
                         "value": o.value.ravel(),
-                        "initial_stage": o.initial_stage.ravel(),
-                        "stage": o.stage.ravel(),
+                        "initial_stage": categorical(o.initial_stage, stage_names),
+                        "stage": categorical(o.stage, stage_names),
                         "initial_value": o.initial_value.ravel(),
                     }
                 )

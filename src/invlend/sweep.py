@@ -48,7 +48,7 @@ from scipy.optimize import brentq
 from invlend import _checks
 from invlend import metrics as M
 from invlend._sim.lowering import MEASURES
-from invlend._tables import Document, Footnotes, Keyed, Rows, json_ready, text_table
+from invlend._tables import Document, Footnotes, Keyed, Rows, html_table, json_ready, text_table
 from invlend.config import (
     Equity,
     FundingCycle,
@@ -250,6 +250,30 @@ class SweepResult(Rows):
 
     def __str__(self) -> str:
         return self.table()
+
+    def __repr__(self) -> str:
+        n = len(self.points)
+        ranges = ", ".join(
+            f"{p} {min(v):.6g} to {max(v):.6g} ({len(v)} values)"
+            for p, v in ((p, self.values(p)) for p in self.params)
+        )
+        names = self.structures if n else []
+        shown = names if len(names) <= 8 else [*names[:7], "...", names[-1]]
+        return (
+            f"SweepResult: {n} point{'' if n == 1 else 's'} over {ranges}\n"
+            f"  structures {', '.join(shown)}; print it (or .table(metric)) for the table"
+        )
+
+    def _repr_html_(self, metric: str = "fair_value_per_principal") -> str:
+        marks = Footnotes()
+        rows = [
+            [", ".join(f"{v:.6g}" for v in point),
+             *(marks.cell(metric, summ[n][metric]) for n in self.structures)]
+            for point, summ in zip(self.points, self.summaries, strict=True)
+        ]  # fmt: skip
+        title = f"SweepResult: {metric} by {', '.join(self.params)} (estimate ± standard error)"
+        header = [", ".join(self.params), *(self.structures if self.points else [])]
+        return html_table(header, rows, title=title, notes=marks.lines())
 
     def plot(self, metric: str = "fair_value_per_principal", **kw):
         """Curves of ``metric`` with 95% bands; see :func:`invlend.plotting.plot_sweep`."""
@@ -615,6 +639,20 @@ class PricingTable(Keyed, Rows, Document):
 
     def __repr__(self) -> str:
         return self.__str__()
+
+    def _repr_html_(self) -> str:
+        m = self.meta
+        title = (
+            f"invlend pricing by starting stage: {m['pure']} against {m['warrant']}, "
+            f"{m['n_portfolios']} portfolios x {m['portfolio_size']} firms, seed {m['seed']} "
+            "(estimate ± standard error; common random numbers)"
+        )
+        marks = Footnotes(self._format)
+        rows = [[stage, *(marks.cell(q, e) for q, e in row.items())]
+                for stage, row in self._data.items()]  # fmt: skip
+        header = ["stage", *(v[0].format(**m) for v in PRICING_QUANTITIES.values())]
+        lines = [f"{v[0].format(**m)}: {v[2].format(**m)}" for v in PRICING_QUANTITIES.values()]
+        return html_table(header, rows, title=title, notes=[*marks.lines(), *lines])
 
 
 def _pick_stages(scenario: Scenario, stages: Sequence[str | int] | None) -> list[int]:
