@@ -301,7 +301,7 @@ def write(tmp_path, text: str) -> Path:
         (("value = 0.5", "value = 0.5\nstage = \"seed\""), r"stage: only a 'reach' target"),
         (("value = 0.5", "value = 0.5\namong = [\"ipo\", \"ma\"]"), r"among: .*add \['default'\]"),
         (("value = 0.5", "value = 0.5\nrange = [0.6, 0.7]"), r"range: value 0.5 is outside"),
-        (("value = 0.5", "value = 0.5\nvalu = 0.4"), r"targets\[0\]\.valu: Extra inputs"),
+        (("value = 0.5", "value = 0.5\nvalu = 0.4"), r"valu: unknown field — did you mean value"),
         (("source = \"me\"", "source = \"\""), r"targets\[0\]\.source"),
         (("outcome = \"default\"", "outcome = \"alive\""), r"\[0\]\.horizon_years: .*'alive'"),
         (("reference = \"docs/sources.md\"\n", ""), r"reference: Field required"),

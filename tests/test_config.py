@@ -154,7 +154,7 @@ def test_scenario_last_stage_cannot_advance():
     a = il.Stage(**{**STAGE, "name": "a", "weight": 0.5, "advance_hazard": 0.3})
     b = il.Stage(**{**STAGE, "name": "b", "weight": 0.5, "advance_hazard": 0.1})
     err = _raises_naming("advance_hazard", lambda: il.Scenario(stages=[a, b]))
-    assert "stages[1]" in str(err)
+    assert "stage 'b': advance_hazard" in str(err)
 
 
 def test_scenario_duplicate_stage_names():

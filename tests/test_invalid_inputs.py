@@ -67,8 +67,8 @@ SCENARIO_CASES = [
     ("stages.4.advance_hazard", 0.1, ("advance_hazard", "cannot advance")),
     ("stages.1.name", "seed", ("stages", "unique")),
     ("stages", [], ("stages", "at least 1")),
-    ("stages.0.colour", "red", ("colour", "Extra inputs are not permitted")),
-    ("horizon", 5.0, ("horizon", "Extra inputs are not permitted")),
+    ("stages.0.colour", "red", ("colour", "unknown field")),
+    ("horizon", 5.0, ("horizon", "did you mean horizon_years?")),
     ("steps_per_year", "monthly", ("steps_per_year", "valid integer")),
     ("steps_per_year", 0, ("steps_per_year", "greater than or equal to 1")),
     ("steps_per_year", 12.5, ("steps_per_year", "integer")),
@@ -122,7 +122,7 @@ STRUCTURE_CASES = [
     ("risk_share.covered_fraction", 1.2, ("covered_fraction", "less than or equal to 1")),
     ("risk_share.premium", -0.01, ("premium", "greater than or equal to 0")),
     ("linkage.default_hazard_multiplier", -1.0, ("default_hazard_multiplier", "greater than")),
-    ("warant", {"coverage": 0.1}, ("warant", "Extra inputs are not permitted")),
+    ("warant", {"coverage": 0.1}, ("warant", "did you mean warrant?")),
     ("name", "my loan", ("structure name", "letters, digits")),
     ("loan", _DELETE, ("loan", "Field required")),
     ("loan.rate", "4.5%", ("rate", "valid number")),
@@ -182,12 +182,12 @@ RUN_CASES = [
     (dict(sample_paths=10**9), "sample_paths"),
     (
         dict(structures=[il.pure_loan(maturity_years=5e-11)]),
-        "pure_loan.loan.maturity_years: 5e-11 y is shorter than one step",
+        "structure 'pure_loan': loan.maturity_years: 5e-11 y is shorter than one step",
     ),
     (dict(measures="risk_neutral"), "measures: the real-world measure is always simulated"),
     (
         dict(structures=[il.warrant_loan(warrant=il.Warrant(expiry_years=1e-11))]),
-        "warrant_loan.warrant.expiry_years: 1e-11 y is shorter than one step",
+        "structure 'warrant_loan': warrant.expiry_years: 1e-11 y is shorter than one step",
     ),
 ]
 

@@ -51,3 +51,25 @@ def test_a_sheet_too_long_for_excel_is_left_out_and_named(tmp_path, monkeypatch)
     path = tmp_path / "t.xlsx"
     assert W.write_workbook(path, [short, long]) == ["long"]
     assert openpyxl.load_workbook(path).sheetnames == ["short"]
+
+
+def test_report_writes_the_workbook_beside_the_csvs(res, tmp_path):
+    import csv
+
+    written = il.write_report(res, tmp_path / "rep", n_boot=20)
+    names = {p.name for p in written}
+    assert {"report.xlsx", "portfolios.csv", "summary.csv"} <= names
+    book = openpyxl.load_workbook(tmp_path / "rep" / "report.xlsx")
+    assert book.sheetnames == ["summary", "comparison", "decomposition", "portfolios"]
+    with open(tmp_path / "rep" / "summary.csv", newline="", encoding="utf-8") as fh:
+        table = list(csv.reader(fh))
+    sheet = [[c.value for c in r] for r in book["summary"].iter_rows()]
+    assert sheet[0] == table[0] and len(sheet) == len(table)
+    for row_x, row_c in zip(sheet[1:], table[1:], strict=True):
+        for x, c in zip(row_x, row_c, strict=True):
+            if isinstance(x, int | float) and not isinstance(x, bool):  # to Excel's 15 digits
+                assert x == pytest.approx(float(c), rel=1e-14)
+            elif x is None:  # empty in Excel: an empty or NaN cell of the CSV
+                assert c in ("", "nan")
+            else:
+                assert str(x) == c

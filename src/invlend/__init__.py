@@ -31,6 +31,7 @@ from invlend.config import (
     Collateral,
     Equity,
     FundingCycle,
+    InputError,
     Linkage,
     Loan,
     Market,
@@ -44,6 +45,7 @@ from invlend.config import (
     Warrant,
 )
 from invlend.engine import simulate
+from invlend.report import write_report
 from invlend.results import Comparison, Outcomes, SimulationResult, StructureResult, Summary
 from invlend.store import ResultFileError, load
 from invlend.structures import default_structures, pure_loan, vc_linked, warrant_loan
@@ -67,6 +69,7 @@ __all__ = [
     "Equity",
     "Event",
     "FundingCycle",
+    "InputError",
     "Linkage",
     "Loan",
     "Market",
@@ -106,4 +109,5 @@ __all__ = [
     "target_sets",
     "vc_linked",
     "warrant_loan",
+    "write_report",
 ]

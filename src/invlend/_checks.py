@@ -20,14 +20,27 @@ TypeError: hurdle: expected a number, got bool True
 
 from __future__ import annotations
 
+import difflib
 import math
 import numbers
 import re
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
-__all__ = ["count", "identifier", "metric", "number", "numbers_list", "seed"]
+__all__ = [
+    "count",
+    "errors_text",
+    "field_path",
+    "identifier",
+    "is_identifier",
+    "metric",
+    "number",
+    "numbers_list",
+    "seed",
+    "unknown_field",
+]
 
 # Matched in full (``fullmatch``): ``$`` alone would accept a name ending in a newline.
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]{0,63}")
@@ -92,13 +105,18 @@ def numbers_list(name: str, values: Any, *, most: int) -> list[float]:
     return [number(f"{name}[{i}]", v) for i, v in enumerate(items)]
 
 
+def is_identifier(value: Any) -> bool:
+    """Whether ``value`` is a name as :func:`identifier` accepts it."""
+    return isinstance(value, str) and _NAME.fullmatch(value) is not None
+
+
 def identifier(what: str, value: Any) -> str:
     """``value`` if it is a name: a letter, then letters, digits, ``_ . -``; 64 at most.
 
     ``what`` says what the name is of ("stage name", "name: target name"): the
     ``ValueError`` reads "``what`` 'x y' must start with a letter ...".
     """
-    if not isinstance(value, str) or not _NAME.fullmatch(value):
+    if not is_identifier(value):
         raise ValueError(
             f"{what} {value!r} must start with a letter and use only letters, digits, "
             "'_', '.', '-' (at most 64 characters)"
@@ -132,3 +150,49 @@ def seed(name: str, value: Any, *, fixed: str = "") -> Any:
     if value < 0:
         raise ValueError(f"{name}: must be a non-negative integer, got {value}")
     return int(value)
+
+
+def field_path(parts: Iterable[str | int]) -> str:
+    """A location as the user writes it: dotted keys, list indices in brackets.
+
+    Examples
+    --------
+    >>> field_path(["stages", 0, "weight"])
+    'stages[0].weight'
+    """
+    text = ""
+    for part in parts:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text
+
+
+def unknown_field(name: str, fields: Sequence[str]) -> str:
+    """The message for a key that is none of ``fields``, with the closest one if any is close.
+
+    Examples
+    --------
+    >>> unknown_field("volatilty", ["drift", "volatility"])
+    'unknown field — did you mean volatility?'
+    """
+    close = difflib.get_close_matches(str(name), list(fields), n=1)
+    if close:
+        return f"unknown field — did you mean {close[0]}?"
+    return f"unknown field; the fields are {', '.join(fields)}"
+
+
+def errors_text(title: str, lines: Sequence[str]) -> str:
+    """One error as its line; several as a count naming ``title``, then one line each.
+
+    Examples
+    --------
+    >>> print(errors_text("Scenario", ["a: bad", "b: bad"]))
+    2 invalid inputs in Scenario:
+      a: bad
+      b: bad
+    """
+    if len(lines) == 1:
+        return lines[0]
+    return f"{len(lines)} invalid inputs in {title}:\n" + "\n".join(f"  {x}" for x in lines)

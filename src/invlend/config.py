@@ -3,8 +3,10 @@
 Overview
 --------
 Every input of a simulation is a frozen pydantic model with ``extra="forbid"``: a typo in a
-field name, a number out of bounds or an inconsistent combination fails at construction with a
-message that names the field. The models hold no behaviour beyond validation and TOML
+field name, a number out of bounds or an inconsistent combination fails at construction with an
+:class:`InputError` (a pydantic ``ValidationError``) that lists every error of the input, each
+naming its stage or structure and the field (``stage 'seed': volatilty: unknown field — did you
+mean volatility?``). The models hold no behaviour beyond validation and TOML
 input/output; :mod:`invlend._sim.lowering` turns them into plain arrays for the kernels.
 
 Units: times in years, rates and hazards annual (continuous compounding for discounting),
@@ -25,12 +27,13 @@ from __future__ import annotations
 
 import math
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from types import MappingProxyType
-from typing import Annotated, Any, Literal, Self
+from types import MappingProxyType, UnionType
+from typing import Annotated, Any, Literal, Self, Union, get_args, get_origin
 
 import numpy as np
 import tomli_w
@@ -41,6 +44,7 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
+    ValidationError,
     field_validator,
     model_validator,
 )
@@ -53,6 +57,7 @@ __all__ = [
     "Collateral",
     "Equity",
     "FundingCycle",
+    "InputError",
     "Linkage",
     "Loan",
     "Market",
@@ -100,12 +105,227 @@ NonNeg = Annotated[Number, Field(ge=0.0)]
 Hazard = Annotated[Number, Field(ge=0.0, le=1000.0)]
 
 
+#: How far from 1 the stage weights may sum (then they are scaled to sum to 1): weights
+#: written with a few decimals, such as 0.3333 three times and 0.0001 more, pass.
+WEIGHT_TOLERANCE = 1e-6
+
+
+class _Breaches(ValueError):
+    """Several broken cross-field rules of one model, each as ``where: why``.
+
+    Raised by a model validator, it becomes one line of :class:`InputError` per rule.
+    """
+
+    def __init__(self, messages: list[str]) -> None:
+        super().__init__("; ".join(messages))
+        self.messages = messages
+
+    @classmethod
+    def check(cls, messages: Iterable[str]) -> None:
+        """Raise the broken rules ``messages``, if there is any."""
+        found = list(messages)
+        if found:
+            raise cls(found)
+
+
+class InputError(ValidationError):
+    """Every problem of one input, each as ``where: rule``, without pydantic's URLs and dumps.
+
+    A :class:`pydantic.ValidationError` (so a ``ValueError``), raised by the models of this
+    module for all the errors of their input at once. Each line names the element of a list
+    by its name (``stage 'seed': volatility: ...``, ``structure 'warrant_loan': ...``), the
+    rest by its path (``market.factor_loading``, ``stages[0].weight`` when a stage has no
+    usable name). :meth:`errors` gives the same rules under ``msg`` and the line's location
+    under ``ctx["at"]``; :attr:`messages` gives the lines.
+
+    Example
+    -------
+    >>> import invlend as il
+    >>> try:
+    ...     il.Stage(name="seed", volatilty=0.5)
+    ... except il.config.InputError as exc:
+    ...     print(exc)
+    stage 'seed': volatilty: unknown field — did you mean volatility?
+    """
+
+    @property
+    def messages(self) -> list[str]:
+        """One line per error: ``where: rule`` (the rule alone for a whole-input rule)."""
+        lines = []
+        for err in self.errors(include_url=False, include_input=False):
+            at = (err.get("ctx") or {}).get("at", "")
+            lines.append(f"{at}: {err['msg']}" if at else err["msg"])
+        return lines
+
+    def __str__(self) -> str:
+        return _checks.errors_text(self.title, self.messages)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
+
+    @classmethod
+    def of(
+        cls, model: type[BaseModel], data: Any, exc: ValidationError, at: tuple = ()
+    ) -> InputError:
+        """The errors ``exc`` of validating ``data`` as ``model``, located and reworded.
+
+        ``at`` is the location of ``data`` in a larger input (``("structure", 2)``): it
+        prefixes the paths of an element without a name.
+        """
+        return cls.from_exception_data(model.__name__, _details(model, data, exc, at))
+
+
+def _detail(err: dict, where: str, msg: str, at: tuple) -> dict:
+    """An error of :meth:`ValidationError.errors` rebuilt with its rule and place.
+
+    ``msg`` is the rule, ``where`` the place as the user reads it; ``at`` prefixes the location.
+    """
+    return {
+        "type": PydanticCustomError(err["type"], msg, {**(err.get("ctx") or {}), "at": where}),
+        "loc": (*at, *err["loc"]),
+        "input": err.get("input"),
+    }
+
+
+def _details(model: type[BaseModel], data: Any, exc: ValidationError, at: tuple) -> list[dict]:
+    """Each error of ``exc`` located (see :func:`_locate`) and reworded (see :func:`_rules`)."""
+    out = []
+    for err in exc.errors(include_url=False):
+        where, holder = _locate(model, data, err["loc"], list(at))
+        out.extend(_detail(err, where, msg, at) for msg in _rules(err, holder))
+    return out
+
+
+def _rules(err: dict, holder: type[BaseModel] | None) -> list[str]:
+    """The rules an error states, each as one message.
+
+    pydantic's message without its "Value error, " prefix; an unknown field with the closest
+    field of ``holder`` (the model it was given to); each broken rule of a model validator.
+    """
+    cause = (err.get("ctx") or {}).get("error")
+    if isinstance(cause, _Breaches):
+        return cause.messages
+    if err["type"] == "extra_forbidden" and holder is not None:
+        return [_checks.unknown_field(err["loc"][-1], list(holder.model_fields))]
+    return [err["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")]
+
+
+def _models_in(annotation: Any) -> dict[str | None, type[BaseModel] | None]:
+    """The models a field can hold, keyed by their union ``Tag`` (``None`` when untagged).
+
+    Every tag of the union is a key, with ``None`` for a member that is not a model.
+    """
+    found: dict[str | None, type[BaseModel] | None] = {}
+    stack = [(annotation, None)]
+    while stack:
+        node, tag = stack.pop()
+        if isinstance(node, type) and issubclass(node, BaseModel):
+            found[tag] = node
+        elif get_origin(node) is Annotated:
+            base, *meta = get_args(node)
+            tag = next((m.tag for m in meta if isinstance(m, Tag)), tag)
+            if tag is not None:
+                found.setdefault(tag, None)
+            stack.append((base, tag))
+        elif get_origin(node) in (Union, UnionType, list):
+            stack.extend((arg, tag) for arg in get_args(node))
+    return found
+
+
+def _child(node: Any, key: str | int) -> Any:
+    """``node[key]`` of an input (a dict, a list or a model), or ``None`` when absent."""
+    try:
+        return getattr(node, key) if isinstance(node, BaseModel) else node[key]
+    except (AttributeError, IndexError, KeyError, TypeError):
+        return None
+
+
+def _label(models: dict, node: Any) -> str:
+    """``"stage 'seed'"`` for an input of a model with a valid ``name``; else ``""``."""
+    model = models.get(None)
+    if model is None or "name" not in model.model_fields:
+        return ""
+    name = _child(node, "name")
+    return f"{model.__name__.lower()} {name!r}" if _checks.is_identifier(name) else ""
+
+
+def _locate(
+    model: type[BaseModel], data: Any, loc: tuple, parts: list
+) -> tuple[str, type[BaseModel] | None]:
+    """Where an error at ``loc`` is, as the user reads it, and the model holding its last key.
+
+    The path restarts at each element with a name (``stage 'seed'``); union tags are left out.
+    """
+    models: dict = {None: model}
+    label, holder = _label(models, data), None
+    if label:
+        parts = []
+    for key in loc:
+        data = _child(data, key)
+        if isinstance(key, int):
+            parts.append(key)
+            if named := _label(models, data):
+                label, parts = named, []
+        elif key in models:
+            models = {None: models[key]}
+        else:
+            holder = models.get(None)
+            parts.append(key)
+            field = holder.model_fields.get(key) if holder else None
+            models = _models_in(field.annotation) if field else {}
+    path = _checks.field_path(parts)
+    return ": ".join(x for x in (label, path) if x), holder
+
+
+@contextmanager
+def _input_errors(model: type[BaseModel], data: Any) -> Iterator[None]:
+    """Turn pydantic's ``ValidationError`` for ``data`` into an :class:`InputError`."""
+    try:
+        yield
+    except ValidationError as exc:
+        raise InputError.of(model, data, exc) from None
+
+
+def _validate_each(model: type[InputModel], items: list, key: str) -> list:
+    """Each of ``items`` validated as ``model``; every error of every item in one InputError.
+
+    ``key`` names the list in the input (``"structure"`` for ``[[structure]]`` tables): an
+    item without a usable name is located as ``structure[1]``.
+    """
+    out, details = [], []
+    for i, item in enumerate(items):
+        try:
+            out.append(super(InputModel, model).model_validate(item))
+        except ValidationError as exc:
+            details += _details(model, item, exc, (key, i))
+    if details:
+        raise InputError.from_exception_data(model.__name__, details)
+    return out
+
+
 class InputModel(BaseModel):
-    """Base of every input model: frozen, closed to unknown fields, finite numbers."""
+    """Base of every input model: frozen, closed to unknown fields, finite numbers.
+
+    Invalid input raises :class:`InputError`, naming every bad field.
+    """
 
     model_config = ConfigDict(
         frozen=True, extra="forbid", allow_inf_nan=False, validate_default=True
     )
+
+    def __init__(self, /, **data: Any) -> None:
+        with _input_errors(type(self), data):
+            super().__init__(**data)
+
+    # Not a custom __init__ to pydantic: a nested model is validated as before, so its errors
+    # keep their location in the outer input (pydantic marks its own __init__ so).
+    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
+
+    @classmethod
+    def model_validate(cls, obj: Any, **kwargs: Any) -> Self:
+        """Validate ``obj``; invalid input raises :class:`InputError` (see pydantic's method)."""
+        with _input_errors(cls, obj):
+            return super().model_validate(obj, **kwargs)
 
     def replace(self, **changes: Any) -> Self:
         """A copy with ``changes`` applied and validated again, cross-field rules included.
@@ -141,7 +361,9 @@ class Stage(InputModel):
     name : str
         Stage label (unique within a scenario), e.g. ``"seed"``.
     weight : float
-        Share of applicant firms that start in this stage; weights sum to 1.
+        Share of applicant firms that start in this stage. The weights of a scenario's stages
+        sum to 1 within ``1e-6`` (0.3333, 0.3333, 0.3334 pass) and are then scaled to sum
+        to 1.
     initial_value : float
         Median firm value of an applicant in this stage, currency units.
     drift : float
@@ -398,52 +620,63 @@ class Scenario(InputModel):
     steps_per_year: Annotated[Count, Field(ge=1, le=3650)] = 12
     cycle: FundingCycle | None = None
 
+    @field_validator("stages")
+    @classmethod
+    def _weights_sum_to_one(cls, stages: list[Stage]) -> list[Stage]:
+        """Accept weights within ``WEIGHT_TOLERANCE`` of 1, scaled to sum to 1."""
+        total = math.fsum(s.weight for s in stages)
+        if abs(total - 1.0) > WEIGHT_TOLERANCE:
+            raise ValueError(f"stage weights must sum to 1, they sum to {total:.12g}")
+        if total == 1.0:
+            return stages
+        return [s.model_copy(update={"weight": s.weight / total}) for s in stages]
+
     @model_validator(mode="after")
     def _cross_field_rules(self) -> Self:
+        _Breaches.check(self._breaches())
+        return self
+
+    def _breaches(self) -> Iterator[str]:
+        """Every cross-field rule the scenario breaks, each as ``where: why``."""
         names = [s.name for s in self.stages]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
-            raise ValueError(f"stages: stage names must be unique, repeated: {dupes}")
-        total = math.fsum(s.weight for s in self.stages)
-        if abs(total - 1.0) > 1e-9:
-            raise ValueError(f"stages: stage weights must sum to 1, they sum to {total:.12g}")
+            yield f"stages: stage names must be unique, repeated: {dupes}"
         last = self.stages[-1]
         if last.advance_hazard != 0.0:
-            raise ValueError(
-                f"stages[{len(self.stages) - 1}].advance_hazard: the last stage "
-                f"({last.name!r}) cannot advance; set it to 0"
+            yield (
+                f"stage {last.name!r}: advance_hazard: the last stage cannot advance; set it to 0"
             )
         n_steps = self.horizon_years * self.steps_per_year
         if abs(n_steps - round(n_steps)) > 1e-9:
-            raise ValueError(
+            yield (
                 f"horizon_years: horizon_years * steps_per_year = {n_steps:g} must be a whole "
                 "number of steps"
             )
         if round(n_steps) < 1:
-            raise ValueError(
+            yield (
                 f"horizon_years: {self.horizon_years:g} y is less than one step of "
                 f"{1 / self.steps_per_year:g} y (steps_per_year={self.steps_per_year})"
             )
+        if round(n_steps) > 100_000:
+            yield (
+                f"horizon_years: {round(n_steps)} steps exceed the limit of 100000; "
+                "lower horizon_years or steps_per_year"
+            )
         per_step = self.market.jump_rate / self.steps_per_year
         if per_step > 50.0:
-            raise ValueError(
+            yield (
                 f"market.jump_rate: {self.market.jump_rate:g} jumps a year are "
                 f"{per_step:g} expected jumps per step; at most 50 per step are supported "
                 "(raise steps_per_year)"
             )
         top = self._log_value_bound()
         if top > 700.0:
-            raise ValueError(
+            yield (
                 f"horizon_years: firm values could overflow: log V could reach {top:.0f} "
                 "(> 700, the float64 limit) within 10 standard deviations over the horizon; "
                 "lower horizon_years, the stages' drift or volatility, or the jumps"
             )
-        if round(n_steps) > 100_000:
-            raise ValueError(
-                f"horizon_years: {round(n_steps)} steps exceed the limit of 100000; "
-                "lower horizon_years or steps_per_year"
-            )
-        return self
 
     def _log_value_bound(self) -> float:
         """A conservative 10-sigma upper bound on log firm value over the horizon."""
@@ -912,42 +1145,52 @@ class Structure(InputModel):
             raise ValueError(
                 f"{path}: expected only [[structure]] tables, found keys {sorted(data)}"
             )
-        return [cls.model_validate(item) for item in data["structure"]]
+        items = data["structure"]
+        if not isinstance(items, list):
+            raise ValueError(f"{path}: expected [[structure]] tables, found {type(items).__name__}")
+        return _validate_each(cls, items, "structure")
 
 
 def check_run(scenario: Scenario, structures: list[Structure]) -> None:
-    """Cross-check structures against the scenario; raise ValueError naming the field."""
+    """Cross-check structures against the scenario; one ValueError naming every breach."""
+    if not structures:
+        raise ValueError("structures: give at least one structure")
+    lines = list(_run_breaches(scenario, structures))
+    if lines:
+        raise ValueError(_checks.errors_text("structures", lines))
+
+
+def _run_breaches(scenario: Scenario, structures: list[Structure]) -> Iterator[str]:
+    """Every rule between the structures and the scenario that is broken, named by structure."""
     names = [s.name for s in structures]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        raise ValueError(f"structures: structure names must be unique, repeated: {dupes}")
-    if not structures:
-        raise ValueError("structures: give at least one structure")
-    dt = scenario.dt
+        yield f"structures: structure names must be unique, repeated: {dupes}"
     for s in structures:
-        for field, years in (
-            ("loan.maturity_years", s.loan.maturity_years),
-            ("loan.interest_only_years", s.loan.io_years),
-        ):
-            steps = years / dt
-            if abs(steps - round(steps)) > 1e-9:
-                raise ValueError(
-                    f"{s.name}.{field}: {years:g} y is not a whole number of steps of "
-                    f"{dt:g} y (steps_per_year={scenario.steps_per_year})"
-                )
-        # A duration that rounds to zero steps would end before the first step: a loan
-        # repaid at once (PD 100% on the grid) or a warrant that never pays.
-        durations = [("loan.maturity_years", s.loan.maturity_years)]
-        if s.warrant is not None:
-            durations.append(("warrant.expiry_years", s.warrant.expiry_years))
-        for field, years in durations:
-            if years / dt < 1.0 - 1e-9:
-                raise ValueError(
-                    f"{s.name}.{field}: {years:g} y is shorter than one step of {dt:g} y "
-                    f"(steps_per_year={scenario.steps_per_year})"
-                )
-        if s.loan.maturity_years > scenario.horizon_years + 1e-12:
-            raise ValueError(
-                f"{s.name}.loan.maturity_years: the loan ({s.loan.maturity_years:g} y) cannot "
-                f"be longer than the scenario horizon_years ({scenario.horizon_years:g} y)"
-            )
+        yield from (f"structure {s.name!r}: {why}" for why in _timing_breaches(scenario, s))
+
+
+def _timing_breaches(scenario: Scenario, s: Structure) -> Iterator[str]:
+    """The terms of ``s`` that do not fit the scenario's time grid and horizon."""
+    dt = scenario.dt
+    grid = f"{dt:g} y (steps_per_year={scenario.steps_per_year})"
+    whole = {"loan.maturity_years": s.loan.maturity_years}
+    if s.loan.io_years != s.loan.maturity_years:  # a bullet loan's is its maturity's
+        whole["loan.interest_only_years"] = s.loan.io_years
+    for field, years in whole.items():
+        steps = years / dt
+        if abs(steps - round(steps)) > 1e-9:
+            yield f"{field}: {years:g} y is not a whole number of steps of {grid}"
+    # A duration that rounds to zero steps would end before the first step: a loan
+    # repaid at once (PD 100% on the grid) or a warrant that never pays.
+    durations = {"loan.maturity_years": s.loan.maturity_years}
+    if s.warrant is not None:
+        durations["warrant.expiry_years"] = s.warrant.expiry_years
+    for field, years in durations.items():
+        if years / dt < 1.0 - 1e-9:
+            yield f"{field}: {years:g} y is shorter than one step of {grid}"
+    if s.loan.maturity_years > scenario.horizon_years + 1e-12:
+        yield (
+            f"loan.maturity_years: the loan ({s.loan.maturity_years:g} y) cannot be longer "
+            f"than the scenario horizon_years ({scenario.horizon_years:g} y)"
+        )

@@ -15,7 +15,7 @@ Example
 >>> res = il.simulate(il.Scenario.default(), n_portfolios=30, portfolio_size=20, seed=1)
 >>> ax = il.plotting.plot_npv_distribution(res)
 >>> ax.get_xlabel()
-'NPV per unit of principal'
+'NPV per unit of principal (symmetric-log scale, linear within ±5%)'
 """
 
 from __future__ import annotations
@@ -44,6 +44,8 @@ __all__ = [
 
 _EVENT_NAMES = {e.name: int(e) for e in L.Event if e != L.Event.NONE}
 _EVENT_LABEL = {"DEFAULT": "default", "IPO": "IPO", "MA": "M&A"}
+#: The x label of :func:`plot_npv_distribution`.
+NPV_AXIS_LABEL = "NPV per unit of principal (symmetric-log scale, linear within ±5%)"
 
 
 def _axes(ax):
@@ -67,18 +69,26 @@ def _percent(ax, axis: str = "x") -> None:
     (ax.xaxis if axis == "x" else ax.yaxis).set_major_formatter(PercentFormatter(1.0))
 
 
-def plot_npv_distribution(result, *, ax=None, structures=None, clip: float = 0.995, **kw: Any):
+def plot_npv_distribution(
+    result, *, ax=None, structures=None, clip: float = 0.995, summary=None, **kw: Any
+):
     """Cumulative distribution of each accepted loan's NPV per unit of principal.
 
     One step curve per structure, on a symmetric-log x axis (linear within +-5%): loan NPVs
     cluster near zero with a default tail towards -100%, while warrant and equity upside
     reaches several times the principal. The axis ends at the ``clip`` quantile of all
-    values; the mean (dashed) uses every loan.
+    values. The dashed line and the legend give the structure's ``npv_per_principal`` as the
+    summary table has it (``summary``, or ``result.summary(n_boot=0)``): all cash flows over
+    all principal lent, the screening cost of rejected applicants included -- a ratio of
+    sums, not the plain mean of the loans drawn.
     """
     from matplotlib.ticker import NullLocator
 
+    from invlend._tables import Footnotes
+
     result.require_firms()
     ax = _axes(ax)
+    table = summary if summary is not None else result.summary(n_boot=0)
     pooled = []
     for i, n in enumerate(_names(result, structures)):
         r = result[n]
@@ -89,8 +99,12 @@ def plot_npv_distribution(result, *, ax=None, structures=None, clip: float = 0.9
         x = np.sort(r.npv[ok] / r.principal[ok])
         y = np.arange(1, x.size + 1) / x.size
         style = {"color": f"C{i}"} | kw
-        (line,) = ax.step(x, y, where="post", label=f"{n} (mean {x.mean():+.1%})", **style)
-        ax.axvline(x.mean(), color=line.get_color(), linestyle="--", linewidth=1)
+        cell = table[n]["npv_per_principal"]
+        est = cell.estimate
+        text = Footnotes().cell("npv_per_principal", cell._replace(note=""))
+        (line,) = ax.step(x, y, where="post", label=f"{n} ({text})", **style)
+        if np.isfinite(est):
+            ax.axvline(est, color=line.get_color(), linestyle="--", linewidth=1)
         pooled.append(x)
     if not pooled:
         ax.text(0.5, 0.5, "no loans: nobody was accepted", ha="center", va="center",
@@ -106,38 +120,70 @@ def plot_npv_distribution(result, *, ax=None, structures=None, clip: float = 0.9
     ax.set_xlim(lo * 1.05, hi * 1.05)
     ax.set_xticks([t for t in (-5, -1, -0.2, 0, 0.2, 1, 5, 20) if lo * 1.05 <= t <= hi * 1.05])
     ax.xaxis.set_minor_locator(NullLocator())
-    ax.set_xlabel("NPV per unit of principal")
+    ax.set_xlabel(NPV_AXIS_LABEL)
     ax.set_ylabel("share of loans with a lower NPV")
-    ax.set_title("Distribution of each loan's NPV")
+    ax.set_title(
+        "Distribution of each loan's NPV\n(dashed, legend: NPV per principal of the summary "
+        "table, all flows incl. screening)",
+        fontsize="medium",
+    )
     _percent(ax)
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper left")
+    ax.legend(loc="upper left", title="structure (NPV per principal)")
     return ax
+
+
+#: Line style of each tail mark of :func:`plot_loss_distribution`.
+_LOSS_MARKS = {
+    ("VaR", 0.99): (0, (5, 2)),
+    ("VaR", 0.999): "-.",
+    ("ES", 0.99): ":",
+    ("ES", 0.999): (0, (3, 1, 1, 1, 1, 1)),
+}
 
 
 def plot_loss_distribution(
     result, *, ax=None, structures=None, bins: int = 50, levels=(0.99, 0.999), **kw: Any
 ):
-    """Histogram of the portfolio loss rate per structure, with VaR (dashed) and ES (dotted)."""
+    """Histogram of the portfolio loss rate per structure, with EL, VaR and ES marked.
+
+    Vertical lines in the structure's colour: the expected loss (mean loss rate, solid), and
+    VaR and ES at each of ``levels``; the legend names each line style.
+    """
+    from matplotlib.lines import Line2D
+
     ax = _axes(ax)
     names = _names(result, structures)
     losses = {n: result[n].portfolio_loss_rate for n in names}
     hi = max(float(x.max()) for x in losses.values())
     edges = np.linspace(0.0, hi if hi > 0 else 1e-3, bins + 1)
+    styles = {("EL", None): "-"}
+    for a in levels:
+        for what in ("VaR", "ES"):
+            styles[(what, a)] = _LOSS_MARKS.get((what, a), "--" if what == "VaR" else ":")
+    handles = []
     for n, x in losses.items():
         line = ax.stairs(*np.histogram(x, edges), label=n, **kw)
+        handles.append(line)
         color = line.get_edgecolor()
+        ax.axvline(float(np.mean(x)), color=color, linestyle="-", linewidth=1.2)
         for a in levels:
-            ax.axvline(M.value_at_risk(x, a), color=color, linestyle="--", linewidth=1)
-            ax.axvline(M.expected_shortfall(x, a), color=color, linestyle=":", linewidth=1)
+            ax.axvline(M.value_at_risk(x, a), color=color, linestyle=styles[("VaR", a)],
+                       linewidth=1)  # fmt: skip
+            ax.axvline(M.expected_shortfall(x, a), color=color, linestyle=styles[("ES", a)],
+                       linewidth=1)  # fmt: skip
+    for (what, a), ls in styles.items():
+        label = "EL (mean loss)" if a is None else f"{what} {100 * a:g}%"
+        handles.append(Line2D([], [], color="0.25", linestyle=ls, linewidth=1.2, label=label))
     ax.set_yscale("log")
     ax.set_xlabel("portfolio loss rate (credit loss after risk sharing / principal)")
-    ax.set_ylabel("portfolios")
+    ax.set_ylabel("portfolios (log scale)")
     lv = " and ".join(f"{100 * a:g}%" for a in levels)
-    ax.set_title(f"Portfolio losses; VaR (dashed), ES (dotted) at {lv}")
+    ax.set_title(f"Portfolio losses with EL, VaR and ES at {lv}")
     _percent(ax)
-    ax.legend()
+    ax.legend(handles=handles, fontsize="small", ncols=3, loc="upper center",
+              bbox_to_anchor=(0.5, -0.14))  # fmt: skip
     return ax
 
 
@@ -146,8 +192,10 @@ def plot_cumulative_incidence(
 ):
     """Share of firms that had ``event`` by each time, one line per starting stage.
 
-    There is no censoring before the horizon, so the empirical share is the cumulative
-    incidence of the competing event.
+    The firms are every applicant of the run (accepted or not) under the firm dynamics of
+    ``structure`` (default: the first), which the structures of its linkage share; the title
+    says whose. There is no censoring before the horizon, so the empirical share is the
+    cumulative incidence of the competing event.
     """
     if event not in _EVENT_NAMES:
         raise ValueError(f"event: choose from {list(_EVENT_NAMES)}, got {event!r}")
@@ -168,12 +216,27 @@ def plot_cumulative_incidence(
         ax.step(times, cum, where="post", label=f"{stage.name} (n={n:,})", **kw)
     ax.set_xlabel("years")
     ax.set_ylabel(f"share of firms with {_EVENT_LABEL[event]}")
-    ax.set_title(f"Cumulative incidence of {_EVENT_LABEL[event]} ({name})")
+    ax.set_title(f"Cumulative incidence of {_EVENT_LABEL[event]}\n{_whose_firms(result, name)}",
+                 fontsize="medium")  # fmt: skip
     _percent(ax, "y")
     ax.set_xlim(0, times[-1])
     ax.set_ylim(bottom=0)
     ax.legend(title="starting stage")
     return ax
+
+
+def _whose_firms(result, name: str) -> str:
+    """Whose firms an outcome plot counts: every applicant, under ``name``'s firm dynamics."""
+    names = list(result)
+    groups = getattr(result, "group_of", None)
+    if groups is not None and len(groups) == len(names):
+        g = groups[names.index(name)]
+        shared = [n for n, k in zip(names, groups, strict=True) if k == g]
+    else:
+        shared = [name]
+    n_firms = result.n_portfolios * result.portfolio_size
+    who = ", ".join(shared)
+    return f"all {n_firms:,} applicant firms (accepted or not)\nsimulated for {who}"
 
 
 def plot_value_fan(result, *, ax=None, structure: str | None = None, n_lines: int = 15, **kw: Any):
@@ -205,7 +268,9 @@ def plot_value_fan(result, *, ax=None, structure: str | None = None, n_lines: in
     ax.set_yscale("log")
     ax.set_xlabel("years")
     ax.set_ylabel("firm value / value at entry (log scale)")
-    ax.set_title(f"Firm value paths ({paths.shape[0]:,} sampled firms)")
+    shared = _whose_firms(result, name).split("simulated for ")[-1]
+    ax.set_title(f"Firm value paths ({paths.shape[0]:,} sampled applicant firms)\n"
+                 f"simulated for {shared}", fontsize="medium")  # fmt: skip
     ax.set_xlim(0, t[-1])
     ax.legend(loc="upper left")
     return ax

@@ -48,7 +48,16 @@ from scipy.optimize import brentq
 from invlend import _checks
 from invlend import metrics as M
 from invlend._sim.lowering import MEASURES
-from invlend._tables import Document, Footnotes, Keyed, Rows, html_table, json_ready, text_table
+from invlend._tables import (
+    Document,
+    Footnotes,
+    Keyed,
+    Rows,
+    format_estimate,
+    html_table,
+    json_ready,
+    text_table,
+)
 from invlend.config import (
     Equity,
     FundingCycle,
@@ -403,14 +412,15 @@ class Breakeven:
     def __str__(self) -> str:
         goal = f"{self.metric} of {self.against}" if self.against else f"{self.target:g}"
         if math.isfinite(self.se):
-            spread = (f"± {self.se:.3g} (95% interval {self.ci_low:.6g} to {self.ci_high:.6g}; "
-                      f"{self.evaluations} simulations)")  # fmt: skip
+            lo, hi = (
+                format_estimate(x, self.se).split(" ± ")[0] for x in (self.ci_low, self.ci_high)
+            )
+            at = (f"{format_estimate(self.value, self.se)} (95% interval {lo} to {hi}; "
+                  f"{self.evaluations} simulations)")  # fmt: skip
         else:
-            spread = f"(standard error n/a: {self.note}; {self.evaluations} simulations)"
-        return (
-            f"{self.structure}: {self.metric} reaches {goal} at {self.param} = {self.value:.6g} "
-            + spread
-        )
+            at = (f"{self.value:.6g} (standard error n/a: {self.note}; "
+                  f"{self.evaluations} simulations)")  # fmt: skip
+        return f"{self.structure}: {self.metric} reaches {goal} at {self.param} = {at}"
 
 
 class _NoRoot(ValueError):
