@@ -85,7 +85,7 @@ def test_every_metric_row_has_a_label_unit_and_meaning(res, page):
     summary = _section(page, "id='summary'", "id='parts'")
     assert "hurdle 12.0%" in summary and "discounted at 2.00%" in summary
     diffs = _section(page, "id='differences'", "id='figures'")
-    assert "pp of principal" in diffs and " pp ± " in diffs
+    assert "pp of principal" in diffs and re.search(r"[+-][0-9.]+ ± [0-9.]+ pp", diffs)
 
 
 def test_npv_legend_numbers_are_the_table_s(res, page):

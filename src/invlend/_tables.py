@@ -47,6 +47,7 @@ __all__ = [
     "Footnotes",
     "Keyed",
     "Rows",
+    "format_difference",
     "format_estimate",
     "format_metric",
     "html_table",
@@ -175,6 +176,13 @@ def format_metric(metric: str, x: float) -> str:
     return f"{100 * x:.3f}%" if metric in M.METRICS and M.is_rate(metric) else f"{x:.4g}"
 
 
+def format_difference(metric: str, x: float, se: float) -> str:
+    """A paired difference ``x ± se`` of ``metric``: signed, a rate's in percentage points."""
+    if metric in M.METRICS and M.is_rate(metric):
+        return format_estimate(100 * x, 100 * se, sign=True) + " pp"
+    return format_estimate(x, se, sign=True)
+
+
 class Footnotes:
     """Numbered reasons for the NaNs of a table: ``cell()`` marks them, ``lines()`` lists them.
 
@@ -187,11 +195,17 @@ class Footnotes:
         ``fmt(metric, x) -> str`` for each number of :meth:`cell` (the estimate and its
         standard error alike); default: :func:`format_estimate` of the pair, a rate of
         :mod:`invlend.metrics` as a percentage.
+    difference : bool
+        The cells are paired differences (:func:`format_difference`: signed, rates in
+        percentage points); used where ``fmt`` is not given.
     """
 
-    def __init__(self, fmt: Callable[[str, float], str] | None = None) -> None:
+    def __init__(
+        self, fmt: Callable[[str, float], str] | None = None, *, difference: bool = False
+    ) -> None:
         self._numbers: dict[str, int] = {}
         self._fmt = fmt
+        self._difference = difference
 
     def mark(self, note: str) -> str:
         """The marker of ``note`` (``""`` for no note): ``" [k]"``, k from 1 in first use."""
@@ -207,7 +221,9 @@ class Footnotes:
         one that also has ``z`` (a paired :class:`invlend.results.Difference`) shows it as
         ``z=+1.2`` (``z=n/a`` when undefined).
         """
-        if self._fmt is None:
+        if self._fmt is None and self._difference:
+            text = format_difference(metric, est.estimate, est.se)
+        elif self._fmt is None:
             percent = metric in M.METRICS and M.is_rate(metric)
             text = format_estimate(est.estimate, est.se, percent=percent)
         else:

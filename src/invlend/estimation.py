@@ -69,6 +69,7 @@ class _Table(Mapping, Rows, Document):
     """Shared behaviour of :class:`Summary` and :class:`Comparison`."""
 
     _row_type: type = M.Estimate
+    _difference = False  # cells are paired differences: signed, rates in percentage points
 
     def __init__(self, data: dict[str, dict[str, tuple]], notes: list[str], meta: dict) -> None:
         self._data = data
@@ -115,7 +116,7 @@ class _Table(Mapping, Rows, Document):
     def _parts(self) -> tuple[str, list[str], list[list[str]], list[str]]:
         """Title line, header, rows and footer lines, for the text and the HTML table."""
         head, columns = self._head()
-        marks = Footnotes()
+        marks = Footnotes(difference=self._difference)
         rows = metric_rows(self._data, marks)
         footer = [*marks.lines(), *(f"note: {n}" for n in self.notes)]
         return head, ["metric", *columns], rows, footer
@@ -153,14 +154,21 @@ class Comparison(_Table):
     """
 
     _row_type = Difference
+    _difference = True
 
     def _head(self) -> tuple[str, list[str]]:
         names = list(self._data)
         base = self.meta["baseline"]
         if self.meta.get("runs"):
-            head = "invlend paired comparison of two runs (this run - other run ± standard error)\n"
+            head = (
+                "invlend paired comparison of two runs (this run - other run ± standard error; "
+                "rates in percentage points)\n"
+            )
             return head, [f"{n}: this - other" for n in names]
-        head = f"invlend paired comparison against {base!r} (difference ± standard error)\n"
+        head = (
+            f"invlend paired comparison against {base!r} (difference ± standard error; "
+            "rates in percentage points)\n"
+        )
         return head, [f"{n} - {base}" for n in names]
 
 

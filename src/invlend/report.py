@@ -41,7 +41,7 @@ from invlend import _workbook as W
 from invlend import capital as C
 from invlend import metrics as M
 from invlend._sim import layout as L
-from invlend._tables import Footnotes, shown_metrics, write_csv
+from invlend._tables import Footnotes, format_difference, shown_metrics, write_csv
 from invlend.estimation import shown_parts
 
 __all__ = ["structures_toml", "write_report"]
@@ -154,13 +154,6 @@ def unit(metric: str, *, difference: bool = False, currency: str = "currency uni
     if metric == "accepted_quality":
         return "standard deviations of quality"
     return "pp" if difference else "%"
-
-
-def _fmt_pp(metric: str, x: float) -> str:
-    """A difference as the comparison table prints it: rates in percentage points."""
-    if not math.isfinite(x):
-        return "n/a"
-    return f"{100 * x:.3f} pp" if M.is_rate(metric) else f"{x:.4g}"
 
 
 def meaning(metric: str, *, hurdle: float, discount_rate: float) -> str:
@@ -346,9 +339,9 @@ def _lead_html(lead: dict, summary, what: str, currency: str) -> str:
     else:
         zs = f"z undefined ({html.escape(d.note or 'no standard error')})"
     return (
-        f"<li>{text}, {_fmt_pp(m, d.estimate)} ahead of <b>{html.escape(second)}</b> "
-        f"({_cell(m, summary[second][m])}); paired standard error "
-        f"{_fmt_pp(m, d.se)} ({html.escape(ud)}), {zs}.</li>"
+        f"<li>{text}; ahead of <b>{html.escape(second)}</b> "
+        f"({_cell(m, summary[second][m])}) by {format_difference(m, d.estimate, d.se)} "
+        f"({html.escape(ud)}; ± the paired standard error), {zs}.</li>"
     )
 
 
@@ -400,19 +393,18 @@ def _drivers_html(how: str, parts, best: str, second: str, metric: str) -> str:
     *terms, (_, total, total_se) = parts
     terms = sorted(terms, key=lambda t: -abs(t[1]))
     cells = "; ".join(
-        f"<code>{html.escape(t)}</code> {_fmt_pp(metric, e)} ± {_fmt_pp(metric, se)}"
-        for t, e, se in terms
+        f"<code>{html.escape(t)}</code> {format_difference(metric, e, se)}" for t, e, se in terms
     )
+    lead_text = format_difference(metric, total, total_se)
     if how == "shapley":
         lead = (
-            f"Shapley attribution of the lead in {label} ({_fmt_pp(metric, total)} ± "
-            f"{_fmt_pp(metric, total_se)}) to the terms in which {html.escape(best)} differs "
-            f"from {html.escape(second)} (a replay of this run's firms with every mix of the "
-            "two; each part with its paired standard error)"
+            f"Shapley attribution of the lead in {label} ({lead_text}) to the terms in which "
+            f"{html.escape(best)} differs from {html.escape(second)} (a replay of this run's "
+            "firms with every mix of the two; each part with its paired standard error)"
         )
     else:
         lead = (
-            f"The lead in {label} ({_fmt_pp(metric, total)} ± {_fmt_pp(metric, total_se)}) "
+            f"The lead in {label} ({lead_text}) "
             "part by part (the difference of the two decompositions, paired standard errors; "
             "a term-by-term attribution was not run: too costly for this run's size, or the "
             "terms do not mix)"
@@ -578,7 +570,7 @@ def _page(result, summary, comparison, decomps, figures: dict[str, bytes], *,
     parts += _decomposition_section(decomps)
     if comparison is not None and len(comparison):
         base = comparison.meta["baseline"]
-        cmarks = Footnotes(_fmt_pp)
+        cmarks = Footnotes(difference=True)
         parts += [
             f"<h2 id='differences'>Paired differences against {html.escape(base)}</h2>",
             "<p>Both structures are evaluated on the same simulated firms, so the standard "
