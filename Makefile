@@ -22,7 +22,7 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	touch $(VENV)/.installed $@
 
 demo: $(VENV)/.installed
-	$(BIN)/invlend compare --out $(DEMO_OUT)
+	$(BIN)/invlend compare --out $(DEMO_OUT) --force
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests benchmarks docs/make_figures.py

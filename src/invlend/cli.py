@@ -19,24 +19,141 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import keyword
+import math
 import os
+import re
 import sys
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from invlend import _checks
+from invlend.capital import DEFAULT_HURDLE
 from invlend.sweep import MAX_POINTS, MAX_VALUES
 
 __all__ = ["main"]
+
+#: Run size of ``compare``, ``sweep`` and ``breakeven`` (each point of a sweep and each
+#: evaluation of a break-even is one run of this size).
+DEFAULT_PORTFOLIOS = 2000
+DEFAULT_SIZE = 100
+DEFAULT_SEED = 20260501
+#: validation.DEFAULT_SEED, written out so that the parser does not import the validation.
+_VALIDATE_SEED_HELP = "root seed (default: 20261128)"
+#: Bootstrap replicates for the tail metrics of ``compare`` and ``sweep``.
+DEFAULT_BOOTSTRAP = 400
+
+#: The name of each argument of the library that a flag of the command line sets: an error
+#: of the library ("n_portfolios: must be >= 1") is printed with the flag ("--portfolios: ...").
+FLAGS = {
+    "n_portfolios": "--portfolios",
+    "portfolio_size": "--size",
+    "seed": "--seed",
+    "backend": "--backend",
+    "keep": "--keep",
+    "measures": "--measures",
+    "n_boot": "--bootstrap",
+    "hurdle": "--hurdle",
+    "discount_rate": "--discount-rate",
+    "market.discount_rate": "--discount-rate",
+    "metric": "--metric",
+    "baseline": "--baseline",
+    "target": "--target",
+    "against": "--against",
+    "structure": "--structure",
+    "bracket": "bracket LO HI",
+}
+#: Names replaced wherever they stand in a message, not only before its first colon: none of
+#: them can be a stage, a structure or a field of a scenario file.
+_ANYWHERE = ("n_portfolios", "portfolio_size", "n_boot")
+_KEEP_VALUE = re.compile(r"(?:simulate\(\.\.\., )?\bkeep='(\w+)'\)?")
+_MEASURES_VALUE = re.compile(r"\bmeasures=\(?\[?'real_world',?\]?\)?")
+_ANYWHERE_RE = re.compile(r"\b(" + "|".join(_ANYWHERE) + r")\b")
+
+
+def flag_message(message: str) -> str:
+    """``message`` of the library with the names of its arguments replaced by the flags.
+
+    The name before the first colon ("n_portfolios: ...") is mapped by :data:`FLAGS`; inside
+    the message, only names that nothing else can be called (``n_portfolios``) and
+    ``keep='aggregates'`` (``--keep aggregates``) and ``measures=('real_world',)``
+    (``--measures real_world``) are.
+    """
+    head, sep, rest = message.partition(": ")
+    if sep and head in FLAGS:
+        message = f"{FLAGS[head]}: {rest}"
+    message = _KEEP_VALUE.sub(lambda m: f"--keep {m.group(1)}", message)
+    message = _MEASURES_VALUE.sub("--measures real_world", message)
+    return _ANYWHERE_RE.sub(lambda m: FLAGS[m.group(1)], message)
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse that exits with code 2 and one line, as for every other input error."""
 
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> None:  # type: ignore[override]
         sys.stderr.write(f"invlend: error: {message}\n")
         raise SystemExit(2)
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every default in ``--help``, except where there is none or the help already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default is None or action.default is False or "default" in text:
+            return text
+        return super()._get_help_string(action)
+
+
+def _positive_int(text: str) -> int:
+    return _int(text, low=1)
+
+
+def _nonnegative_int(text: str) -> int:
+    return _int(text, low=0)
+
+
+def _int(text: str, low: int) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}") from None
+    if n < low:
+        raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {n}")
+    return n
+
+
+def _finite(text: str) -> float:
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(x):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return x
+
+
+def _hurdle(text: str) -> float:
+    x = _finite(text)
+    if not -1.0 <= x <= 10.0:  # the range of summary(hurdle=...)
+        raise argparse.ArgumentTypeError(f"must be between -1 and 10 (a year), got {x:g}")
+    return x
+
+
+def _discount_rate(text: str) -> float:
+    from invlend.config import Market
+
+    x = _finite(text)
+    try:
+        Market(discount_rate=x)
+    except ValidationError as exc:
+        msg = exc.errors()[0]["msg"].removeprefix("Value error, ")
+        raise argparse.ArgumentTypeError(f"{msg}, got {x:g}") from None
+    return x
 
 
 def _one_line(exc: ValidationError) -> str:
@@ -48,14 +165,45 @@ def _one_line(exc: ValidationError) -> str:
     return f"invalid {exc.title}: " + "; ".join(parts)
 
 
-def _run_options(p: argparse.ArgumentParser, portfolios: int, bootstrap: bool = True) -> None:
+def _run_options(p: argparse.ArgumentParser, bootstrap: bool = True) -> None:
     p.add_argument("--structures", help="TOML file of [[structure]] tables (default: presets)")
-    p.add_argument("--portfolios", type=int, default=portfolios, help="number of portfolios")
-    p.add_argument("--size", type=int, default=100, help="applicant firms per portfolio")
-    p.add_argument("--seed", type=int, default=20260501, help="root seed (default: 20260501)")
-    p.add_argument("--backend", default="cpu", help="cpu, numpy, cuda or auto (default: cpu)")
+    p.add_argument(
+        "--portfolios", type=_positive_int, default=DEFAULT_PORTFOLIOS, help="number of portfolios"
+    )
+    p.add_argument(
+        "--size", type=_positive_int, default=DEFAULT_SIZE, help="applicant firms per portfolio"
+    )
+    p.add_argument("--seed", type=_nonnegative_int, default=DEFAULT_SEED, help="root seed")
+    p.add_argument("--backend", default="cpu", help="cpu, numpy, cuda or auto")
+    p.add_argument(
+        "--keep",
+        choices=("firms", "aggregates"),
+        default="firms",
+        help="firms: every per-firm array; aggregates: only per-portfolio totals (memory grows "
+        "with portfolios, not firms; a report then has no per-firm figures)",
+    )
+    p.add_argument(
+        "--measures",
+        choices=("both", "real_world"),
+        default=None,
+        help="both: real world and risk-neutral (fair values); real_world: about half the work, "
+        "fair values NaN (default: both, real_world for a scenario with default_barrier > 0)",
+    )
+    p.add_argument(
+        "--discount-rate",
+        type=_discount_rate,
+        default=None,
+        metavar="RATE",
+        help="annual discount rate of the bank, continuously compounded; overrides the "
+        "scenario's market.discount_rate (default: the scenario's, 0.02 built in)",
+    )
     if bootstrap:
-        p.add_argument("--bootstrap", type=int, default=400, help="bootstrap replicates for tails")
+        p.add_argument(
+            "--bootstrap",
+            type=_nonnegative_int,
+            default=DEFAULT_BOOTSTRAP,
+            help="bootstrap replicates for tails",
+        )
 
 
 #: ``(help, description)`` of each command, in the order ``invlend --help`` lists them.
@@ -95,34 +243,54 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_parser(name, help=short, description=long) for name, (short, long) in _HELP.items()
     )
     c.add_argument("scenario", nargs="?", help="scenario TOML file (default: built-in)")
-    _run_options(c, portfolios=2000)
+    _run_options(c)
     c.add_argument("--baseline", default=None, help="structure to compare against (default: first)")
     c.add_argument(
-        "--out",
-        help="folder for the report: summary.csv, summary.json, comparison.csv, figures as "
-        "PNG and report.html",
+        "--hurdle",
+        type=_hurdle,
+        default=DEFAULT_HURDLE,
+        metavar="RATE",
+        help="annual hurdle rate (cost of equity) of EVA",
     )
-    c.add_argument("--progress", action="store_true", help="show a progress bar")
+    c.add_argument(
+        "--out",
+        help="folder for the report: summary.csv, summary.json, comparison.csv, "
+        "decomposition.csv, figures as PNG and report.html; refused if it holds a report or "
+        "a sweep (see --force)",
+    )
+    c.add_argument(
+        "--force", action="store_true", help="let --out replace the report already in the folder"
+    )
+    c.add_argument(
+        "--progress", action="store_true", help="show progress bars (simulation, bootstrap)"
+    )
     v.add_argument("--quick", action="store_true", help="about 10x fewer firms (seconds)")
-    v.add_argument("--seed", type=int, default=None, help="root seed (default: 20261128)")
+    v.add_argument("--seed", type=_nonnegative_int, default=None, help=_VALIDATE_SEED_HELP)
     v.add_argument("--markdown", action="store_true", help="print a markdown table")
     w.add_argument("param", help="dotted parameter path")
     w.add_argument("values", help="comma-separated values, or START:STOP:NUM (evenly spaced)")
     w.add_argument("scenario", nargs="?", help="scenario TOML file (default: built-in)")
     w.add_argument("--grid", nargs=2, metavar=("PARAM2", "VALUES2"), help="a second parameter")
     w.add_argument("--metric", default="fair_value_per_principal", help="metric to print and plot")
-    _run_options(w, portfolios=500)
-    w.add_argument("--out", help="folder for sweep.csv and the plot(s)")
+    _run_options(w)
+    w.add_argument(
+        "--out",
+        help="folder for sweep.csv and the plot(s); refused if it holds a sweep or a report "
+        "(see --force)",
+    )
+    w.add_argument(
+        "--force", action="store_true", help="let --out replace the sweep already in the folder"
+    )
     b.add_argument("param", help="dotted parameter path of the structure, e.g. loan.rate")
-    b.add_argument("lo", type=float, help="lower end of the bracket")
-    b.add_argument("hi", type=float, help="upper end of the bracket")
+    b.add_argument("lo", type=_finite, help="lower end of the bracket")
+    b.add_argument("hi", type=_finite, help="upper end of the bracket")
     b.add_argument("scenario", nargs="?", help="scenario TOML file (default: built-in)")
     b.add_argument("--structure", required=True, help="structure whose term is solved for")
     goal = b.add_mutually_exclusive_group(required=True)
-    goal.add_argument("--target", type=float, help="value the metric must reach")
+    goal.add_argument("--target", type=_finite, help="value the metric must reach")
     goal.add_argument("--against", help="structure whose metric must be matched")
     b.add_argument("--metric", default="fair_value_per_principal", help="metric (a smooth one)")
-    _run_options(b, portfolios=500, bootstrap=False)
+    _run_options(b, bootstrap=False)
     ssub = s.add_subparsers(dest="action", required=True, parser_class=_Parser)
     ssub.add_parser("show", help="print the built-in scenario as commented TOML")
     chk = ssub.add_parser("check", help="validate a scenario TOML file")
@@ -142,10 +310,28 @@ def _inputs(args: argparse.Namespace):
     _checks.seed("--seed", args.seed)
     if getattr(args, "bootstrap", 0) < 0:
         raise ValueError(f"--bootstrap: must be >= 0, got {args.bootstrap}")
+    if args.discount_rate is not None:
+        data = scenario.model_dump()
+        data["market"] = {**data["market"], "discount_rate": args.discount_rate}
+        try:
+            scenario = il.Scenario.model_validate(data)
+        except ValidationError as exc:
+            raise ValueError(f"--discount-rate: {_one_line(exc)}") from None
     return scenario, structures
 
 
-def _check_out(out: Path | None) -> None:
+#: Files that mark a folder as the output of a command: ``invlend.report.write_report``
+#: writes report.html and summary.json, a sweep writes sweep.csv.
+_MARKERS = {"compare": ("report.html", "summary.json"), "sweep": ("sweep.csv",)}
+_WHAT = {"compare": "a compare report", "sweep": "a sweep"}
+
+
+def _check_out(out: Path | None, command: str | None = None, force: bool = False) -> None:
+    """Refuse ``out`` before any work.
+
+    It must be a folder (or not exist), hold no other command's output, and hold this
+    command's output only with ``force``.
+    """
     if out is None:
         return
     for folder in (out, *out.parents):  # the nearest existing folder must be a folder
@@ -153,15 +339,48 @@ def _check_out(out: Path | None) -> None:
             if not folder.is_dir():
                 raise ValueError(f"--out: {folder} exists and is not a folder")
             break
+    if command is None or not out.is_dir():
+        return
+    for kind, names in _MARKERS.items():
+        found = [n for n in names if (out / n).exists()]
+        if not found:
+            continue
+        if kind != command:
+            raise ValueError(
+                f"--out: {out} holds {_WHAT[kind]} ({found[0]}); give {command} a folder of its own"
+            )
+        if not force:
+            raise ValueError(
+                f"--out: {out} already holds {_WHAT[kind]} ({found[0]}); add --force to "
+                "replace it, or give another folder"
+            )
 
 
 def _sim_kw(args: argparse.Namespace) -> dict:
-    return dict(
+    kw = dict(
         n_portfolios=args.portfolios,
         portfolio_size=args.size,
         seed=args.seed,
         backend=args.backend,
+        keep=args.keep,
     )
+    if args.measures is not None:
+        kw["measures"] = "real_world" if args.measures == "real_world" else _BOTH
+    return kw
+
+
+_BOTH = ("real_world", "risk_neutral")
+
+
+def _rates(args: argparse.Namespace, scenario) -> str:
+    """The line that says which hurdle and discount rate the figures rest on."""
+    parts = []
+    if getattr(args, "hurdle", None) is not None:
+        parts.append(f"hurdle rate {args.hurdle:.2%} a year (EVA)")
+    rate = scenario.market.discount_rate
+    where = "--discount-rate" if args.discount_rate is not None else "the scenario's"
+    parts.append(f"discount rate {rate:.2%} a year, continuously compounded ({where})")
+    return "; ".join(parts)
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -174,7 +393,7 @@ def _compare(args: argparse.Namespace) -> int:
             f"--baseline: no structure named {baseline!r}; have {[s.name for s in structures]}"
         )
     out = Path(args.out) if args.out else None
-    _check_out(out)
+    _check_out(out, "compare", args.force)
     n_firms = args.portfolios * args.size
     progress = args.progress or (sys.stderr.isatty() and n_firms >= 2_000_000)
     res = il.simulate(
@@ -184,14 +403,19 @@ def _compare(args: argparse.Namespace) -> int:
         progress=progress,
         sample_paths=min(2000, n_firms) if out is not None and n_firms > 0 else 0,
     )
-    print(res.summary(n_boot=args.bootstrap))
+    print(res.summary(n_boot=args.bootstrap, hurdle=args.hurdle, progress=progress))
     if len(structures) > 1:
         print()
-        print(res.compare(baseline=baseline, n_boot=args.bootstrap))
+        print(res.compare(baseline=baseline, n_boot=args.bootstrap, hurdle=args.hurdle,
+                          progress=progress))  # fmt: skip
+    print()
+    print(_rates(args, scenario))
     if out is not None:
         from invlend.report import write_report
 
-        written = write_report(res, out, baseline=baseline, n_boot=args.bootstrap)
+        written = write_report(
+            res, out, baseline=baseline, n_boot=args.bootstrap, hurdle=args.hurdle
+        )
         print(f"\nwrote {len(written)} files to {out}/: " + ", ".join(p.name for p in written))
     return 0
 
@@ -269,7 +493,7 @@ def _sweep(args: argparse.Namespace) -> int:
                 f"{len(values[0])} x {len(values[1])} = {len(values[0]) * len(values[1])}"
             )
     out = Path(args.out) if args.out else None
-    _check_out(out)
+    _check_out(out, "sweep", args.force)
     sw = il.sweep(
         scenario,
         structures,
@@ -280,6 +504,8 @@ def _sweep(args: argparse.Namespace) -> int:
         **_sim_kw(args),
     )
     print(sw.table(args.metric))
+    print()
+    print(_rates(args, scenario))
     if out is not None:
         _warn_importable(out)
         written = _write_sweep(sw, out, args.metric)
@@ -337,6 +563,8 @@ def _breakeven(args: argparse.Namespace) -> int:
         **_sim_kw(args),
     )
     print(result)
+    print()
+    print(_rates(args, scenario))
     return 0
 
 
@@ -371,6 +599,15 @@ _COMMANDS = {
     "breakeven": _breakeven,
     "scenario": _scenario,
 }
+
+
+def _joined(message: str) -> str:
+    """A message of several lines (a header and one line per error) as one line."""
+    lines = [x.strip() for x in message.splitlines() if x.strip()]
+    if len(lines) <= 1:
+        return lines[0] if lines else message
+    head, rest = lines[0], lines[1:]
+    return f"{head} {'; '.join(rest)}" if head.endswith(":") else "; ".join(lines)
 
 
 def _say(line: str) -> None:
@@ -420,7 +657,7 @@ def _run(argv: list[str] | None) -> int:
         _say(f"invlend: error: {_one_line(exc)}")
     except (ValueError, TypeError, KeyError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        _say(f"invlend: error: {msg}")
+        _say(f"invlend: error: {flag_message(_joined(str(msg)))}")
     except OSError as exc:
         reason = exc.strerror or exc
         _say(
@@ -433,7 +670,10 @@ def _run(argv: list[str] | None) -> int:
         _say("invlend: error: input nested too deeply (maximum recursion depth exceeded)")
     except MemoryError as exc:
         detail = f": {exc}" if str(exc) else ""
-        _say(f"invlend: error: out of memory{detail}; fewer --portfolios or a smaller --size")
+        _say(
+            f"invlend: error: out of memory{detail}; fewer --portfolios, a smaller --size or "
+            "--keep aggregates"
+        )
     return 2
 
 
