@@ -157,6 +157,8 @@ def format_estimate(value: float, se: float, *, percent: bool = False, sign: boo
         if not math.isfinite(x):
             return "n/a"
         text = f"{x:.3f}" if percent else f"{x:.4g}"
+        if float(text) == 0:  # a difference of 1e-19 is 0 as printed, not "-0.000"
+            text = text.lstrip("-")
         text = ("+" if signed and not text.startswith("-") else "") + text
         return text + unit
 
