@@ -320,11 +320,20 @@ def pandas(what: str = "to_frame()"):
 
     Raises ``ImportError`` "``what`` needs pandas: pip install pandas" without it.
     """
+    return optional("pandas", what)
+
+
+def optional(module: str, what: str):
+    """The optional package ``module``, imported on demand for ``what``.
+
+    Raises ``ImportError`` "``what`` needs ``module``: pip install ``module``" without it.
+    """
+    import importlib
+
     try:
-        import pandas as pd
+        return importlib.import_module(module)
     except ImportError:  # pragma: no cover - depends on the environment
-        raise ImportError(f"{what} needs pandas: pip install pandas") from None
-    return pd
+        raise ImportError(f"{what} needs {module}: pip install {module}") from None
 
 
 def write_csv(path: str | Path, records: list[dict[str, Any]], fields: Sequence[str]) -> None:

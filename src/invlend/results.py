@@ -25,6 +25,7 @@ True
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -602,6 +603,69 @@ class SimulationResult(Mapping):
     plot_pool = _delegate(plotting.plot_pool)
     plot_risk_return = _delegate(plotting.plot_risk_return)
     plot_decomposition = _delegate(plotting.plot_decomposition)
+
+    def to_xarray(self):
+        """The result's arrays as an ``xarray.Dataset`` with named dimensions (needs xarray).
+
+        Per portfolio, dimensions ``(structure, portfolio, aggregate)``: ``aggregates`` (the
+        real-world sums, one column per :data:`invlend._sim.layout.AGGREGATES` name) and, with
+        the risk-neutral measure, ``fair_aggregates``; ``portfolio_npv`` and
+        ``portfolio_loss_rate`` on ``(structure, portfolio)``. With ``keep="firms"`` also the
+        per-firm arrays on ``(structure, portfolio, firm)``: ``npv``, ``principal``,
+        ``accepted``, ``loan_default``, ``credit_loss``, ``upside`` and the firm outcomes
+        ``event``, ``time``, ``value``, ``initial_stage``, ``stage``, ``initial_value``. The
+        codes of ``event`` and of the stages are integers named in the variable's
+        ``flag_values`` / ``flag_meanings`` attributes (the CF convention), and the run's seed,
+        sizes and versions are in the dataset's ``attrs``.
+        """
+        xr = _tables.optional("xarray", "to_xarray()")
+        names = list(self)
+        per_port = ("structure", "portfolio")
+        data: dict[str, Any] = {
+            "aggregates": (
+                (*per_port, "aggregate"),
+                np.stack([self[n].aggregates for n in names]),
+            ),
+            "portfolio_npv": (per_port, np.stack([self[n].portfolio_npv for n in names])),
+            "portfolio_loss_rate": (
+                per_port,
+                np.stack([self[n].portfolio_loss_rate for n in names]),
+            ),
+        }
+        if all(self[n].fair_aggregates is not None for n in names):
+            data["fair_aggregates"] = (
+                (*per_port, "aggregate"),
+                np.stack([self[n].fair_aggregates for n in names]),
+            )
+        if self.keep == "firms":
+            per_firm = (*per_port, "firm")
+            for field in ("npv", "principal", "accepted", "loan_default", "credit_loss", "upside"):
+                data[field] = (per_firm, np.stack([getattr(self[n], field) for n in names]))
+            stages = " ".join(st.name for st in self.scenario.stages)
+            codes = {
+                "event": (list(range(len(L.Event))), " ".join(e.name for e in L.Event)),
+                "initial_stage": (list(range(len(self.scenario.stages))), stages),
+                "stage": (list(range(len(self.scenario.stages))), stages),
+            }
+            for field in ("event", "time", "value", "initial_stage", "stage", "initial_value"):
+                arr = np.stack([getattr(self[n].outcomes, field) for n in names])
+                attrs = {}
+                if field in codes:
+                    attrs = {"flag_values": codes[field][0], "flag_meanings": codes[field][1]}
+                data[field] = xr.Variable(per_firm, arr, attrs=attrs)
+        coords = {
+            "structure": names,
+            "portfolio": np.arange(self.n_portfolios),
+            "aggregate": list(L.AGGREGATES),
+        }
+        if self.keep == "firms":
+            coords["firm"] = np.arange(self.portfolio_size)
+        # netCDF attributes are numbers or strings: the rest (versions, inputs) as JSON text
+        attrs = {
+            k: v if isinstance(v, int | float | str) else json.dumps(v, ensure_ascii=False)
+            for k, v in self.meta.items()
+        }
+        return xr.Dataset(data, coords=coords, attrs=attrs)
 
     def to_frame(self):
         """Per-firm long table (one row per structure and applicant) as a pandas DataFrame.
