@@ -324,24 +324,8 @@ class Attribution(Keyed, Rows, Document):
             "rows": json_ready(self.records()),
         }
 
-    def __str__(self) -> str:
-        n = len(self.terms)
-        head = (
-            f"invlend attribution of {self.structure!r} - {self.baseline!r}: Shapley values over "
-            f"2^{n} = {2**n} hybrids, {self.meta['n_portfolios']} portfolios x "
-            f"{self.meta['portfolio_size']} firms, seed {self.meta['seed']} "
-            "(estimate ± standard error clustered by portfolio; the parts add up to the total)\n"
-        )
-        marks = Footnotes()
-        rows = [[m, *(marks.cell(m, est) for est in row.values())] for m, row in self._data.items()]
-        footer = "".join(f"\n{line}" for line in marks.lines())
-        footer += "".join(f"\nnote: {x}" for x in self.notes)
-        return head + text_table(["metric", *self.terms, TOTAL], rows) + footer
-
-    def __repr__(self) -> str:
-        return self.__str__()
-
-    def _repr_html_(self) -> str:
+    def _parts(self) -> tuple[str, list[str], list[list[str]], list[str]]:
+        """Title, header, rows and footer lines, for the text and the HTML table."""
         n = len(self.terms)
         title = (
             f"invlend attribution of {self.structure!r} - {self.baseline!r}: Shapley values over "
@@ -352,7 +336,18 @@ class Attribution(Keyed, Rows, Document):
         marks = Footnotes()
         rows = [[m, *(marks.cell(m, est) for est in row.values())] for m, row in self._data.items()]
         notes = [*marks.lines(), *(f"note: {x}" for x in self.notes)]
-        return html_table(["metric", *self.terms, TOTAL], rows, title=title, notes=notes)
+        return title, ["metric", *self.terms, TOTAL], rows, notes
+
+    def __str__(self) -> str:
+        title, header, rows, notes = self._parts()
+        return f"{title}\n" + text_table(header, rows) + "".join(f"\n{x}" for x in notes)
+
+    def __repr__(self) -> str:
+        return self.__str__()
+
+    def _repr_html_(self) -> str:
+        title, header, rows, notes = self._parts()
+        return html_table(header, rows, title=title, notes=notes)
 
 
 def _evaluate(res: SimulationResult, structure: str, baseline: str, terms: list[_Term],

@@ -593,12 +593,7 @@ class Cohort:
                 f"; linkage x{self.default_hazard_multiplier:g} default, "
                 f"x{self.exit_hazard_multiplier:g} exits"
             )
-        columns = [self.start_weights, self.reach, self.years_in]
-        head = ["stage", "start", "reach", "years in"]
-        if self.horizon_years is not None:
-            columns.append(self.alive_in)
-            head.append("alive in")
-        rows = [[s, *(f"{c[s]:.3f}" for c in columns)] for s in self.stages]
+        head, rows = self._stage_table()
         lines = [
             f"Cohort from {start}, {when} ({clock}; quality over {self.nodes} "
             f"node{'s' if self.nodes > 1 else ''}{linkage})",
@@ -622,14 +617,18 @@ class Cohort:
 
     __repr__ = __str__
 
-    def _repr_html_(self) -> str:
-        text = str(self).split("\n")
+    def _stage_table(self) -> tuple[list[str], list[list[str]]]:
+        """The header and rows of the per-stage table (start, reach, years in, alive in)."""
         columns = [self.start_weights, self.reach, self.years_in]
         head = ["stage", "start", "reach", "years in"]
         if self.horizon_years is not None:
             columns.append(self.alive_in)
             head.append("alive in")
-        rows = [[s, *(f"{c[s]:.3f}" for c in columns)] for s in self.stages]
+        return head, [[s, *(f"{c[s]:.3f}" for c in columns)] for s in self.stages]
+
+    def _repr_html_(self) -> str:
+        text = str(self).split("\n")
+        head, rows = self._stage_table()
         # the title line, then (after the stage table) the outcome lines of the text
         return html_table(head, rows, title=text[0], notes=text[2 + len(self.stages) :])
 

@@ -631,26 +631,8 @@ class PricingTable(Keyed, Rows, Document):
             return "n/a"
         return f"{x:.1f}" if PRICING_QUANTITIES[quantity][1] == "bp" else f"{100 * x:.3f}%"
 
-    def __str__(self) -> str:
-        m = self.meta
-        head = (
-            f"invlend pricing by starting stage: {m['pure']} against {m['warrant']}, "
-            f"{m['n_portfolios']} portfolios x {m['portfolio_size']} firms, seed {m['seed']} "
-            "(estimate ± standard error; common random numbers)\n"
-        )
-        marks = Footnotes(self._format)
-        rows = [[stage, *(marks.cell(q, e) for q, e in row.items())]
-                for stage, row in self._data.items()]  # fmt: skip
-        table = text_table(
-            ["stage", *(v[0].format(**m) for v in PRICING_QUANTITIES.values())], rows
-        )
-        lines = [f"{v[0].format(**m)}: {v[2].format(**m)}" for v in PRICING_QUANTITIES.values()]
-        return head + table + "".join(f"\n{x}" for x in [*marks.lines(), *lines])
-
-    def __repr__(self) -> str:
-        return self.__str__()
-
-    def _repr_html_(self) -> str:
+    def _parts(self) -> tuple[str, list[str], list[list[str]], list[str]]:
+        """Title, header, rows and footer lines, for the text and the HTML table."""
         m = self.meta
         title = (
             f"invlend pricing by starting stage: {m['pure']} against {m['warrant']}, "
@@ -662,7 +644,18 @@ class PricingTable(Keyed, Rows, Document):
                 for stage, row in self._data.items()]  # fmt: skip
         header = ["stage", *(v[0].format(**m) for v in PRICING_QUANTITIES.values())]
         lines = [f"{v[0].format(**m)}: {v[2].format(**m)}" for v in PRICING_QUANTITIES.values()]
-        return html_table(header, rows, title=title, notes=[*marks.lines(), *lines])
+        return title, header, rows, [*marks.lines(), *lines]
+
+    def __str__(self) -> str:
+        title, header, rows, notes = self._parts()
+        return f"{title}\n" + text_table(header, rows) + "".join(f"\n{x}" for x in notes)
+
+    def __repr__(self) -> str:
+        return self.__str__()
+
+    def _repr_html_(self) -> str:
+        title, header, rows, notes = self._parts()
+        return html_table(header, rows, title=title, notes=notes)
 
 
 def _pick_stages(scenario: Scenario, stages: Sequence[str | int] | None) -> list[int]:
