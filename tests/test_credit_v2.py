@@ -286,10 +286,10 @@ def test_numpy_twin_agrees_on_the_v2_model():
 @pytest.mark.parametrize(
     ("build", "field"),
     [
-        (lambda: il.Loan(collateral={"kind": "gold"}), "collateral.pledge"),
+        (lambda: il.Loan(collateral={"kind": "gold"}), "collateral: kind: 'gold'"),
         (lambda: il.Loan(collateral={"haircut": 0.2}), "kind"),
-        (lambda: il.Loan(collateral={"kind": "ip", "haircut": 2.0}), "collateral.pledge.haircut"),
-        (lambda: il.Loan(collateral=-0.1), "collateral.amount"),
+        (lambda: il.Loan(collateral={"kind": "ip", "haircut": 2.0}), "collateral.haircut"),
+        (lambda: il.Loan(collateral=-0.1), "collateral: Input should be greater"),
         (lambda: il.Collateral(kind="ip", appraisal_error=-1.0), "appraisal_error"),
         (lambda: il.Stage(name="s", runway_years=0.0), "runway_years"),
         (
