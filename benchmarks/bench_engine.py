@@ -145,7 +145,7 @@ class Case:
         self.agg = np.empty((n_port, L.N_AGG))
         n_years = scenario.n_years
         self.pool = [np.empty((n_port, n_years)), np.empty((n_port, n_years))]
-        self.draws = Draws(ctr, pkeys, market, regime)
+        self.draws = Draws(ctr, pkeys, market, regime, np.zeros(n_port))
         self.cf = np.empty((n_port, scenario.n_steps + 1))
         self.work = np.empty((n_port, scenario.n_steps + 2))
         self.irr = np.empty(n_port)

@@ -204,7 +204,7 @@ class Kernels:
         self.inp, self.backend = inp, backend
         n, n_port, n_steps = inp.n, inp.n_port, inp.sc.n_steps
         seed_key = int(rng.root_key(resolve_seed(SEED)[0]))
-        self.draws, _ = backend.draws(seed_key, 0, n_port, n_steps, inp.regime)
+        self.draws, _, _ = backend.draws(seed_key, 0, n_port, n_steps, inp.regime)
         self.market = self.draws.market
         self.paths = backend.buffer((0, n_steps + 1), np.float64)
         self.dyn = [backend.inputs(d) for d in inp.dyn]

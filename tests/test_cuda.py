@@ -79,6 +79,10 @@ CASES = {
     "aggregates_chunked": (_cycle, _pool_and_screening,
                            dict(n_portfolios=5, portfolio_size=8, chunk_firms=16,
                                 keep="aggregates", sample_paths=12)),
+    # Importance sampling: the tilted draws are made on the host and moved to the device.
+    "tilted": (_cycle, il.default_structures,
+               dict(n_portfolios=6, portfolio_size=8, chunk_firms=24,
+                    tail=il.Tilt(market=-0.4, quality=-0.2, regime=(0.7, 0.3, 0.2)))),
 }  # fmt: skip
 
 
@@ -163,6 +167,9 @@ def test_cuda_equals_cpu_under_the_simulator(cuda_results, case):
         assert (first.outcomes.event == il.Event.DEFAULT).sum() > 0 and steps.min() < 5.0
     if "sample_paths" in kw:
         assert np.isfinite(cpu.arrays["g0.paths"][:, 0]).all()
+    if case == "tilted":
+        assert gpu.tilt == kw["tail"] and np.array_equal(gpu.log_weights, cpu.log_weights)
+        assert len(set(np.round(cpu.log_weights, 12))) > 1
 
 
 def test_auto_picks_cpu_under_the_simulator(cuda_results):
@@ -195,7 +202,7 @@ def _engine_cash_flows(n_port=400, size=25):
     structures = il.default_structures()
     chk = checkpoint_steps(sc, structures)
     be = K.BACKEND
-    draws, _ = be.draws(int(root_key(SEED)), 0, n_port, sc.n_steps, None)
+    draws, _, _ = be.draws(int(root_key(SEED)), 0, n_port, sc.n_steps, None)
     n = n_port * size
     firms = L.FirmOutcomes(*(np.empty(n, f.dtype) for f in L.OUTCOMES))
     values = np.empty((n, chk.size))

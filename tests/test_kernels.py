@@ -543,7 +543,8 @@ def simulate(backend, scenario, n_port=4, size=50, seed=5, checkpoints=(), n_pat
         paths=np.full((n_paths, n_steps + 1), -1.0),
     )
     regime = np.zeros((n_port, n_steps), np.int8)
-    SIMULATE[backend](Draws(ctr, pkeys, market, regime), size, 0, dyn, *o.values())
+    draws = Draws(ctr, pkeys, market, regime, np.zeros(n_port))
+    SIMULATE[backend](draws, size, 0, dyn, *o.values())
     return o
 
 

@@ -168,7 +168,7 @@ REFUSED = [
     ("no scenario", _meta(lambda m: m.pop("scenario")), ("fields missing", "scenario")),
     ("an unknown field", _meta(lambda m: m.update(colour="red")), ("unknown fields", "colour")),
     ("format version 1", _meta(lambda m: m.update(format_version=1)),
-     ("is not invlend-result v2",)),
+     ("is not invlend-result v3",)),
     ("measures risk neutral alone", _meta(lambda m: m.update(measures=["risk_neutral"])),
      ("measures", "['real_world']")),
     ('keep="evil"', _meta(lambda m: m.update(keep="evil")), ("keep", "'firms' or", "'evil'")),

@@ -44,7 +44,7 @@ from invlend.config import (
     Structure,
     Warrant,
 )
-from invlend.engine import simulate
+from invlend.engine import find_tilt, simulate
 from invlend.report import write_report
 from invlend.results import Comparison, Outcomes, SimulationResult, StructureResult, Summary
 from invlend.store import ResultFileError, load
@@ -58,6 +58,7 @@ from invlend.sweep import (
     sensitivity,
     sweep,
 )
+from invlend.tail import Tilt
 
 __all__ = [
     "Attribution",
@@ -88,6 +89,7 @@ __all__ = [
     "Summary",
     "SweepResult",
     "TargetSet",
+    "Tilt",
     "Warrant",
     "__version__",
     "attribute",
@@ -98,6 +100,7 @@ __all__ = [
     "capital",
     "cohort",
     "default_structures",
+    "find_tilt",
     "load",
     "load_targets",
     "plotting",

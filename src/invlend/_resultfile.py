@@ -29,7 +29,9 @@ from invlend.config import Scenario, Structure, check_run
 __all__ = ["FORMAT", "FORMAT_VERSION", "ResultFileError", "Stored", "read", "write"]
 
 FORMAT = "invlend-result"
-FORMAT_VERSION = 2  # 2: model version 2 (the measures, the parts of value)
+FORMAT_VERSION = 3  # 2: model version 2 (the measures, the parts of value); 3: importance weights
+#: Versions this module reads: a version 2 file is a run without a tilt or a tolerance.
+_READS = (2, 3)
 
 # A run's inputs take a few kB of JSON; numpy stores it as UTF-32, 4 bytes a character.
 _MAX_META_BYTES = 16 * 2**20
@@ -318,6 +320,15 @@ def _read(path: Path, zf: zipfile.ZipFile) -> Stored:
             )
         headers[key] = (shape, fortran, dtype)
     n_paths = {shape[0] for key, (shape, _, _) in headers.items() if key.endswith(".paths")}
+    if meta["tail"] is not None:
+        from invlend.tail import Tilt
+
+        try:
+            Tilt.model_validate(meta["tail"])
+        except (ValueError, TypeError) as exc:
+            raise ResultFileError(f"{path}: meta.json: tail: {exc}") from None
+    if not (meta["stopping"] is None or isinstance(meta["stopping"], dict)):
+        raise ResultFileError(f"{path}: meta.json: stopping: expected an object or null")
     n_firms = meta["n_portfolios"] * meta["portfolio_size"]
     if len(n_paths) > 1 or max(n_paths) > min(n_firms, L.MAX_SAMPLE_PATHS):
         raise ResultFileError(
@@ -338,6 +349,8 @@ def _read(path: Path, zf: zipfile.ZipFile) -> Stored:
         arrays[key] = _read_data(path, f"arr/{key}", fp, shape, fortran, dtype)
     if _digest(meta_text, arrays) != checksum:
         raise ResultFileError(f"{path}: checksum mismatch: the file was altered or truncated")
+    if meta.get("_v2"):
+        arrays["log_weight"] = np.zeros(meta["n_portfolios"])
     run = RunInfo(**{k: meta[k] for k in RunInfo._fields})
     run = run._replace(seed_spawn_key=tuple(run.seed_spawn_key), measures=tuple(run.measures))
     return Stored(scenario, structures, tuple(meta["group_of"]), arrays, run)
@@ -371,15 +384,18 @@ def _parse_meta(path: Path, text: str) -> tuple[dict[str, Any], Scenario, list[S
             f"{path}: meta.json: expected a JSON object, got {type(meta).__name__}"
         )
     version = meta.get("format_version")
-    if meta.get("format") != FORMAT or not _is_int(version) or version != FORMAT_VERSION:
+    if meta.get("format") != FORMAT or not _is_int(version) or version not in _READS:
         raise ResultFileError(
             f"{path}: format {meta.get('format')!r:.40} v{meta.get('format_version')!r:.20} "
             f"is not {FORMAT} v{FORMAT_VERSION}"
         )
+    if version == 2:
+        meta = {**meta, "tail": None, "stopping": None, "format_version": FORMAT_VERSION,
+                "_v2": True}  # fmt: skip
     missing = [k for k in _META_FIELDS if k not in meta]
     if missing:
         raise ResultFileError(f"{path}: meta.json: fields missing: {missing}")
-    extra = sorted(set(meta) - set(_META_FIELDS))
+    extra = sorted(set(meta) - set(_META_FIELDS) - {"_v2"})
     if extra:
         raise ResultFileError(f"{path}: meta.json: unknown fields: {extra}")
 
@@ -450,4 +466,7 @@ def _layout(meta: dict[str, Any], scenario: Scenario, structures: list[Structure
     """
     sizes = run_sizes(scenario, structures, meta["portfolio_size"], None,
                       tuple(meta["measures"]))  # fmt: skip
-    return L.arrays(sizes, meta["n_portfolios"], meta["keep"] == "firms")
+    layout = L.arrays(sizes, meta["n_portfolios"], meta["keep"] == "firms")
+    if meta.get("_v2"):
+        del layout["log_weight"]  # version 2 had no importance weights: all 0
+    return layout

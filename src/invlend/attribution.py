@@ -536,6 +536,7 @@ def attribute_run(
         backend=run.backend,
         measures=run.measures,
         keep="aggregates",
+        tail=result.tilt,  # the same sampling law: the hybrids' runs pair with the result
     )
     out = {}
     for s, ms, terms, hybrids in plans:

@@ -21,12 +21,14 @@ Example
 from __future__ import annotations
 
 import contextlib
+import difflib
 import functools
 import importlib.metadata as md
 import importlib.util
+import math
 import sys
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -49,8 +51,16 @@ from invlend.config import Linkage, Scenario, Structure, check_run
 from invlend.results import SimulationResult
 from invlend.rng import STREAM_VERSION, root_key
 from invlend.structures import structure_list
+from invlend.tail import (
+    PILOT_KEY,
+    Tilt,
+    check_tilt,
+    cross_entropy_update,
+    sample,
+    tail_statistic,
+)
 
-__all__ = ["BACKENDS", "resolve_seed", "simulate"]
+__all__ = ["BACKENDS", "find_tilt", "resolve_seed", "simulate"]
 
 BACKENDS = (*L.BACKENDS, "auto")
 _DEFAULT_CHUNK_FIRMS = 1 << 18
@@ -182,6 +192,9 @@ def simulate(
     chunk_firms: int | None = None,
     keep: str = "firms",
     measures: str | Sequence[str] | None = None,
+    tail: Any = None,
+    tolerance: Mapping[str, float] | None = None,
+    max_portfolios: int | None = None,
 ):
     """Simulate portfolios of applicant firms and evaluate every structure on the same paths.
 
@@ -226,6 +239,20 @@ def simulate(
         default is both, except for a scenario with a value barrier (``default_barrier >
         0``), which has no exact risk-neutral measure on the grid: the real world alone, and
         the fair values are NaN with that reason.
+    tail : None, "auto" or Tilt
+        Importance sampling of the systematic drivers (:mod:`invlend.tail`): ``"auto"`` finds
+        a tilt toward the 99.9% loss quantile by the cross-entropy method on pilot runs
+        (:func:`invlend.find_tilt`, seeded by children of ``seed``); an
+        :class:`invlend.Tilt` fixes it. Every estimate then uses the portfolios' importance
+        weights (``result.weights``). ``None`` (default): plain sampling.
+    tolerance : mapping of metric name to float, optional
+        Relative standard errors to reach, e.g. ``{"economic_capital": 0.02}``: the run
+        simulates ``n_portfolios`` first and extends itself in batches (growing the run, never
+        reshuffling it) until every named metric of every structure is that precise or
+        ``max_portfolios`` are spent. ``result.stopping`` records how it stopped.
+    max_portfolios : int, optional
+        The budget of a run with a ``tolerance`` (default ``100 * n_portfolios``, at most
+        1,000,000 more than ``n_portfolios``).
 
     Returns
     -------
@@ -259,27 +286,150 @@ def simulate(
         raise ValueError(f"keep: unknown {keep!r}; choices are ['firms', 'aggregates']")
     measures = _check_measures(measures, scenario)
     _check_executor(executor)
+    regime = _regime(scenario)
+    if not (isinstance(tail, str) and tail == "auto"):
+        tail = check_tilt(tail, scenario.n_steps, regime)
+    tolerance, budget = _check_tolerance(tolerance, max_portfolios, n_portfolios)
+    if tolerance and keep == "firms" and budget * portfolio_size > L.MAX_FIRMS:
+        raise ValueError(
+            f"max_portfolios: {budget} x {portfolio_size} firms exceeds the limit of "
+            f"{L.MAX_FIRMS} for per-firm results; keep='aggregates' has no such limit"
+        )
     root, entropy, spawn_key = resolve_seed(seed)
+    if isinstance(tail, str):
+        tail = find_tilt(scenario, structs, portfolio_size=portfolio_size, backend=backend,
+                         seed=np.random.SeedSequence(entropy, spawn_key=spawn_key))  # fmt: skip
     spec = _spec(scenario, structs, int(root_key(root)), portfolio_size, backend, sample_paths,
-                 keep == "firms", measures)  # fmt: skip
-    _check_memory(spec.sizes, n_portfolios, spec.keep_firms)
+                 keep == "firms", measures, tail)  # fmt: skip
+    _check_memory(spec.sizes, n_portfolios if not tolerance else budget, spec.keep_firms)
+
+    def run_info(n: int, stopping=None) -> L.RunInfo:
+        return L.RunInfo(n, portfolio_size, entropy, spawn_key, backend, keep, _versions(backend),
+                         measures, None if tail is None else tail.as_dict(),
+                         stopping)  # fmt: skip
 
     out = _allocate(spec, n_portfolios)
-    chunk = max(1, chunk_firms // portfolio_size)
-    ranges = [(p0, min(p0 + chunk, n_portfolios)) for p0 in range(0, n_portfolios, chunk)]
     bar = _progress.bar(n_portfolios, "simulating", "portfolios", progress)
     try:
-        if executor is None:
-            for p0, p1 in ranges:
-                _run_range(spec, p0, p1, _views(out, p0, p1))
-                bar.update(p1 - p0)
-        else:
-            _run_distributed(executor, spec, ranges, out, portfolio_size, bar)
+        _run_portfolios(spec, out, 0, n_portfolios, chunk_firms, executor, bar)
+        if not tolerance:
+            return SimulationResult.from_arrays(scenario, structs, spec.group_of, out,
+                                                run_info(n_portfolios))  # fmt: skip
+        n, batches = n_portfolios, [n_portfolios]
+        while True:
+            res = SimulationResult.from_arrays(scenario, structs, spec.group_of, out,
+                                               run_info(n))  # fmt: skip
+            worst, precision = _precision(res, tolerance)
+            met = all(p is not None and p <= tolerance[m] for m, p in precision.items())
+            _show_precision(bar, precision)
+            if met or n >= budget:
+                break
+            # Portfolios needed by the square-root law, 10% spare, at most 4x and the budget.
+            need = math.ceil(n * worst * worst * 1.1)
+            n_new = min(budget, max(n + max(1, n // 10), min(need, 4 * n)))
+            out = _extend(spec, out, n, n_new)
+            bar.total = n_new
+            _run_portfolios(spec, out, n, n_new, chunk_firms, executor, bar)
+            n = n_new
+            batches.append(n)
     finally:
         bar.close()
-    run = L.RunInfo(n_portfolios, portfolio_size, entropy, spawn_key, backend, keep,
-                    _versions(backend), measures)  # fmt: skip
-    return SimulationResult.from_arrays(scenario, structs, spec.group_of, out, run)
+    stopping = {"tolerance": dict(tolerance), "reached": met, "precision": precision,
+                "batches": batches, "max_portfolios": budget,
+                "reason": "every target met" if met else "max_portfolios spent"}  # fmt: skip
+    return SimulationResult.from_arrays(scenario, structs, spec.group_of, out,
+                                        run_info(n, stopping))  # fmt: skip
+
+
+def _regime(scenario: Scenario) -> tuple[float, float, float] | None:
+    """The funding cycle's per-step (P(start cold), P(hot -> cold), P(cold -> hot)), or None."""
+    cycle = scenario.cycle
+    return None if cycle is None else (cycle.initial_cold, *cycle.transition(scenario.dt))
+
+
+def _run_portfolios(spec: _Spec, out: dict, p0: int, p1: int, chunk_firms: int, executor,
+                    bar) -> None:  # fmt: skip
+    """Simulate portfolios ``[p0, p1)`` into their rows of ``out``, range by range."""
+    chunk = max(1, chunk_firms // spec.sizes.portfolio_size)
+    ranges = [(a, min(a + chunk, p1)) for a in range(p0, p1, chunk)]
+    if executor is None:
+        for a, b in ranges:
+            _run_range(spec, a, b, _views(out, a, b))
+            bar.update(b - a)
+    else:
+        _run_distributed(executor, spec, ranges, out, spec.sizes.portfolio_size, bar)
+
+
+def _extend(spec: _Spec, out: dict, n: int, n_new: int) -> dict:
+    """The arrays of ``out`` grown from ``n`` to ``n_new`` portfolios, the first ``n`` kept."""
+    grown = _allocate(spec, n_new)
+    for k, v in out.items():
+        if L.is_paths(k):
+            grown[k] = v  # sample paths belong to the first firms, already simulated
+        else:
+            grown[k][:n] = v
+    return grown
+
+
+#: Budget of a run with a tolerance, beyond its first batch, at most.
+MAX_EXTRA_PORTFOLIOS = 1_000_000
+
+
+def _check_tolerance(tolerance: Any, max_portfolios: Any,
+                     n_portfolios: int) -> tuple[dict[str, float], int]:  # fmt: skip
+    """The tolerance as {metric: relative SE} and the run's budget, refused before any work."""
+    from invlend.metrics import METRICS
+
+    if tolerance is None:
+        if max_portfolios is not None:
+            raise ValueError("max_portfolios: only a run with a tolerance has a budget")
+        return {}, n_portfolios
+    if not isinstance(tolerance, Mapping) or not tolerance:
+        raise ValueError(
+            "tolerance: expected a mapping of metric name to relative standard error, e.g. "
+            f"{{'economic_capital': 0.02}}, got {_described(tolerance)}"
+        )
+    out = {}
+    for metric, value in tolerance.items():
+        if metric not in METRICS:
+            close = difflib.get_close_matches(str(metric), METRICS, n=1)
+            hint = f" — did you mean {close[0]}?" if close else f"; choose from {list(METRICS)}"
+            raise ValueError(f"tolerance: unknown metric {metric!r}{hint}")
+        out[metric] = _checks.number(f"tolerance[{metric!r}]", value, low=1e-4, high=1.0)
+    default = n_portfolios + min(99 * n_portfolios, MAX_EXTRA_PORTFOLIOS)
+    budget = default if max_portfolios is None else _checks.count("max_portfolios",
+                                                                   max_portfolios)  # fmt: skip
+    if budget < n_portfolios:
+        raise ValueError(
+            f"max_portfolios: the budget ({budget}) must be at least n_portfolios "
+            f"({n_portfolios}), the first batch"
+        )
+    return out, budget
+
+
+def _precision(res: SimulationResult, tolerance: dict[str, float]) -> tuple[float, dict]:
+    """The worst ratio of relative SE to its target, and each metric's worst relative SE."""
+    s = res.summary()
+    precision = {}
+    for metric in tolerance:
+        worst = 0.0
+        for name in res:
+            e = s[name][metric]
+            rel = abs(e.se / e.estimate) if e.estimate != 0 else math.inf
+            worst = max(worst, rel if math.isfinite(rel) else math.inf)
+        precision[metric] = worst
+    ratio = max(p / tolerance[m] for m, p in precision.items())
+    # JSON has no infinity: an undefined precision (an estimate of 0 or NaN) is recorded as None.
+    return ratio, {m: (p if math.isfinite(p) else None) for m, p in precision.items()}
+
+
+def _show_precision(bar, precision: dict) -> None:
+    """Show the current relative SEs on the progress bar (a disabled bar has no postfix)."""
+    post = getattr(bar, "set_postfix_str", None)
+    if post is not None:
+        shown = (f"{m} rel SE {'undefined' if p is None else f'{p:.2%}'}"
+                 for m, p in precision.items())  # fmt: skip
+        post(", ".join(shown), refresh=True)
 
 
 def _run_distributed(executor, spec: _Spec, ranges, out, portfolio_size: int, bar) -> None:
@@ -337,18 +487,18 @@ class _Spec(NamedTuple):
     group_of: tuple[int, ...]  # linkage group of each structure
     keep_firms: bool
     regime: tuple[float, float, float] | None  # (P(start cold), P(hot->cold), P(cold->hot))
+    tilt: Tilt | None = None  # importance sampling of the systematic draws
 
 
 def _spec(scenario: Scenario, structures: list[Structure], seed_key: int, portfolio_size: int,
           backend: str, sample_paths: int, keep_firms: bool,
-          measures: tuple[str, ...] = MEASURES[:1]) -> _Spec:  # fmt: skip
+          measures: tuple[str, ...] = MEASURES[:1], tilt: Tilt | None = None) -> _Spec:  # fmt: skip
     """Lower the run once: every measure's and linkage group's dynamics, every structure's terms."""
     group_of = linkage_groups(structures)
     linkage: dict[int, Linkage] = {}  # each group's linkage: its first structure's
     for s, g in zip(structures, group_of, strict=True):
         linkage.setdefault(g, s.linkage)
     checkpoints = checkpoint_table(scenario, structures)
-    cycle = scenario.cycle
     return _Spec(
         seed_key=seed_key,
         backend=backend,
@@ -362,7 +512,8 @@ def _spec(scenario: Scenario, structures: list[Structure], seed_key: int, portfo
         terms=tuple(lower_structure(scenario, s, checkpoints) for s in structures),
         group_of=group_of,
         keep_firms=keep_firms,
-        regime=None if cycle is None else (cycle.initial_cold, *cycle.transition(scenario.dt)),
+        regime=_regime(scenario),
+        tilt=tilt,
     )
 
 
@@ -533,8 +684,10 @@ def _run_range_on(backend: Backend, spec: _Spec, p0: int, p1: int, out: dict) ->
         host = None if host is None else host.reshape(shape)
         return backend.buffer(shape, dtype, host), host
 
-    draws, cold_share = backend.draws(spec.seed_key, p0, p1, sizes.n_steps, spec.regime)
+    draws, cold_share, log_weight = backend.draws(spec.seed_key, p0, p1, sizes.n_steps,
+                                                  spec.regime, size, spec.tilt)  # fmt: skip
     backend.fetch(cold_share, out["cold_share"])
+    out["log_weight"][:] = log_weight
     for measure, dynamics in zip(spec.measures, spec.dynamics, strict=True):
         real = measure == "real_world"
 
@@ -583,3 +736,96 @@ def _run_range_on(backend: Backend, spec: _Spec, p0: int, p1: int, out: dict) ->
                     # Screening cost alone is not an investment: no loan, no IRR.
                     k_irr = L.structure_key(s, "irr")
                     out[k_irr][out[L.structure_key(s, "agg")][:, L.AGG_ACCEPTED] == 0] = np.nan
+
+
+def find_tilt(
+    scenario: Scenario,
+    structures: Structure | Sequence[Structure] | None = None,
+    *,
+    level: float = 0.999,
+    portfolio_size: int = 100,
+    pilot_portfolios: int = 1000,
+    elite: float = 0.1,
+    rounds: int = 8,
+    mixture: float = 0.25,
+    quality: bool = True,
+    seed: int | np.random.SeedSequence | None = 0,
+    backend: str = "cpu",
+) -> Tilt:
+    r"""Find a tilt toward the ``level`` loss quantile by the cross-entropy method.
+
+    Parameters
+    ----------
+    scenario, structures
+        As for :func:`invlend.simulate`; the tail statistic is each portfolio's loss rate
+        averaged over the structures.
+    level : float
+        Quantile the tilt aims at (0.999: the economic-capital and VaR level).
+    portfolio_size : int
+        Firms per portfolio, as in the run the tilt is for.
+    pilot_portfolios : int
+        Portfolios per round (the real world's measure alone is simulated).
+    elite : float
+        Share of a round's portfolios whose draws set the next tilt, until the elite reaches
+        the ``level`` quantile.
+    rounds : int
+        Most rounds; the search stops one round after the elite reaches the level.
+    mixture : float
+        The defensive mixture of the returned tilt (:class:`Tilt`).
+    quality : bool
+        Tilt the firms' latent quality as well as the market (and the regime, with a cycle).
+    seed : int, SeedSequence or None
+        Root of the pilot runs' seeds (round ``k`` uses the child ``spawn_key=(.., PILOT_KEY,
+        k)``).
+    backend : str
+        Backend of the pilot runs.
+
+    Returns
+    -------
+    Tilt
+        The tilt, with ``pilot`` recording the rounds: the elite threshold and the estimated
+        ``level`` quantile of each.
+
+    Notes
+    -----
+    Market shifts are estimated per year of the grid (one number for the steps of each year):
+    a per-step mean from a few hundred elite portfolios would be mostly noise, and noise in a
+    shift adds variance to every weight.
+    """
+    for name, value, lo, hi in (("level", level, 0.5, 1.0), ("elite", elite, 0.0, 0.5),
+                                ("mixture", mixture, -1e-300, 1.0)):  # fmt: skip
+        if not (isinstance(value, (int, float)) and lo < value < hi):
+            raise ValueError(f"{name}: expected a number in ({lo:g}, {hi:g}), got {value!r}")
+    rounds = _checks.count("rounds", rounds)
+    pilot_portfolios = _checks.count("pilot_portfolios", pilot_portfolios, low=100)
+    portfolio_size = _checks.count("portfolio_size", portfolio_size)
+    structs = structure_list(structures)
+    check_run(scenario, structs)
+    _, entropy, spawn_key = resolve_seed(seed)
+    regime = _regime(scenario)
+    current = Tilt(market=0.0, quality=0.0, regime=None, mixture=0.0)
+    history, reached = [], False
+    for k in range(rounds):
+        ss = np.random.SeedSequence(entropy, spawn_key=(*spawn_key, PILOT_KEY, k))
+        res = simulate(scenario, structs, n_portfolios=pilot_portfolios,
+                       portfolio_size=portfolio_size, seed=ss, tail=current, keep="aggregates",
+                       measures="real_world", backend=backend)  # fmt: skip
+        draws = sample(int(root_key(resolve_seed(ss)[0])), 0, pilot_portfolios,
+                       scenario.n_steps, portfolio_size, regime, current,
+                       quality_mean=quality)  # fmt: skip
+        new, entry = cross_entropy_update(tail_statistic(res), np.asarray(res.weights), draws,
+                                          level=level, elite=elite,
+                                          steps_per_year=scenario.steps_per_year, regime=regime,
+                                          quality=quality)  # fmt: skip
+        history.append({"round": k, **entry})
+        if new is None:
+            break
+        current = new
+        if reached:  # one round past the level: the elite are the tail itself
+            break
+        reached = entry["reached"]
+    pilot = {"method": "cross_entropy", "level": level, "pilot_portfolios": pilot_portfolios,
+             "portfolio_size": portfolio_size, "elite": elite, "rounds": history,
+             "reached_level": reached, "seed": entropy,
+             "seed_spawn_key": list(spawn_key)}  # fmt: skip
+    return current.replace(mixture=mixture, pilot=pilot)

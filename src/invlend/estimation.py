@@ -30,9 +30,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from invlend import _checks, _progress
+from invlend import _checks
 from invlend import capital as C
 from invlend import metrics as M
+from invlend._boot import COLUMNS, boot_key, tail_estimates
 from invlend._sim import layout as L
 from invlend._sim.layout import AGG_ACCEPTED, AGG_PRINCIPAL, AGG_PV_WARRANT
 from invlend._tables import (
@@ -144,6 +145,8 @@ class Summary(_Table):
             f"{self.meta['portfolio_size']} firms, seed {self.meta['seed']} "
             "(estimate ± standard error clustered by portfolio)\n"
         )
+        if self.meta.get("sampling", "plain") != "plain":
+            head += f"importance sampling, every estimate weighted: {self.meta['sampling']}\n"
         return head, list(self._data)
 
 
@@ -239,7 +242,11 @@ def shown_parts(decompositions: Mapping[str, Decomposition]) -> list[str]:
 
 
 def _equity_charge(
-    structure: Structure, scenario: Scenario, fair: np.ndarray | None, n_port: int
+    structure: Structure,
+    scenario: Scenario,
+    fair: np.ndarray | None,
+    n_port: int,
+    weights: np.ndarray | None = None,
 ) -> M.Smooth:
     """Equity-risk capital of the structure's equity stake and warrant per unit of principal.
 
@@ -254,7 +261,8 @@ def _equity_charge(
     if e is not None:
         charge += M.equity_charge(e.equity_to_value, structure.loan.loan_to_value)
     if w is not None and fair is not None:
-        value, u_value = M.ratio(fair[:, AGG_PV_WARRANT], fair[:, AGG_PRINCIPAL])
+        fw = fair if weights is None else fair * weights[:, None]
+        value, u_value = M.ratio(fw[:, AGG_PV_WARRANT], fw[:, AGG_PRINCIPAL])
         if math.isfinite(value):
             charge += M.warrant_charge(value)
             influence = M.warrant_charge(1.0) * u_value  # the charge is linear in the value
@@ -342,39 +350,31 @@ class Estimator:
         res, run = self.result, self.result.run
         size, n_port = run.portfolio_size, run.n_portfolios
         sc = res.scenario
+        w = self.weights
         smooth = {
             n: M.smooth_metrics(r.aggregates, r.portfolio_irr, size,
                                 C.effective_maturity(r.structure.loan, sc.steps_per_year),
                                 hurdle, sales_eur_m,
-                                _equity_charge(r.structure, sc, r.fair_aggregates, n_port),
-                                r.fair_aggregates)
+                                _equity_charge(r.structure, sc, r.fair_aggregates, n_port, w),
+                                r.fair_aggregates, w)
             for n, r in res.items()
         }  # fmt: skip
-        full = np.ones((1, n_port))
+        names = list(res)
+        key = boot_key(run.seed, run.seed_spawn_key)
+        est, reps = tail_estimates([res[n].aggregates for n in names],
+                                   [res[n].fair_aggregates for n in names], w, hurdle,
+                                   n_boot if n_port >= 2 else 0, key, progress)  # fmt: skip
         tail = {
-            n: {
-                k: (v[0], [])
-                for k, v in M.tail_metrics(r.aggregates, full, hurdle, r.fair_aggregates).items()
-            }
-            for n, r in res.items()
-        }
-        if n_port >= 2 and n_boot > 0:
-            boot = M.bootstrap_weights(n_port, n_boot, run.seed, run.seed_spawn_key)
-            bar = _progress.bar(n_boot, "bootstrap", "replicates", progress)
-            try:
-                for w in boot:
-                    for n, r in res.items():
-                        for k, v in M.tail_metrics(r.aggregates, w, hurdle,
-                                                   r.fair_aggregates).items():  # fmt: skip
-                            tail[n][k][1].append(v)
-                    bar.update(len(w))
-            finally:
-                bar.close()
-        tail = {
-            n: {k: (e, np.concatenate(reps) if reps else np.zeros(0)) for k, (e, reps) in d.items()}
-            for n, d in tail.items()
+            n: {k: (float(est[s, j]), reps[:, s, j]) for j, k in enumerate(COLUMNS)}
+            for s, n in enumerate(names)
         }
         return smooth, tail, self._run_notes()
+
+    @property
+    def weights(self) -> np.ndarray | None:
+        """The run's importance weights, or ``None`` for plain sampling (all weights 1)."""
+        res = self.result
+        return None if res.run.tail is None else np.asarray(res.weights)
 
     def _run_notes(self) -> list[str]:
         """Notes on the run as a whole: what its size leaves rough or undefined."""
@@ -440,7 +440,9 @@ class Estimator:
         """The run's record as the tables show it."""
         run = self.result.run
         keys = ("n_portfolios", "portfolio_size", "seed", "backend")
-        return {**{k: getattr(run, k) for k in keys}, "n_boot": n_boot, "versions": run.versions}
+        sampling = "plain" if run.tail is None else str(self.result.tilt)
+        return {**{k: getattr(run, k) for k in keys}, "n_boot": n_boot, "sampling": sampling,
+                "versions": run.versions}  # fmt: skip
 
     def summary(
         self, n_boot: int, hurdle: float, sales_eur_m: float | None, progress: bool = False
@@ -486,7 +488,10 @@ class Estimator:
                 "measure: this run has no risk-neutral measure; simulate with "
                 "measures=('real_world', 'risk_neutral') for fair values"
             )
-        lent = r.aggregates[:, AGG_PRINCIPAL]
+        w = self.weights
+        if w is not None:
+            agg = agg * w[:, None]
+        lent = r.aggregates[:, AGG_PRINCIPAL] * (1.0 if w is None else w)
         data, total, u_total = {}, 0.0, np.zeros(lent.shape[0])
         for part in L.COMPONENTS:
             est, u = M.ratio(agg[:, L.AGG_PV[part]], lent)
@@ -502,12 +507,12 @@ class Estimator:
     ) -> Comparison:
         """See :meth:`invlend.results.SimulationResult.compare_runs`."""
         mine, theirs = self.result.run, other.result.run
-        for attr in ("seed", "seed_spawn_key", "n_portfolios", "portfolio_size"):
+        for attr in ("seed", "seed_spawn_key", "n_portfolios", "portfolio_size", "tail"):
             a, b = getattr(mine, attr), getattr(theirs, attr)
             if a != b:
                 raise ValueError(
                     f"other: runs are paired only with the same {attr} ({a!r} here, "
-                    f"{b!r} there); simulate both with the same seed and sizes"
+                    f"{b!r} there); simulate both with the same seed, sizes and tail"
                 )
         common = [n for n in self.result if n in other.result]
         if not common:

@@ -12,9 +12,14 @@ the portfolio as the sampling unit:
   :math:`u_p = (y_p - \hat R x_p)/\bar x` and :math:`\mathrm{SE} = \mathrm{sd}(u)/\sqrt{n}`.
   A paired difference of two structures uses :math:`\mathrm{sd}(u^A - u^B)/\sqrt{n}`, which is
   small because both are evaluated on the same firms (common random numbers).
-* **Tail metrics** (loss VaR and ES, economic and credit capital, RAROC, EVA) use a bootstrap over
-  portfolios with ``B`` replicates whose resampling indices are derived from the run's seed,
-  so they are reproducible; paired differences reuse the same replicates.
+* **Tail metrics** (loss VaR and ES, economic and credit capital, RAROC, EVA) use a Poisson
+  bootstrap over portfolios with ``B`` replicates (:mod:`invlend._boot`, one numba kernel):
+  each portfolio's count in a replicate is a Poisson(1) draw keyed by the run's seed, the
+  replicate and the portfolio, so replicates are reproducible and independent of threads,
+  and paired differences reuse the same counts. Under importance-sampling weights ``w`` the
+  tail estimators weight portfolio ``p`` by ``W_p = c_p w_p`` (``c_p`` its count) and
+  normalise by the number of portfolios drawn ``N = sum(c)``: the unbiased,
+  non-self-normalised forms, equal to the plain empirical ones when ``w = 1``.
 
 Intervals are ``estimate +- 1.96 SE`` (95%).
 
@@ -260,10 +265,32 @@ def value_rate(agg: np.ndarray) -> np.ndarray:
     return np.divide(npv, principal, out=np.zeros_like(npv), where=principal > 0)
 
 
-def _weighted_tail(sorted_x: np.ndarray, w: np.ndarray, alpha: float) -> tuple:
-    """VaR and ES at ``alpha`` of the empirical law with weights ``w`` (rows) on sorted_x."""
-    total = w.sum(axis=-1, keepdims=True)
-    cw = np.cumsum(w, axis=-1) / total
+def _weighted_tail(
+    sorted_x: np.ndarray,
+    w: np.ndarray,
+    alpha: float,
+    total: np.ndarray | None = None,
+    upper: bool = True,
+) -> tuple:
+    r"""VaR and ES at ``alpha`` of the weighted empirical law on ``sorted_x``.
+
+    ``w`` (b, n) holds a row of weights :math:`W_j` of the sorted points per replicate and
+    ``total`` (b,) the normaliser :math:`N` of each row (default: the row's sum). The
+    cumulative weight of point :math:`i` is read from the top,
+    :math:`\mathrm{cw}_i = (N - \sum_{j>i} W_j)/N` (``upper``, for an upper tail), or from
+    the bottom, :math:`\sum_{j \le i} W_j / N`; the two agree when the weights sum to
+    :math:`N`. With :math:`i^*` the first point whose ``cw`` reaches :math:`\alpha` (less
+    1e-12 for rounding; the last point if none), ``VaR`` :math:`= x_{(i^*)}` and
+    ``ES`` :math:`= (\sum_{j>i^*} W_j x_{(j)} / N + \mathrm{VaR}\,(\mathrm{cw}_{i^*} -
+    \alpha)) / (1 - \alpha)`. The numpy twin of :mod:`invlend._boot`'s kernel.
+    """
+    total = (w.sum(axis=-1) if total is None else np.asarray(total, float))[..., None]
+    if upper:
+        above = np.cumsum(w[..., :0:-1], axis=-1)[..., ::-1]  # sum over j > i, i < n - 1
+        above = np.concatenate([above, np.zeros((*w.shape[:-1], 1))], axis=-1)
+        cw = (total - above) / total
+    else:
+        cw = np.cumsum(w, axis=-1) / total
     # Lower quantile: first point whose cumulative weight reaches alpha (guarded for rounding).
     i = np.minimum((cw < alpha - 1e-12).sum(axis=-1), sorted_x.size - 1)
     var = sorted_x[i]
@@ -303,8 +330,14 @@ def smooth_metrics(
     sales_eur_m: float | None = IRB_SALES_EUR_M,
     equity_charge: tuple[float, np.ndarray | float] = (0.0, 0.0),
     fair: np.ndarray | None = None,
+    weights: np.ndarray | None = None,
 ) -> dict:
     """Smooth metrics as ``{name: (estimate, influence values)}``.
+
+    ``weights`` are the portfolios' importance weights (:mod:`invlend.tail`; ``None``: all
+    1). Every sum over portfolios is then a weighted sum, ``sum(w y)``, except a count of
+    applicants or portfolios, whose expectation is known (``E[w] = 1``): a mean of ``y`` is
+    ``sum(w y) / n``, unbiased, and a ratio of sums the ratio of two unbiased weighted sums.
 
     The IRB metrics are smooth functions of ratios, so their influence values follow by the
     chain rule: ``K`` is linear in LGD and differentiated numerically in PD.
@@ -316,10 +349,14 @@ def smooth_metrics(
     is an estimate). ``fair`` is
     the aggregates under the risk-neutral measure (``None``: the fair values are NaN).
     """
-    a = agg
-    ones = np.ones(a.shape[0])
-    finite = np.isfinite(irr)
-    lr = loss_rate(a)
+    ones = np.ones(agg.shape[0])
+    w = ones if weights is None else weights
+    a = agg if weights is None else agg * w[:, None]
+    if fair is not None and weights is not None:
+        fair = fair * w[:, None]
+    finite = np.isfinite(irr) * w
+    irr = np.where(np.isfinite(irr), irr, 0.0) * w
+    lr = loss_rate(agg) * w
     npv_pp = ratio(a[:, L.AGG_NPV], a[:, L.AGG_PRINCIPAL])
     lgd = ratio(a[:, L.AGG_LOSS_NET], a[:, L.AGG_EAD])
     h, u_h = ratio(a[:, L.AGG_EAD], a[:, L.AGG_EXPOSURE])
@@ -339,7 +376,7 @@ def smooth_metrics(
         "npv_per_principal": npv_pp,
         "npv_per_loan": ratio(a[:, L.AGG_NPV], a[:, L.AGG_ACCEPTED]),
         "npv_per_applicant": ratio(a[:, L.AGG_NPV], size * ones),
-        "irr": ratio(np.where(finite, irr, 0.0), finite.astype(float)),
+        "irr": ratio(irr, finite),
         "acceptance_rate": ratio(a[:, L.AGG_ACCEPTED], size * ones),
         "accepted_quality": ratio(a[:, L.AGG_QUALITY], a[:, L.AGG_ACCEPTED]),
         "pd": ratio(a[:, L.AGG_DEFAULTS], a[:, L.AGG_ACCEPTED]),
@@ -431,33 +468,42 @@ def tail_metrics(
     weights: np.ndarray,
     hurdle: float = C.DEFAULT_HURDLE,
     fair: np.ndarray | None = None,
+    importance: np.ndarray | None = None,
 ) -> dict:
     r"""Tail metrics for each row of resampling ``weights`` (shape (b, n_portfolios)).
 
-    With ``x_p`` the portfolio's value per unit lent (:func:`value_rate`) and ``l_p`` its
-    loss rate (:func:`loss_rate`), under the weights ``w``:
-    ``economic_capital = mean_w(x) - q_w(x; 0.001)`` and
-    ``credit_capital = q_w(l; 0.999) - mean_w(l)``, with ``q_w`` the lower weighted quantile.
-    ``raroc`` and ``eva`` divide by (charge for) ``economic_capital`` the fair value per unit
-    lent, from the risk-neutral aggregates ``fair`` (NaN without them).
+    With ``x_p`` the portfolio's value per unit lent (:func:`value_rate`), ``l_p`` its
+    loss rate (:func:`loss_rate`), ``c`` a row of ``weights`` and ``w`` the
+    importance-sampling weights ``importance`` (shape (n_portfolios,), default 1), each
+    portfolio weighs :math:`W_p = c_p w_p` and sums are normalised by :math:`N = \sum_p c_p`:
+    ``economic_capital = mean_W(x) - q_W(x; 0.001)`` and
+    ``credit_capital = q_W(l; 0.999) - mean_W(l)``, with :math:`\mathrm{mean}_W(x) =
+    \sum_p W_p x_p / N` and ``q_W`` the weighted quantile of :func:`_weighted_tail` (the
+    loss tail read from the top, the value tail from the bottom). ``raroc`` and ``eva``
+    divide by (charge for) ``economic_capital`` the fair value per unit lent, from the
+    risk-neutral aggregates ``fair`` (NaN without them).
+
+    The dense numpy form, for a few rows of explicit weights; summaries use the kernel of
+    :mod:`invlend._boot`, which computes the same estimators.
     """
+    total = weights.sum(axis=1)
+    w = weights if importance is None else weights * np.asarray(importance, float)
     lr = loss_rate(agg)
     order = np.argsort(lr, kind="stable")
-    var99, es99 = _weighted_tail(lr[order], weights[:, order], 0.99)
-    var999, es999 = _weighted_tail(lr[order], weights[:, order], 0.999)
+    var99, es99 = _weighted_tail(lr[order], w[:, order], 0.99, total)
+    var999, es999 = _weighted_tail(lr[order], w[:, order], 0.999, total)
     value = value_rate(agg)
     order = np.argsort(value, kind="stable")
-    value_q001 = _weighted_tail(value[order], weights[:, order], 0.001)[0]
-    total = weights.sum(axis=1)
-    el = weights @ lr / total
-    principal = weights @ agg[:, L.AGG_PRINCIPAL]
+    value_q001 = _weighted_tail(value[order], w[:, order], 0.001, total, upper=False)[0]
+    el = w @ lr / total
+    principal = w @ agg[:, L.AGG_PRINCIPAL]
     with np.errstate(divide="ignore", invalid="ignore"):
         if fair is None:
-            fv_pp = np.full(weights.shape[0], np.nan)
+            fv_pp = np.full(w.shape[0], np.nan)
         else:
-            fv_pp = (weights @ fair[:, L.AGG_NPV]) / principal
-        years = (weights @ agg[:, L.AGG_EXPOSURE]) / principal
-        ec = weights @ value / total - value_q001
+            fv_pp = (w @ fair[:, L.AGG_NPV]) / principal
+        years = (w @ agg[:, L.AGG_EXPOSURE]) / principal
+        ec = w @ value / total - value_q001
         raroc = np.where(ec > 0, fv_pp / (ec * years), np.nan)
         eva = fv_pp / years - hurdle * ec
     return {
@@ -484,7 +530,9 @@ def bootstrap_weights(n: int, n_boot: int, seed_entropy, spawn_key=(), batch: in
     """Yield batches of multinomial resampling counts (b, n), reproducible from the seed.
 
     A batch holds at most about 2e7 counts (160 MB), so millions of portfolios stay within
-    memory; the batch size does not change the replicates.
+    memory; the batch size does not change the replicates. Explicit counts for
+    :func:`tail_metrics`; the summaries' bootstrap draws Poisson counts inside the kernel
+    (:func:`invlend._boot.tail_estimates`).
     """
     batch = max(1, min(batch, 20_000_000 // max(n, 1)))
     ss = np.random.SeedSequence(seed_entropy, spawn_key=(*spawn_key, 0xB007))

@@ -28,6 +28,7 @@ from invlend import _checks
 from invlend import metrics as M
 from invlend._sim import layout as L
 from invlend.estimation import shown_parts
+from invlend.tail import upper_tail
 
 __all__ = [
     "plot_cumulative_incidence",
@@ -163,22 +164,26 @@ def plot_loss_distribution(
         for what in ("VaR", "ES"):
             styles[(what, a)] = _LOSS_MARKS.get((what, a), "--" if what == "VaR" else ":")
     handles = []
+    # Under importance sampling the bars and lines are the real world's: weighted counts and
+    # the weighted estimators of the summary (invlend.tail.upper_tail).
+    w = np.asarray(result.weights)
     for n, x in losses.items():
-        line = ax.stairs(*np.histogram(x, edges), label=n, **kw)
+        line = ax.stairs(*np.histogram(x, edges, weights=w), label=n, **kw)
         handles.append(line)
         color = line.get_edgecolor()
-        ax.axvline(float(np.mean(x)), color=color, linestyle="-", linewidth=1.2)
+        ax.axvline(float(np.mean(w * x)), color=color, linestyle="-", linewidth=1.2)
         for a in levels:
-            ax.axvline(M.value_at_risk(x, a), color=color, linestyle=styles[("VaR", a)],
-                       linewidth=1)  # fmt: skip
-            ax.axvline(M.expected_shortfall(x, a), color=color, linestyle=styles[("ES", a)],
-                       linewidth=1)  # fmt: skip
+            var, es = upper_tail(x, w, a)
+            ax.axvline(var, color=color, linestyle=styles[("VaR", a)], linewidth=1)
+            ax.axvline(es, color=color, linestyle=styles[("ES", a)], linewidth=1)
     for (what, a), ls in styles.items():
         label = "EL (mean loss)" if a is None else f"{what} {100 * a:g}%"
         handles.append(Line2D([], [], color="0.25", linestyle=ls, linewidth=1.2, label=label))
     ax.set_yscale("log")
     ax.set_xlabel("portfolio loss rate (credit loss after risk sharing / principal)")
-    ax.set_ylabel("portfolios (log scale)")
+    tilted = result.run.tail is not None
+    ax.set_ylabel("portfolios, real-world weighted (log scale)" if tilted else
+                  "portfolios (log scale)")  # fmt: skip
     lv = " and ".join(f"{100 * a:g}%" for a in levels)
     ax.set_title(f"Portfolio losses with EL, VaR and ES at {lv}")
     _percent(ax)

@@ -376,10 +376,11 @@ def _drivers(result, best: str, second: str, metric: str, hurdle: float,
     ra, rb = result[best], result[second]
     agg_a = ra.fair_aggregates if measure == "risk_neutral" else ra.aggregates
     agg_b = rb.fair_aggregates if measure == "risk_neutral" else rb.aggregates
+    w = np.asarray(result.weights)  # importance weights (all 1 for plain sampling)
     parts, ua_t, ub_t = [], 0.0, 0.0
     for part in L.COMPONENTS:
-        ea, ua = M.ratio(agg_a[:, L.AGG_PV[part]], ra.aggregates[:, L.AGG_PRINCIPAL])
-        eb, ub = M.ratio(agg_b[:, L.AGG_PV[part]], rb.aggregates[:, L.AGG_PRINCIPAL])
+        ea, ua = M.ratio(w * agg_a[:, L.AGG_PV[part]], w * ra.aggregates[:, L.AGG_PRINCIPAL])
+        eb, ub = M.ratio(w * agg_b[:, L.AGG_PV[part]], w * rb.aggregates[:, L.AGG_PRINCIPAL])
         ua_t, ub_t = ua_t + ua, ub_t + ub
         if ea != 0 or eb != 0:
             parts.append((part, ea - eb, M.influence_se(ua - ub)))

@@ -489,6 +489,33 @@ class SimulationResult(Mapping):
         return _ro(np.zeros(self.n_portfolios)) if share is None else share
 
     @property
+    def log_weights(self) -> np.ndarray:
+        """Each portfolio's log importance weight ``log dP/dQ``, (n_portfolios,); 0 if plain."""
+        lw = self.arrays.get("log_weight")
+        return _ro(np.zeros(self.n_portfolios)) if lw is None else lw
+
+    @property
+    def weights(self) -> np.ndarray:
+        """Each portfolio's importance weight ``dP/dQ`` (:mod:`invlend.tail`), (n_portfolios,).
+
+        All ones for a plain run. Every estimate of :meth:`summary` and :meth:`compare` uses
+        them; a mean of per-portfolio values ``y`` is ``mean(weights * y)``.
+        """
+        return _ro(np.exp(self.log_weights))
+
+    @property
+    def tilt(self):
+        """The :class:`invlend.Tilt` the run sampled under, or ``None`` for plain sampling."""
+        from invlend.tail import Tilt
+
+        return None if self.run.tail is None else Tilt.model_validate(self.run.tail)
+
+    @property
+    def stopping(self) -> dict[str, Any] | None:
+        """How a run with a ``tolerance`` stopped (targets, precision, batches), else None."""
+        return self.run.stopping
+
+    @property
     def meta(self) -> dict[str, Any]:
         """Run metadata: sizes, seed, backend, versions and the full inputs."""
         return {

@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from invlend.rng import counter_table, market_keys, market_shocks, portfolio_keys, regime_paths
+from invlend import tail as T
 
 __all__ = ["Backend", "Draws"]
 
@@ -36,6 +36,7 @@ class Draws(NamedTuple):
     pkeys: np.ndarray  # (n_port,) uint64 portfolio keys
     market: np.ndarray  # (n_port, n_steps) market-factor normals
     regime: np.ndarray  # (n_port, n_steps) int8 funding regime (0 hot, 1 cold), all 0 if none
+    quality_shift: np.ndarray  # (n_port,) mean of the firms' quality normals (importance sampling)
 
 
 class Backend:
@@ -56,21 +57,26 @@ class Backend:
         return contextlib.nullcontext()
 
     def draws(
-        self, seed_key: int, p0: int, p1: int, n_steps: int, regime: tuple | None
-    ) -> tuple[Draws, np.ndarray]:
-        """The :class:`Draws` of portfolios ``[p0, p1)`` and each one's share of cold steps.
+        self,
+        seed_key: int,
+        p0: int,
+        p1: int,
+        n_steps: int,
+        regime: tuple | None,
+        portfolio_size: int = 1,
+        tilt=None,
+    ) -> tuple[Draws, np.ndarray, np.ndarray]:
+        """The :class:`Draws` of portfolios ``[p0, p1)``, cold shares and log weights.
 
+        Returns the draws, each portfolio's share of cold steps and its log importance weight
+        (0 without a tilt).
         ``regime`` is ``(P(start cold), P(hot -> cold), P(cold -> hot))`` per step, or None
-        without a funding cycle.
+        without a funding cycle; ``tilt`` an :class:`invlend.tail.Tilt` or None
+        (:func:`invlend.tail.sample`).
         """
-        pkeys = portfolio_keys(np.uint64(seed_key), np.arange(p0, p1))
-        ctr = counter_table(n_steps)
-        market = market_shocks(market_keys(pkeys), ctr, n_steps)
-        if regime is None:
-            paths = np.zeros((p1 - p0, n_steps), np.int8)
-        else:
-            paths = regime_paths(pkeys, ctr, n_steps, *regime)
-        return Draws(ctr, pkeys, market, paths), paths.mean(axis=1)
+        s = T.sample(seed_key, p0, p1, n_steps, portfolio_size, regime, tilt)
+        draws = Draws(s.ctr, s.pkeys, s.market, s.regime, s.quality_shift)
+        return draws, s.cold_share, s.log_weight
 
     def buffer(self, shape: tuple, dtype, host: np.ndarray | None = None):
         """An array of ``shape`` to write into: ``host`` itself where given."""

@@ -185,7 +185,8 @@ def _simulate_firms(
 
     ``draws`` is a :class:`~invlend._sim.backend.Draws`: ``ctr`` (n_purposes, >= n_steps)
     uint64, ``pkeys`` (n_port,) uint64, ``market`` and ``regime`` (n_port, n_steps), the regime
-    int8 (0 hot, 1 cold; all 0 without a cycle). ``dyn`` is a
+    int8 (0 hot, 1 cold; all 0 without a cycle), ``quality_shift`` (n_port,) the mean of the
+    portfolio's quality normals (0 but under importance sampling, :mod:`invlend.tail`). ``dyn`` is a
     :class:`~invlend._sim.lowering.Dynamics`. The outputs are the fields of
     :data:`~invlend._sim.layout.OUTCOMES` in order, each (n_port * portfolio_size,), then
     ``out_chk`` (n_firms, n_chk) and ``out_paths`` (n_paths, n_steps + 1), whose row
@@ -197,7 +198,7 @@ def _simulate_firms(
     chosen in proportion to that step's intensities by the step's event uniform. The chance of
     an event in step ``k`` given none before is ``1 - exp(-L_k dt)``, as in a per-step draw.
     """
-    ctr, pkeys, market, regime = draws
+    ctr, pkeys, market, regime, quality_shift = draws
     weight_cdf = dyn.weight_cdf
     log_value = dyn.log_value
     log_round = dyn.log_round
@@ -242,7 +243,7 @@ def _simulate_firms(
         while s < n_stages - 1 and u_stage >= weight_cdf[s]:
             s += 1
         z_value = _normal(fkey, ctr[_P_VALUE, 0])
-        q = _normal(fkey, ctr[_P_QUALITY, 0])
+        q = _normal(fkey, ctr[_P_QUALITY, 0]) + quality_shift[p]
         e = _normal(fkey, ctr[_P_SIGNAL, 0])
         logv0 = log_value[s] + value_dispersion * z_value
         logv = logv0

@@ -206,8 +206,15 @@ class CUDA(Backend):
             warnings.filterwarnings("ignore", message="Grid size .* low occupancy")
             yield
 
-    def draws(self, seed_key, p0, p1, n_steps, regime):
+    def draws(self, seed_key, p0, p1, n_steps, regime, portfolio_size=1, tilt=None):
         n_port = p1 - p0
+        if tilt is not None:
+            # Tilted draws are made on the host (one pass over the portfolios' steps, small
+            # next to the firms' paths) by the same function as the other backends'.
+            d, cold_share, log_w = super().draws(seed_key, p0, p1, n_steps, regime,
+                                                 portfolio_size, tilt)  # fmt: skip
+            moved = Draws(*(cuda.to_device(np.ascontiguousarray(a)) for a in d))
+            return moved, cuda.to_device(cold_share), log_w
         pkeys = cuda.to_device(rng.portfolio_keys(np.uint64(seed_key), np.arange(p0, p1)))
         ctr = cuda.to_device(rng.counter_table(n_steps))
         market = cuda.device_array((n_port, n_steps))
@@ -221,7 +228,8 @@ class CUDA(Backend):
         _regime_paths[_blocks(n_port, THREADS_PORTFOLIOS), THREADS_PORTFOLIOS](
             pkeys, ctr, has_cycle, p_cold0, p_hc, p_ch, paths, cold_share
         )
-        return Draws(ctr, pkeys, market, paths), cold_share
+        shift = cuda.to_device(np.zeros(n_port))
+        return Draws(ctr, pkeys, market, paths, shift), cold_share, np.zeros(n_port)
 
     def synchronize(self):
         """Wait for the GPU (for timing: a copy to the host waits anyway)."""

@@ -232,7 +232,8 @@ def arrays(sizes: Sizes, n_port: int, firms: bool = True) -> dict[str, tuple[tup
     """Key -> (shape, dtype) of every array of a run of ``n_port`` portfolios.
 
     Per-firm arrays only when ``firms``; the rest (aggregates, IRRs, pool tables, sample paths,
-    ``cold_share``) is what ``keep="aggregates"`` keeps.
+    ``cold_share``, ``log_weight``) is what ``keep="aggregates"`` keeps. ``log_weight`` is each
+    portfolio's log importance weight ``log dP/dQ`` (:mod:`invlend.tail`; 0 without a tilt).
     """
     size, f8 = sizes.portfolio_size, np.dtype(np.float64)
     out: dict[str, tuple[tuple, np.dtype]] = {}
@@ -257,6 +258,7 @@ def arrays(sizes: Sizes, n_port: int, firms: bool = True) -> dict[str, tuple[tup
             if firms:
                 out[q + structure_key(s, "npv")] = ((n_port, size), f8)
     out["cold_share"] = ((n_port,), f8)
+    out["log_weight"] = ((n_port,), f8)
     return out
 
 
@@ -277,6 +279,8 @@ class RunInfo(NamedTuple):
     keep: str  # "firms" or "aggregates"
     versions: dict[str, str]  # invlend, Python, numpy, scipy, numba, pydantic, stream, ...
     measures: tuple[str, ...] = ("real_world",)  # the measures simulated, real world first
+    tail: dict[str, Any] | None = None  # the importance-sampling Tilt (Tilt.as_dict), or None
+    stopping: dict[str, Any] | None = None  # how a run with a tolerance stopped, or None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready fields (the spawn key and the measures as lists)."""

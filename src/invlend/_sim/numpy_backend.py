@@ -68,7 +68,7 @@ def simulate_firms(
     out_paths,
 ):
     """Vectorised twin of :func:`invlend._sim.cpu._simulate_firms` (same signature)."""
-    ctr, pkeys, market, regime = draws
+    ctr, pkeys, market, regime, quality_shift = draws
     d = dyn
     weight_cdf, log_value, log_round, dilution = d.weight_cdf, d.log_value, d.log_round, d.dilution
     checkpoints, dt, n_steps, log_barrier = d.checkpoints, d.dt, d.n_steps, d.log_barrier
@@ -86,7 +86,7 @@ def simulate_firms(
     u_stage = uniform(fk, ctr[Purpose.STAGE, 0])
     s = np.searchsorted(weight_cdf[:-1], u_stage, side="right")
     z_value = normal_array(fk, ctr[Purpose.VALUE, 0])
-    q = normal_array(fk, ctr[Purpose.QUALITY, 0])
+    q = normal_array(fk, ctr[Purpose.QUALITY, 0]) + np.repeat(quality_shift, portfolio_size)
     e = normal_array(fk, ctr[Purpose.SIGNAL, 0])
     logv0 = log_value[s] + value_dispersion * z_value
     logv = logv0.copy()
