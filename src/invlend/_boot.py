@@ -200,8 +200,7 @@ def _lower_quantile(x_sorted, order, c, w, total, alpha):
 
 
 @jit
-def _replicate(c, w, lr, value, lr_sorted, lr_order, v_sorted, v_order, principal, exposure,
-               fair_npv, hurdle, out):  # fmt: skip
+def _replicate(c, w, lr_sorted, lr_order, v_sorted, v_order, sums, hurdle, out):  # fmt: skip
     """The tail metrics of every structure under counts ``c``: ``out`` (S, N_TAIL).
 
     The one per-replicate function: the point estimate, the keyed bootstrap and explicit
@@ -212,19 +211,19 @@ def _replicate(c, w, lr, value, lr_sorted, lr_order, v_sorted, v_order, principa
     total = 0.0
     for i in range(n):
         total += c[i]
-    for s in range(lr.shape[0]):
+    for s in range(sums.shape[1]):
         s_l = 0.0
         s_v = 0.0
         s_p = 0.0
         s_e = 0.0
         s_f = 0.0
         for i in range(n):
-            wi = c[i] * w[i]
-            s_l += wi * lr[s, i]
-            s_v += wi * value[s, i]
-            s_p += wi * principal[s, i]
-            s_e += wi * exposure[s, i]
-            s_f += wi * fair_npv[s, i]
+            ci = c[i]
+            s_l += ci * sums[0, s, i]
+            s_v += ci * sums[1, s, i]
+            s_p += ci * sums[2, s, i]
+            s_e += ci * sums[3, s, i]
+            s_f += ci * sums[4, s, i]
         var99, es99 = _upper_tail(lr_sorted[s], lr_order[s], c, w, total, 0.99)
         var999, es999 = _upper_tail(lr_sorted[s], lr_order[s], c, w, total, 0.999)
         q = _lower_quantile(v_sorted[s], v_order[s], c, w, total, 0.001)
@@ -242,8 +241,8 @@ def _replicate(c, w, lr, value, lr_sorted, lr_order, v_sorted, v_order, principa
 
 
 @pjit
-def _tails_keyed(key, b0, b1, n_chunks, words, cdf, w, lr, value, lr_sorted, lr_order,
-                 v_sorted, v_order, principal, exposure, fair_npv, hurdle, out):  # fmt: skip
+def _tails_keyed(key, b0, b1, n_chunks, words, cdf, w, lr_sorted, lr_order,
+                 v_sorted, v_order, sums, hurdle, out):  # fmt: skip
     """Replicates ``b0 <= b < b1`` of the Poisson bootstrap into ``out`` (b1 - b0, S, N_TAIL).
 
     Chunk ``t`` (one per thread) takes every ``n_chunks``-th replicate from ``b0 + t`` with
@@ -253,17 +252,17 @@ def _tails_keyed(key, b0, b1, n_chunks, words, cdf, w, lr, value, lr_sorted, lr_
         c = np.empty(words.size)
         for b in range(b0 + t, b1, n_chunks):
             _fill_counts(key, b, words, cdf, c)
-            _replicate(c, w, lr, value, lr_sorted, lr_order, v_sorted, v_order, principal,
-                       exposure, fair_npv, hurdle, out[b - b0])  # fmt: skip
+            _replicate(c, w, lr_sorted, lr_order, v_sorted, v_order, sums, hurdle,
+                       out[b - b0])  # fmt: skip
 
 
 @pjit
-def _tails_counts(counts, w, lr, value, lr_sorted, lr_order, v_sorted, v_order, principal,
-                  exposure, fair_npv, hurdle, out):  # fmt: skip
+def _tails_counts(counts, w, lr_sorted, lr_order, v_sorted, v_order, sums, hurdle,
+                  out):  # fmt: skip
     """The tail metrics under each row of explicit ``counts`` (B, n): ``out`` (B, S, N_TAIL)."""
     for b in prange(counts.shape[0]):
-        _replicate(counts[b], w, lr, value, lr_sorted, lr_order, v_sorted, v_order, principal,
-                   exposure, fair_npv, hurdle, out[b])  # fmt: skip
+        _replicate(counts[b], w, lr_sorted, lr_order, v_sorted, v_order, sums, hurdle,
+                   out[b])  # fmt: skip
 
 
 @jit
@@ -273,8 +272,14 @@ def _fill_count_rows(key, b0, words, cdf, out):
         _fill_counts(key, b0 + r, words, cdf, out[r])
 
 
-def _inputs(aggs, fairs, w) -> tuple:
-    """The kernels' per-structure arrays (S, n) and the weights, from aggregates."""
+def _inputs(aggs, fairs, w, control: bool = False) -> tuple:
+    """The kernels' arrays from aggregates: the weights, the sorted tails and the sums.
+
+    ``sums`` (5, S, n) holds each portfolio's contribution to the five sums of a replicate
+    (loss rate, value rate, principal, exposure years, fair value): ``w x``, or with
+    ``control`` the control-variate form ``w x - beta (w - 1)`` of
+    :func:`invlend.metrics.controlled` (``beta`` fixed at the run's estimate).
+    """
     if len(aggs) != len(fairs):
         raise ValueError(f"{len(aggs)} aggregates but {len(fairs)} fair aggregates")
     n = aggs[0].shape[0] if aggs else 0
@@ -287,15 +292,15 @@ def _inputs(aggs, fairs, w) -> tuple:
     value = np.array([M.value_rate(a) for a in aggs]).reshape(len(aggs), n)
     lr_order = np.argsort(lr, axis=1, kind="stable")
     v_order = np.argsort(value, axis=1, kind="stable")
-    cols = [
-        np.array([a[:, col] for a in aggs], dtype=np.float64).reshape(len(aggs), n)
-        for col in (L.AGG_PRINCIPAL, L.AGG_EXPOSURE)
-    ]
     fair_npv = np.array(
         [np.full(n, np.nan) if f is None else f[:, L.AGG_NPV] for f in fairs], dtype=np.float64
     ).reshape(len(aggs), n)
-    return (w, lr, value, np.take_along_axis(lr, lr_order, 1), lr_order,
-            np.take_along_axis(value, v_order, 1), v_order, *cols, fair_npv)  # fmt: skip
+    per = [lr, value, *(np.array([a[:, col] for a in aggs], dtype=np.float64).reshape(len(aggs), n)
+                        for col in (L.AGG_PRINCIPAL, L.AGG_EXPOSURE)), fair_npv]  # fmt: skip
+    weigh = M.controlled if control else (lambda x, w: w * x)
+    sums = np.array([[weigh(x[s], w) for s in range(len(aggs))] for x in per]).reshape(5, -1, n)
+    return (w, np.take_along_axis(lr, lr_order, 1), lr_order,
+            np.take_along_axis(value, v_order, 1), v_order, np.ascontiguousarray(sums))  # fmt: skip
 
 
 def _under_counts(args: tuple, counts: np.ndarray, hurdle: float) -> np.ndarray:
@@ -311,14 +316,16 @@ def _under_counts(args: tuple, counts: np.ndarray, hurdle: float) -> np.ndarray:
 
 
 def tail_counts(aggs: list[np.ndarray], fairs: list[np.ndarray | None], w: np.ndarray | None,
-                hurdle: float, counts: np.ndarray) -> np.ndarray:  # fmt: skip
+                hurdle: float, counts: np.ndarray,
+                control: bool = False) -> np.ndarray:  # fmt: skip
     """The tail metrics under explicit resampling ``counts`` (B, n): shape (B, S, N_TAIL).
 
     The same per-replicate code as :func:`tail_estimates`; ``counts`` may be any
     non-negative weights (multinomial counts, ones, ...). ``w`` are the importance weights
-    (n,), ``None`` for ones. NaN throughout when there are no portfolios.
+    (n,), ``None`` for ones; ``control`` uses them as a control variate in the sums (see
+    :func:`tail_estimates`). NaN throughout when there are no portfolios.
     """
-    return _under_counts(_inputs(aggs, fairs, w), counts, hurdle)
+    return _under_counts(_inputs(aggs, fairs, w, control), counts, hurdle)
 
 
 def boot_counts(key: np.uint64, b0: int, b1: int, n: int) -> np.ndarray:
@@ -333,8 +340,8 @@ def boot_counts(key: np.uint64, b0: int, b1: int, n: int) -> np.ndarray:
 
 
 def tail_estimates(aggs: list[np.ndarray], fairs: list[np.ndarray | None], w: np.ndarray | None,
-                   hurdle: float, n_boot: int, key: np.uint64,
-                   progress: bool = False) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+                   hurdle: float, n_boot: int, key: np.uint64, progress: bool = False,
+                   control: bool = False) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Point estimates and Poisson-bootstrap replicates of the tail metrics.
 
     Parameters
@@ -353,6 +360,12 @@ def tail_estimates(aggs: list[np.ndarray], fairs: list[np.ndarray | None], w: np
         The run's bootstrap key (:func:`boot_key`).
     progress : bool
         Show a bar over the replicates (they then run in about ten batches).
+    control : bool
+        Use the weights as a control variate in the means (``E[w] = 1``): each sum's
+        contribution becomes ``w x - beta (w - 1)`` (:func:`invlend.metrics.controlled`),
+        which removes the noise the weights of the body add to the mean value in
+        ``economic_capital`` and to ``expected_loss`` in ``credit_capital``; the quantiles are
+        untouched. Without weights it changes nothing.
 
     Returns
     -------
@@ -361,7 +374,7 @@ def tail_estimates(aggs: list[np.ndarray], fairs: list[np.ndarray | None], w: np
     reps : ndarray (n_boot, S, N_TAIL)
         The metrics of each replicate.
     """
-    args = _inputs(aggs, fairs, w)
+    args = _inputs(aggs, fairs, w, control)
     n = args[1].shape[1]
     est = _under_counts(args, np.ones((1, n)), hurdle)[0]
     reps = np.full((n_boot, len(aggs), N_TAIL), np.nan)

@@ -363,7 +363,8 @@ class Estimator:
         key = boot_key(run.seed, run.seed_spawn_key)
         est, reps = tail_estimates([res[n].aggregates for n in names],
                                    [res[n].fair_aggregates for n in names], w, hurdle,
-                                   n_boot if n_port >= 2 else 0, key, progress)  # fmt: skip
+                                   n_boot if n_port >= 2 else 0, key, progress,
+                                   control=w is not None)  # fmt: skip
         tail = {
             n: {k: (float(est[s, j]), reps[:, s, j]) for j, k in enumerate(COLUMNS)}
             for s, n in enumerate(names)
