@@ -37,6 +37,7 @@ test: lint
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/bench_engine.py --out docs/performance.md
+	$(BIN)/python benchmarks/bench_tail.py --out docs/performance.md
 
 # Re-execute every examples/*.ipynb top to bottom at full size and save the outputs in place
 # (the test extras have what the notebooks need: nbclient, ipykernel, pandas, dask).

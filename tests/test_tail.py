@@ -286,3 +286,43 @@ def test_tilted_results_survive_save_and_load(tmp_path):
         back.summary(n_boot=20)["pure_loan"]["loss_var_999"]
         == res.summary(n_boot=20)["pure_loan"]["loss_var_999"]
     )
+
+
+# ------------------------------------------------------------------ plots and the CLI
+
+
+def test_plots_of_a_tilted_run_show_the_weighted_estimates():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    res = il.simulate(SC, n_portfolios=400, portfolio_size=20, seed=9, tail=TILT)
+    s = res.summary(n_boot=0)["pure_loan"]
+    ax = il.plotting.plot_loss_distribution(res, structures=["pure_loan"])
+    xs = [line.get_xdata()[0] for line in ax.get_lines() if len(line.get_xdata()) == 2]
+    for m in ("expected_loss", "loss_var_99", "loss_es_99", "loss_var_999", "loss_es_999"):
+        assert min(abs(x - s[m].estimate) for x in xs) < 1e-12, m
+    assert "weighted" in ax.get_ylabel()
+    ax = il.plotting.plot_npv_distribution(res, ax=plt.subplots()[1], structures=["pure_loan"])
+    y = ax.get_lines()[0].get_ydata()
+    assert y[-1] == pytest.approx(1.0) and np.all(np.diff(y) >= 0)
+    il.plotting.plot_cumulative_incidence(res, ax=plt.subplots()[1])
+    il.plotting.plot_loss_by_regime(res, ax=plt.subplots()[1])
+    plt.close("all")
+
+
+def test_cli_compare_runs_to_a_tolerance_with_importance_sampling(capsys):
+    from invlend import cli
+
+    argv = ["compare", "--portfolios", "300", "--size", "20", "--bootstrap", "100", "--keep",
+            "aggregates", "--measures", "real_world", "--tail", "auto", "--tolerance",
+            "expected_loss=0.05", "--max-portfolios", "2000"]  # fmt: skip
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "stopped after" in out and "importance sampling, every estimate weighted" in out
+    assert cli.main(["compare", "--tolerance", "economic_capitl=0.1"]) == 2
+    err = capsys.readouterr().err
+    assert "--tolerance: unknown metric 'economic_capitl'" in err and "economic_capital" in err
+    assert cli.main(["compare", "--tolerance", "nonsense"]) == 2
+    assert "METRIC=REL" in capsys.readouterr().err

@@ -61,6 +61,9 @@ FLAGS = {
     "target": "--target",
     "against": "--against",
     "structure": "--structure",
+    "tail": "--tail",
+    "tolerance": "--tolerance",
+    "max_portfolios": "--max-portfolios",
     "bracket": "bracket LO HI",
 }
 #: Names replaced wherever they stand in a message, not only before its first colon: none of
@@ -264,6 +267,30 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--progress", action="store_true", help="show progress bars (simulation, bootstrap)"
     )
+    c.add_argument(
+        "--tail",
+        choices=("off", "auto"),
+        default="off",
+        help="auto: importance sampling of the market, the funding cycle and the portfolios' "
+        "quality toward the 99.9%% loss tail, the tilt found on pilot runs (docs/tail.md); "
+        "every estimate is then weighted",
+    )
+    c.add_argument(
+        "--tolerance",
+        type=_tolerance,
+        default=None,
+        metavar="METRIC=REL[,...]",
+        help="run in batches from --portfolios until each named metric of every structure has "
+        "this relative standard error, e.g. economic_capital=0.02 (see --max-portfolios)",
+    )
+    c.add_argument(
+        "--max-portfolios",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="most portfolios a run with --tolerance may use (default: 100 x --portfolios, at "
+        "most 1,000,000 more)",
+    )
     v.add_argument("--quick", action="store_true", help="about 10x fewer firms (seconds)")
     v.add_argument("--seed", type=_nonnegative_int, default=None, help=_VALIDATE_SEED_HELP)
     v.add_argument("--markdown", action="store_true", help="print a markdown table")
@@ -356,6 +383,22 @@ def _check_out(out: Path | None, command: str | None = None, force: bool = False
             )
 
 
+def _tolerance(text: str) -> dict[str, float]:
+    """``METRIC=REL[,METRIC=REL]`` as a dict (the metric names are checked by simulate)."""
+    out = {}
+    for item in text.split(","):
+        name, sep, value = item.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected METRIC=REL[,METRIC=REL], e.g. economic_capital=0.02, got {item!r}"
+            ) from None
+    return out
+
+
 def _sim_kw(args: argparse.Namespace) -> dict:
     kw = dict(
         n_portfolios=args.portfolios,
@@ -402,7 +445,16 @@ def _compare(args: argparse.Namespace) -> int:
         **_sim_kw(args),
         progress=progress,
         sample_paths=min(2000, n_firms) if out is not None and n_firms > 0 else 0,
+        tail=None if args.tail == "off" else "auto",
+        tolerance=args.tolerance,
+        max_portfolios=args.max_portfolios,
     )
+    if res.stopping is not None:
+        stop = res.stopping
+        shown = ", ".join(f"{m} {'undefined' if p is None else f'{p:.2%}'}"
+                          for m, p in stop["precision"].items())  # fmt: skip
+        print(f"stopped after {res.n_portfolios} portfolios ({stop['reason']}): worst relative "
+              f"standard error {shown}\n")  # fmt: skip
     print(res.summary(n_boot=args.bootstrap, hurdle=args.hurdle, progress=progress))
     if len(structures) > 1:
         print()

@@ -97,8 +97,11 @@ def plot_npv_distribution(
         if not ok.any():  # nothing to draw; the legend says why
             ax.plot([], [], color=f"C{i}", label=f"{n}: no loans (nobody accepted)")
             continue
-        x = np.sort(r.npv[ok] / r.principal[ok])
-        y = np.arange(1, x.size + 1) / x.size
+        x = r.npv[ok] / r.principal[ok]
+        order = np.argsort(x, kind="stable")
+        fw = _firm_weights(result)[ok][order]  # importance weights; all 1 for plain sampling
+        x = x[order]
+        y = np.cumsum(fw) / fw.sum()
         style = {"color": f"C{i}"} | kw
         cell = table[n]["npv_per_principal"]
         est = cell.estimate
@@ -171,7 +174,8 @@ def plot_loss_distribution(
         line = ax.stairs(*np.histogram(x, edges, weights=w), label=n, **kw)
         handles.append(line)
         color = line.get_edgecolor()
-        ax.axvline(float(np.mean(w * x)), color=color, linestyle="-", linewidth=1.2)
+        el = float(np.mean(M.controlled(x, w)))  # the summary's expected loss
+        ax.axvline(el, color=color, linestyle="-", linewidth=1.2)
         for a in levels:
             var, es = upper_tail(x, w, a)
             ax.axvline(var, color=color, linestyle=styles[("VaR", a)], linewidth=1)
@@ -211,13 +215,15 @@ def plot_cumulative_incidence(
     sc = result.scenario
     times = np.arange(sc.n_steps + 1) * sc.dt
     code = _EVENT_NAMES[event]
+    fw = _firm_weights(result)
     for s, stage in enumerate(sc.stages):
         start = o.initial_stage == s
         n = int(start.sum())
         if n == 0:
             continue
-        steps = o.step[start & (o.event == code)]
-        cum = np.cumsum(np.bincount(steps, minlength=sc.n_steps + 1)) / n
+        hit = start & (o.event == code)
+        counts = np.bincount(o.step[hit], weights=fw[hit], minlength=sc.n_steps + 1)
+        cum = np.cumsum(counts) / fw[start].sum()
         ax.step(times, cum, where="post", label=f"{stage.name} (n={n:,})", **kw)
     ax.set_xlabel("years")
     ax.set_ylabel(f"share of firms with {_EVENT_LABEL[event]}")
@@ -228,6 +234,13 @@ def plot_cumulative_incidence(
     ax.set_ylim(bottom=0)
     ax.legend(title="starting stage")
     return ax
+
+
+def _firm_weights(result) -> np.ndarray:
+    """Each firm's importance weight, its portfolio's, in the flat firm order (1 if plain)."""
+    return np.repeat(np.asarray(result.weights), result.portfolio_size).reshape(
+        result.n_portfolios, result.portfolio_size
+    )
 
 
 def _whose_firms(result, name: str) -> str:
@@ -417,6 +430,7 @@ def plot_loss_by_regime(result, *, ax=None, structures=None, bins: int = 5, **kw
     share = np.asarray(result.cold_share)
     edges = np.linspace(0.0, 1.0, bins + 1)
     which = np.clip(np.digitize(share, edges[1:-1]), 0, bins - 1)
+    w = np.asarray(result.weights)  # a bin's mean is the ratio of its weighted sums
     for n in _names(result, structures):
         loss = result[n].portfolio_loss_rate
         x, y, err = [], [], []
@@ -424,9 +438,10 @@ def plot_loss_by_regime(result, *, ax=None, structures=None, bins: int = 5, **kw
             sel = which == b
             if sel.sum() < 2:
                 continue
-            x.append(share[sel].mean())
-            y.append(loss[sel].mean())
-            err.append(M.Z95 * loss[sel].std(ddof=1) / np.sqrt(sel.sum()))
+            mean, u = M.ratio(w[sel] * loss[sel], w[sel])
+            x.append(float(np.sum(w[sel] * share[sel]) / np.sum(w[sel])))
+            y.append(mean)
+            err.append(M.Z95 * M.influence_se(u))
         ax.errorbar(np.array(x), np.array(y), yerr=np.array(err), marker="o", capsize=3,
                     label=n, **kw)  # fmt: skip
     ax.set_xlabel("share of the horizon in a cold funding market")
