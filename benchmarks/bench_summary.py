@@ -13,25 +13,15 @@ the tail bootstrap" of that markdown page (replaced if there, else appended).
 from __future__ import annotations
 
 import argparse
-import math
-import time
 from pathlib import Path
 
 import invlend as il
+from bench_save import _best  # the timer the benchmarks share
 from invlend import _boot
 from invlend import metrics as M
 
 HURDLE = 0.1
 SECTION = "## Summary: the tail bootstrap"
-
-
-def _best(fn, repeat: int) -> float:
-    best = math.inf
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def _numpy_bootstrap(res, n_boot: int) -> None:

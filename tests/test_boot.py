@@ -119,7 +119,7 @@ def test_point_estimate_is_the_kernel_with_every_count_one():
 
 
 def test_columns_are_the_summaries_tail_metrics():
-    assert _boot.COLUMNS == M._TAIL
+    assert _boot.COLUMNS == M.TAIL_METRICS
     assert set(_boot.COLUMNS) == {m for m in M.METRICS if M.is_tail(m)}
 
 

@@ -85,17 +85,8 @@ from numba import get_num_threads  # isort: skip  (numba is imported by invlend.
 __all__ = ["COLUMNS", "N_TAIL", "boot_counts", "boot_key", "tail_counts", "tail_estimates"]
 
 #: The tail metrics in the order of the outputs' last axis (the order :func:`_replicate`
-#: writes them; the same as the summaries' ``metrics._TAIL``).
-COLUMNS = (
-    "loss_var_99",
-    "loss_var_999",
-    "loss_es_99",
-    "loss_es_999",
-    "economic_capital",
-    "credit_capital",
-    "raroc",
-    "eva",
-)
+#: writes them): the summaries' :data:`invlend.metrics.TAIL_METRICS`.
+COLUMNS = M.TAIL_METRICS
 #: Number of tail metrics per structure.
 N_TAIL = len(COLUMNS)
 #: Salt of the portfolio words of the bootstrap stream (apart from every simulation salt).

@@ -176,7 +176,9 @@ DESCRIPTIONS = {
     "prob_negative_npv": "share of loans whose NPV is below zero",
     "pool_shortfall": "share of claims on the risk pool left unpaid by its annual cap",
 }
-_TAIL = (
+#: The tail metrics (standard errors from the bootstrap), in the order of
+#: :func:`invlend._boot.tail_estimates`' outputs.
+TAIL_METRICS = (
     "loss_var_99",
     "loss_var_999",
     "loss_es_99",
@@ -661,4 +663,4 @@ def _se_note(metric: str, n: int, n_boot: int, replicates: np.ndarray | None) ->
 
 def is_tail(metric: str) -> bool:
     """Whether ``metric``'s standard error comes from the bootstrap."""
-    return metric in _TAIL
+    return metric in TAIL_METRICS
