@@ -60,8 +60,8 @@ from invlend.tail import (
     cross_entropy_update,
     sample,
     scaled,
+    tail_points,
     tail_statistic,
-    upper_quantile,
 )
 
 __all__ = ["BACKENDS", "find_tilt", "resolve_seed", "simulate"]
@@ -420,25 +420,6 @@ def _check_tolerance(tolerance: Any, max_portfolios: Any,
 #: beyond its quantile: a bootstrap of an extreme quantile from a handful of points
 #: understates its spread (at 8 points it was half the replicated one on the built-in scenario).
 MIN_TAIL_POINTS = 50
-# The tail each tail metric rests on: (loss or value, level).
-_TAIL_OF = {"loss_var_99": ("loss", 0.99), "loss_es_99": ("loss", 0.99),
-            "loss_var_999": ("loss", 0.999), "loss_es_999": ("loss", 0.999),
-            "credit_capital": ("loss", 0.999), "economic_capital": ("value", 0.999),
-            "raroc": ("value", 0.999), "eva": ("value", 0.999)}  # fmt: skip
-
-
-def _tail_points(res: SimulationResult, metric: str) -> int | None:
-    """Fewest sampled portfolios at or beyond the metric's quantile over the structures."""
-    if metric not in _TAIL_OF:
-        return None
-    which, level = _TAIL_OF[metric]
-    w = np.asarray(res.weights)
-    fewest = None
-    for r in res.values():
-        x = M.loss_rate(r.aggregates) if which == "loss" else -M.value_rate(r.aggregates)
-        count = int(np.sum(x >= upper_quantile(x, w, level)))
-        fewest = count if fewest is None else min(fewest, count)
-    return fewest
 
 
 def _precision(res: SimulationResult, tolerance: dict[str, float]) -> tuple[float, dict, dict]:
@@ -458,7 +439,7 @@ def _precision(res: SimulationResult, tolerance: dict[str, float]) -> tuple[floa
             rel = abs(e.se / e.estimate) if e.estimate != 0 else math.inf
             worst = max(worst, rel if math.isfinite(rel) else math.inf)
         precision[metric] = worst if math.isfinite(worst) else None  # JSON has no infinity
-        points[metric] = _tail_points(res, metric)
+        points[metric] = tail_points(res, metric)
         factor = max(factor, (worst / tolerance[metric]) ** 2)
         if points[metric] is not None and points[metric] < MIN_TAIL_POINTS:
             factor = max(factor, MIN_TAIL_POINTS / max(points[metric], 1))

@@ -48,6 +48,7 @@ from invlend._tables import (
     text_table,
 )
 from invlend.config import Scenario, Structure
+from invlend.tail import tail_points
 
 __all__ = ["Comparison", "Decomposition", "Difference", "Estimator", "Summary"]
 
@@ -399,13 +400,22 @@ class Estimator:
                     "lent, or no rate in [-99.97%, +298000%] prices the cash flows); irr "
                     "averages the others"
                 )
-        beyond = n_port * (1.0 - 0.999)
-        if beyond < 10:
-            notes.append(
-                f"{n_port} portfolios leave {beyond:.1f} beyond the 99.9% loss "
-                "quantile: loss_var_999, loss_es_999, economic_capital, credit_capital, raroc "
-                "and eva are rough; use >= 10000 portfolios for them"
-            )
+        if res.run.tail is None:
+            beyond = n_port * (1.0 - 0.999)
+            if beyond < 10:
+                notes.append(
+                    f"{n_port} portfolios leave {beyond:.1f} beyond the 99.9% loss "
+                    "quantile: loss_var_999, loss_es_999, economic_capital, credit_capital, "
+                    "raroc and eva are rough; use >= 10000 portfolios for them"
+                )
+        else:  # importance sampling: count the sampled portfolios in the tails
+            few = min(tail_points(res, "loss_var_999"), tail_points(res, "economic_capital"))
+            if few < 10:
+                notes.append(
+                    f"only {few} sampled portfolios lie at or beyond a 99.9% quantile: "
+                    "loss_var_999, loss_es_999, economic_capital, credit_capital, raroc and eva "
+                    "are rough; simulate more portfolios"
+                )
         return notes
 
     def row(self, name: str, smooth: dict, tail: dict, n_boot: int) -> dict[str, M.Estimate]:

@@ -555,6 +555,29 @@ def _page(result, summary, comparison, decomps, figures: dict[str, bytes], *,
         "its Monte Carlo standard error, clustered by portfolio. Discount rate "
         f"{dr:.2%} a year; hurdle rate {hurdle:.1%} a year (EVA, RAROC). Money is in "
         f"{html.escape(currency)}.</p>",
+        *(
+            []
+            if result.tilt is None
+            else [
+                f"<p><b>Importance sampling</b> ({html.escape(str(result.tilt))}): portfolios were "
+                "drawn with the market, the funding cycle and their quality tilted toward the loss "
+                "tail, and every estimate, figure and standard error uses their likelihood-ratio "
+                "weights (docs/tail.md).</p>"
+            ]
+        ),
+        *(
+            []
+            if result.stopping is None
+            else [
+                f"<p>The run extended itself to {result.n_portfolios:,} portfolios in batches "
+                f"{', '.join(f'{b:,}' for b in result.stopping['batches'])} "
+                f"({html.escape(result.stopping['reason'])}) toward the relative standard errors "
+                + ", ".join(
+                    f"{html.escape(m)} {t:.1%}" for m, t in result.stopping["tolerance"].items()
+                )
+                + ".</p>"
+            ]
+        ),
         "<nav>" + "".join(f"<a href='#{a}'>{t}</a>" for a, t in sections) + "</nav>",
     ]
     parts += _bottom_line(result, summary, n_boot, hurdle, currency, attribution)

@@ -350,6 +350,27 @@ def choose_scale(tilt: Tilt, rounds: list, regime: tuple | None, portfolio_size:
     return best, criterion
 
 
+#: The tail each tail metric rests on: (loss or value, level).
+TAIL_OF = {"loss_var_99": ("loss", 0.99), "loss_es_99": ("loss", 0.99),
+           "loss_var_999": ("loss", 0.999), "loss_es_999": ("loss", 0.999),
+           "credit_capital": ("loss", 0.999), "economic_capital": ("value", 0.999),
+           "raroc": ("value", 0.999), "eva": ("value", 0.999)}  # fmt: skip
+
+
+def tail_points(res, metric: str) -> int | None:
+    """Fewest sampled portfolios at or beyond the metric's quantile over the structures."""
+    if metric not in TAIL_OF:
+        return None
+    which, level = TAIL_OF[metric]
+    w = np.asarray(res.weights)
+    fewest = None
+    for r in res.values():
+        x = M.loss_rate(r.aggregates) if which == "loss" else -M.value_rate(r.aggregates)
+        count = int(np.sum(x >= upper_quantile(x, w, level)))
+        fewest = count if fewest is None else min(fewest, count)
+    return fewest
+
+
 def tail_statistic(result) -> np.ndarray:
     """Per portfolio, the loss rate averaged over the result's structures (the tilt's target)."""
     return np.mean([M.loss_rate(r.aggregates) for r in result.values()], axis=0)
