@@ -384,3 +384,18 @@ def test_save_where_the_folder_cannot_be_synced(result, tmp_path, monkeypatch):
     monkeypatch.setattr(os, "fsync", refuse_folders)
     result.save(tmp_path / "run.npz")
     assert il.load(tmp_path / "run.npz").meta == result.meta
+
+
+def test_a_version_2_file_loads_as_a_plain_run(result, saved, tmp_path):
+    """Files written before importance sampling (format 2) have no weights: all 1, no tilt."""
+    meta, arrays = _contents(saved)
+    meta["format_version"] = 2
+    del meta["tail"], meta["stopping"]
+    del arrays["log_weight"]
+    old = tmp_path / "v2.npz"
+    _write(old, json.dumps(meta), arrays)
+    back = il.load(old)
+    assert back.tilt is None and back.stopping is None
+    assert np.all(back.weights == 1.0)
+    for n in result:
+        assert np.array_equal(back[n].aggregates, result[n].aggregates)
