@@ -309,6 +309,8 @@ def test_plots_of_a_tilted_run_show_the_weighted_estimates():
     assert y[-1] == pytest.approx(1.0) and np.all(np.diff(y) >= 0)
     il.plotting.plot_cumulative_incidence(res, ax=plt.subplots()[1])
     il.plotting.plot_loss_by_regime(res, ax=plt.subplots()[1])
+    fan = il.simulate(SC, n_portfolios=40, portfolio_size=20, seed=9, tail=TILT, sample_paths=400)
+    il.plotting.plot_value_fan(fan, ax=plt.subplots()[1])
     plt.close("all")
 
 

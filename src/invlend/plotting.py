@@ -261,8 +261,9 @@ def plot_value_fan(result, *, ax=None, structure: str | None = None, n_lines: in
     """Fan chart of firm value relative to entry over time, for firms still alive.
 
     Bands are the 5-95% and 25-75% ranges and the median among sampled firms alive at each
-    step; thin lines are individual paths (ending at their event). Needs
-    ``simulate(..., sample_paths=n)``.
+    step (under importance sampling, quantiles weighted by each firm's portfolio weight); thin
+    lines are individual paths (ending at their event). Needs ``simulate(...,
+    sample_paths=n)``.
     """
     ax = _axes(ax)
     name = structure or next(iter(result))
@@ -274,10 +275,20 @@ def plot_value_fan(result, *, ax=None, structure: str | None = None, n_lines: in
     t = np.arange(sc.n_steps + 1) * sc.dt
     alive = np.isfinite(rel)
     enough = alive.sum(axis=0) >= 5
+    # A sampled path is flat firm i, of portfolio i // size: under importance sampling its
+    # weight is that portfolio's, and the bands are weighted quantiles.
+    w = np.asarray(result.weights)[np.arange(paths.shape[0]) // result.portfolio_size]
+    probs = [0.05, 0.25, 0.5, 0.75, 0.95]
     with np.errstate(all="ignore"):
         q = np.full((5, t.size), np.nan)
         for j in np.flatnonzero(enough):
-            q[:, j] = np.quantile(rel[alive[:, j], j], [0.05, 0.25, 0.5, 0.75, 0.95])
+            x, wx = rel[alive[:, j], j], w[alive[:, j]]
+            if result.run.tail is None:
+                q[:, j] = np.quantile(x, probs)
+            else:
+                order = np.argsort(x, kind="stable")
+                cum = np.cumsum(wx[order]) / wx.sum()
+                q[:, j] = x[order][np.minimum(np.searchsorted(cum, probs), x.size - 1)]
     ax.fill_between(t, q[0], q[4], alpha=0.2, color="C0", label="5-95% of firms alive")
     ax.fill_between(t, q[1], q[3], alpha=0.35, color="C0", label="25-75%")
     ax.plot(t, q[2], color="C0", linewidth=2, label="median")
