@@ -349,7 +349,7 @@ def _read(path: Path, zf: zipfile.ZipFile) -> Stored:
         arrays[key] = _read_data(path, f"arr/{key}", fp, shape, fortran, dtype)
     if _digest(meta_text, arrays) != checksum:
         raise ResultFileError(f"{path}: checksum mismatch: the file was altered or truncated")
-    if meta.get("_v2"):
+    if meta["format_version"] == 2:
         arrays["log_weight"] = np.zeros(meta["n_portfolios"])
     run = RunInfo(**{k: meta[k] for k in RunInfo._fields})
     run = run._replace(seed_spawn_key=tuple(run.seed_spawn_key), measures=tuple(run.measures))
@@ -390,12 +390,11 @@ def _parse_meta(path: Path, text: str) -> tuple[dict[str, Any], Scenario, list[S
             f"is not {FORMAT} v{FORMAT_VERSION}"
         )
     if version == 2:
-        meta = {**meta, "tail": None, "stopping": None, "format_version": FORMAT_VERSION,
-                "_v2": True}  # fmt: skip
+        meta = {**meta, "tail": None, "stopping": None}  # a run without a tilt or tolerance
     missing = [k for k in _META_FIELDS if k not in meta]
     if missing:
         raise ResultFileError(f"{path}: meta.json: fields missing: {missing}")
-    extra = sorted(set(meta) - set(_META_FIELDS) - {"_v2"})
+    extra = sorted(set(meta) - set(_META_FIELDS))
     if extra:
         raise ResultFileError(f"{path}: meta.json: unknown fields: {extra}")
 
@@ -467,6 +466,6 @@ def _layout(meta: dict[str, Any], scenario: Scenario, structures: list[Structure
     sizes = run_sizes(scenario, structures, meta["portfolio_size"], None,
                       tuple(meta["measures"]))  # fmt: skip
     layout = L.arrays(sizes, meta["n_portfolios"], meta["keep"] == "firms")
-    if meta.get("_v2"):
+    if meta["format_version"] == 2:
         del layout["log_weight"]  # version 2 had no importance weights: all 0
     return layout

@@ -387,8 +387,6 @@ MAX_EXTRA_PORTFOLIOS = 1_000_000
 def _check_tolerance(tolerance: Any, max_portfolios: Any,
                      n_portfolios: int) -> tuple[dict[str, float], int]:  # fmt: skip
     """The tolerance as {metric: relative SE} and the run's budget, refused before any work."""
-    from invlend.metrics import METRICS
-
     if tolerance is None:
         if max_portfolios is not None:
             raise ValueError("max_portfolios: only a run with a tolerance has a budget")
@@ -400,9 +398,9 @@ def _check_tolerance(tolerance: Any, max_portfolios: Any,
         )
     out = {}
     for metric, value in tolerance.items():
-        if metric not in METRICS:
-            close = difflib.get_close_matches(str(metric), METRICS, n=1)
-            hint = f" — did you mean {close[0]}?" if close else f"; choose from {list(METRICS)}"
+        if metric not in M.METRICS:
+            close = difflib.get_close_matches(str(metric), M.METRICS, n=1)
+            hint = f" — did you mean {close[0]}?" if close else f"; choose from {list(M.METRICS)}"
             raise ValueError(f"tolerance: unknown metric {metric!r}{hint}")
         out[metric] = _checks.number(f"tolerance[{metric!r}]", value, low=1e-4, high=1.0)
     default = n_portfolios + min(99 * n_portfolios, MAX_EXTRA_PORTFOLIOS)
@@ -815,10 +813,10 @@ def find_tilt(
     a per-step mean from a few hundred elite portfolios would be mostly noise, and noise in a
     shift adds variance to every weight.
     """
-    for name, value, lo, hi in (("level", level, 0.5, 1.0), ("elite", elite, 0.0, 0.5),
-                                ("mixture", mixture, -1e-300, 1.0)):  # fmt: skip
+    for name, value, lo, hi in (("level", level, 0.5, 1.0), ("elite", elite, 0.0, 0.5)):
         if not (isinstance(value, (int, float)) and lo < value < hi):
             raise ValueError(f"{name}: expected a number in ({lo:g}, {hi:g}), got {value!r}")
+    mixture = Tilt(mixture=mixture).mixture  # the Tilt's own bounds, [0, 1)
     rounds = _checks.count("rounds", rounds)
     pilot_portfolios = _checks.count("pilot_portfolios", pilot_portfolios, low=100)
     portfolio_size = _checks.count("portfolio_size", portfolio_size)
@@ -833,6 +831,8 @@ def find_tilt(
         res = simulate(scenario, structs, n_portfolios=pilot_portfolios,
                        portfolio_size=portfolio_size, seed=ss, tail=current, keep="aggregates",
                        measures="real_world", backend=backend)  # fmt: skip
+        # The round's systematic draws again (simulate keeps none; a pass over portfolios' steps,
+        # cheap next to their firms), with each portfolio's mean quality for the update.
         draws = sample(int(root_key(resolve_seed(ss)[0])), 0, pilot_portfolios,
                        scenario.n_steps, portfolio_size, regime, current,
                        quality_mean=quality)  # fmt: skip

@@ -375,16 +375,13 @@ def smooth_metrics(
     the aggregates under the risk-neutral measure (``None``: the fair values are NaN).
     """
     ones = np.ones(agg.shape[0])
-    if weights is None:
 
-        def weigh(y):
+    def weigh(y):  # each portfolio's contribution to a sum, column by column
+        if weights is None:
             return y
-    else:
-
-        def weigh(y):  # every column's contribution, the weights as a control variate
-            if y.ndim == 1:
-                return controlled(y, weights)
-            return np.stack([controlled(col, weights) for col in y.T], axis=1)
+        if y.ndim == 1:
+            return controlled(y, weights)
+        return np.stack([controlled(col, weights) for col in y.T], axis=1)
 
     a = weigh(agg)
     if fair is not None:
