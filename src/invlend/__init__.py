@@ -18,6 +18,7 @@ from invlend import capital, plotting
 from invlend._sim.layout import Event
 from invlend._version import __version__
 from invlend.attribution import Attribution, attribute, attribute_run
+from invlend.branch import IncentiveView, first_year_profit, incentives
 from invlend.calibrate import (
     Calibration,
     TargetSet,
@@ -27,6 +28,14 @@ from invlend.calibrate import (
     target_sets,
 )
 from invlend.cohort import Cohort, cohort
+from invlend.competition import (
+    Competition,
+    CompetitionCurve,
+    CrowdingOut,
+    compete,
+    competition_curve,
+    crowding_out,
+)
 from invlend.config import (
     Collateral,
     Equity,
@@ -44,7 +53,9 @@ from invlend.config import (
     Structure,
     Warrant,
 )
+from invlend.diligence import VisitValue, visit_value
 from invlend.engine import find_tilt, simulate
+from invlend.menu import MenuEntry, ProductMenu, product_menu, term_grid
 from invlend.report import write_report
 from invlend.results import Comparison, Outcomes, SimulationResult, StructureResult, Summary
 from invlend.store import ResultFileError, load
@@ -67,15 +78,21 @@ __all__ = [
     "Cohort",
     "Collateral",
     "Comparison",
+    "Competition",
+    "CompetitionCurve",
+    "CrowdingOut",
     "Equity",
     "Event",
     "FundingCycle",
+    "IncentiveView",
     "InputError",
     "Linkage",
     "Loan",
     "Market",
+    "MenuEntry",
     "Outcomes",
     "PricingTable",
+    "ProductMenu",
     "Regime",
     "ResultFileError",
     "RiskPool",
@@ -90,6 +107,7 @@ __all__ = [
     "SweepResult",
     "TargetSet",
     "Tilt",
+    "VisitValue",
     "Warrant",
     "__version__",
     "attribute",
@@ -99,18 +117,26 @@ __all__ = [
     "calibration_report",
     "capital",
     "cohort",
+    "compete",
+    "competition_curve",
+    "crowding_out",
     "default_structures",
     "find_tilt",
+    "first_year_profit",
+    "incentives",
     "load",
     "load_targets",
     "plotting",
     "pricing_table",
+    "product_menu",
     "pure_loan",
     "sensitivity",
     "simulate",
     "sweep",
     "target_sets",
+    "term_grid",
     "vc_linked",
+    "visit_value",
     "warrant_loan",
     "write_report",
 ]

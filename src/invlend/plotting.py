@@ -35,6 +35,7 @@ __all__ = [
     "plot_decomposition",
     "plot_loss_by_regime",
     "plot_loss_distribution",
+    "plot_menu",
     "plot_npv_distribution",
     "plot_pool",
     "plot_risk_return",
@@ -524,4 +525,39 @@ def plot_tornado(sens: dict[str, dict[str, float]], *, ax=None, metric: str = ""
         _percent(ax, "x")
     ax.set_title("Sensitivity to each parameter")
     ax.legend(loc="lower right")
+    return ax
+
+
+def plot_menu(menu, *, ax=None, stages=None, **kw: Any):
+    """Each candidate's objective by starting stage with its 95% interval; offers filled in.
+
+    One group of points per stage (``stages``: default all of the menu's), one colour per
+    candidate; the offer is a filled marker, tied candidates hollow ones, worse and infeasible
+    candidates small grey points; a dashed line is what declining is worth.
+    """
+    ax = _axes(ax)
+    names = list(menu.stages) if stages is None else list(stages)
+    objective = menu.meta["objective"]
+    structures = list(menu.structures)
+    width = 0.8 / max(len(structures), 1)
+    for j, stage in enumerate(names):
+        for i, r in enumerate(menu.candidates(stage)):
+            e = r[objective]
+            x = j - 0.4 + (i + 0.5) * width
+            status = r["status"]
+            colour = f"C{i % 10}" if status in ("offer", "tied") else "0.7"
+            face = colour if status == "offer" else "none"
+            size = 8 if status in ("offer", "tied") else 4
+            ax.errorbar(x, e.estimate, yerr=1.96 * e.se if e.se == e.se else None,
+                        fmt="o", color=colour, mfc=face, ms=size,
+                        label=r["structure"] if j == 0 else None, **kw)  # fmt: skip
+    ax.axhline(menu.meta["zero"], color="0.3", ls="--", lw=1, label="decline")
+    ax.set_xticks(range(len(names)), names)
+    ax.set_xlabel("starting stage")
+    ax.set_ylabel(M.axis_label(objective))
+    ax.set_title(f"product menu by {objective.replace('_', ' ')}: filled = offer, "
+                 "hollow = tied (95% intervals)")  # fmt: skip
+    if M.is_rate(objective):
+        _percent(ax, "y")
+    ax.legend(fontsize="small", ncol=2)
     return ax

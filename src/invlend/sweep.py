@@ -77,6 +77,8 @@ __all__ = [
     "PricingTable",
     "SweepResult",
     "breakeven",
+    "need_seed",
+    "pick_stages",
     "pricing_table",
     "sensitivity",
     "set_param",
@@ -291,7 +293,7 @@ class SweepResult(Rows):
         return plot_sweep(self, metric=metric, **kw)
 
 
-def _need_seed(simulate_kw: dict[str, Any], who: str, what: str) -> None:
+def need_seed(simulate_kw: dict[str, Any], who: str, what: str) -> None:
     """Refuse ``seed=None``: fresh entropy per run would leave ``what`` of ``who`` unpaired."""
     why = f"{who} needs a fixed seed so that {what} are paired"
     _checks.seed("seed", simulate_kw.get("seed"), fixed=why)
@@ -351,7 +353,7 @@ def sweep(
             f"{MAX_POINTS} runs in one sweep"
         )
     n_boot = _checks.count("n_boot", n_boot, low=0)
-    _need_seed(simulate_kw, "a sweep", "its points")
+    need_seed(simulate_kw, "a sweep", "its points")
     for p, grid in zip(params, grids, strict=True):  # check every path and value up front
         for v in grid:
             _check_path(scenario, structs, p, v)
@@ -497,7 +499,7 @@ def breakeven(
         raise ValueError(f"bracket: need lo < hi, got {bracket}")
     if xtol is not None:
         xtol = _checks.number("xtol", xtol, low=0.0, low_open=True)
-    _need_seed(simulate_kw, "break-even", "evaluations")
+    need_seed(simulate_kw, "break-even", "evaluations")
     structs = [structure] if against is None else [structure, against]
     if against is not None and against.name == structure.name:
         raise ValueError("against: give a structure with another name")
@@ -658,7 +660,8 @@ class PricingTable(Keyed, Rows, Document):
         return html_table(header, rows, title=title, notes=notes)
 
 
-def _pick_stages(scenario: Scenario, stages: Sequence[str | int] | None) -> list[int]:
+def pick_stages(scenario: Scenario, stages: Sequence[str | int] | None) -> list[int]:
+    """Positions of ``stages`` (names or positions; ``None``: every stage), each once."""
     if stages is None:
         return list(range(len(scenario.stages)))
     items = [stages] if isinstance(stages, str | int) else list(stages)
@@ -682,7 +685,7 @@ def starting_stage(scenario: Scenario, stage: str | int) -> Scenario:
     Every stage is kept (firms still advance through the later ones); only the weights move:
     1 on ``stage``, 0 on the others.
     """
-    k = _pick_stages(scenario, [stage])[0]
+    k = pick_stages(scenario, [stage])[0]
     stages = [{**s.model_dump(), "weight": 1.0 if i == k else 0.0}
               for i, s in enumerate(scenario.stages)]  # fmt: skip
     return scenario.replace(stages=stages)
@@ -789,11 +792,11 @@ def pricing_table(
     rates = _bracket("rate_bracket", rate_bracket)
     coverages = _bracket("coverage_bracket", coverage_bracket)
     n_boot = _checks.count("n_boot", n_boot, low=0)
-    _need_seed(simulate_kw, "a pricing table", "its searches")
+    need_seed(simulate_kw, "a pricing table", "its searches")
     measures = simulate_kw.get("measures", MEASURES)
     if "risk_neutral" not in ((measures,) if isinstance(measures, str) else tuple(measures)):
         raise ValueError("measures: a pricing table needs the risk-neutral measure (fair values)")
-    picked = _pick_stages(scenario, stages)
+    picked = pick_stages(scenario, stages)
     cheap = warrant.replace(loan=warrant.loan.replace(rate=discounted))
     for v in rates:
         _check_path(scenario, [pure], f"{pure.name}.loan.rate", v)
@@ -865,7 +868,7 @@ def sensitivity(
     if isinstance(params, str):
         params = [params]
     metric = _checks.metric("metric", metric, M.METRICS)
-    _need_seed(simulate_kw, "sensitivity", "its runs")
+    need_seed(simulate_kw, "sensitivity", "its runs")
     base = simulate(scenario, structure, **simulate_kw).summary(n_boot=0)[structure.name][metric]
     out: dict[str, dict[str, float]] = {}
     for p in params:
