@@ -147,7 +147,9 @@ class MenuEntry(NamedTuple):
     estimate (of the zero, with SE 0, where declined). ``tied`` lists the options not
     distinguishable from the offer (the offer first; ``"decline"`` among them where the offer
     is not distinguishably better than lending nothing). ``runner_up`` and ``margin`` are the
-    next-best feasible option and the paired difference offer minus runner-up.
+    next-best feasible option and the paired difference offer minus runner-up;
+    ``z_critical`` the one-sided z-score a gap must reach to count as distinguishable
+    (Bonferroni over the stage's comparisons).
     """
 
     stage: str
@@ -158,6 +160,7 @@ class MenuEntry(NamedTuple):
     margin: Difference | None
     infeasible: tuple[str, ...]
     marginal: tuple[str, ...]
+    z_critical: float
 
     @property
     def distinguishable(self) -> bool:
@@ -311,7 +314,8 @@ class ProductMenu(Keyed, Rows, Document):
                  "runner_up": e.runner_up,
                  "margin": None if e.margin is None else e.margin.estimate,
                  "margin_se": None if e.margin is None else e.margin.se,
-                 "distinguishable": e.distinguishable} for e in self._data.values()]  # fmt: skip
+                 "z_critical": e.z_critical, "distinguishable": e.distinguishable}
+                for e in self._data.values()]  # fmt: skip
         meta = {k: v for k, v in self.meta.items() if k != "constraint_list"}
         return json_ready({"meta": meta, "menu": menu, "candidates": self.records()})
 
@@ -326,7 +330,17 @@ class ProductMenu(Keyed, Rows, Document):
             f"{m['n_portfolios']} portfolios x {m['portfolio_size']} firms, seed {m['seed']} "
             "(estimate ± standard error; common random numbers within a stage)"
         )
-        header = ["stage", "offer", "terms", obj, "runner-up", "margin", "z", "tied with offer"]
+        header = [
+            "stage",
+            "offer",
+            "terms",
+            obj,
+            "runner-up",
+            "margin",
+            "z",
+            "z*",
+            "tied with offer",
+        ]
         rows = []
         for e in self._data.values():
             offer = e.offer or "decline"
@@ -335,13 +349,13 @@ class ProductMenu(Keyed, Rows, Document):
             z = "n/a" if e.margin is None or not math.isfinite(e.margin.z) else f"{e.margin.z:.1f}"
             tied = ", ".join(t for t in e.tied[1:]) or "none"
             rows.append([e.stage, offer, terms, self._format(obj, e.objective),
-                         e.runner_up or "n/a", margin, z, tied])  # fmt: skip
+                         e.runner_up or "n/a", margin, z, f"{e.z_critical:.2f}", tied])  # fmt: skip
         notes = [
             f"constraints: {', '.join(map(str, m['constraint_list'])) or 'none'}"
             " (on point estimates)",
             f"declining is worth {m['zero_text']}; margin: offer minus runner-up, paired",
-            f"tied: one-sided z below {m['z_critical']:.2f} (Bonferroni over the stage's "
-            f"comparisons, level {m['level']:g})",
+            f"tied: one-sided z below z* (Bonferroni over the stage's comparisons, level "
+            f"{m['level']:g})",
         ]
         for e in self._data.values():
             if e.marginal:
@@ -551,7 +565,6 @@ def product_menu(
 
     entries: dict[str, MenuEntry] = {}
     rows: dict[str, list[dict[str, Any]]] = {}
-    z_crit = math.nan
     for k in picked:
         stage = scenario.stages[k].name
         res = simulate(starting_stage(scenario, k), items, **simulate_kw)
@@ -602,7 +615,7 @@ def product_menu(
         entries[stage] = MenuEntry(
             stage, offer, obj, tied, runner, margin,
             tuple(n for n in names if n not in feasible),
-            marginal.get(offer, ()) if offer else (),
+            marginal.get(offer, ()) if offer else (), z_crit,
         )  # fmt: skip
         rows[stage] = [
             _candidate_row(s, summary[s.name], objective, constraints, s.name in feasible,
@@ -619,7 +632,6 @@ def product_menu(
         "constraints": [str(c) for c in constraints],
         "constraint_list": constraints,
         "level": level,
-        "z_critical": z_crit,
         "n_boot": n_boot,
         "hurdle": hurdle,
         "n_candidates": len(items),
