@@ -56,7 +56,6 @@ from pydantic import Field, field_validator
 from invlend import _checks
 from invlend import capital as C
 from invlend import metrics as M
-from invlend._sim.lowering import MEASURES
 from invlend._tables import (
     Document,
     Footnotes,
@@ -70,7 +69,7 @@ from invlend._tables import (
 from invlend.config import Count, Fraction, InputModel, Loan, Number, Scenario, Structure
 from invlend.engine import simulate
 from invlend.estimation import Difference, Estimator
-from invlend.sweep import starting_stage
+from invlend.sweep import need_fair_values, pick_stages, starting_stage
 
 __all__ = [
     "CURVE_METRICS",
@@ -308,31 +307,6 @@ def _bank_counts(value: Any) -> list[int]:
     return sorted(set(out))
 
 
-def _stage_indices(scenario: Scenario, refs: Any, name: str) -> list[int]:
-    """Positions of the stages ``refs`` (names or positions), each once; errors name ``name``."""
-    items = [refs] if isinstance(refs, str | int) else list(refs)
-    if not items:
-        raise ValueError(f"{name}: give at least one stage (a name or a position)")
-    names = [s.name for s in scenario.stages]
-    out = []
-    for ref in items:
-        if isinstance(ref, str) and ref in names:
-            out.append(names.index(ref))
-        elif isinstance(ref, int) and not isinstance(ref, bool) and 0 <= ref < len(names):
-            out.append(ref)
-        else:
-            raise ValueError(f"{name}: no stage {ref!r}; stages are {names}")
-    return list(dict.fromkeys(out))
-
-
-def _check_run_kw(simulate_kw: dict[str, Any], who: str) -> None:
-    why = f"{who} needs a fixed seed so that its numbers of banks are paired"
-    _checks.seed("seed", simulate_kw.get("seed"), fixed=why)
-    measures = simulate_kw.get("measures", MEASURES)
-    if "risk_neutral" not in ((measures,) if isinstance(measures, str) else tuple(measures)):
-        raise ValueError(f"measures: {who} needs the risk-neutral measure (fair values)")
-
-
 def _meta(res) -> dict[str, Any]:
     """The run's sizes and seed, as the tables print them."""
     run = res.run
@@ -346,7 +320,7 @@ def _meta(res) -> dict[str, Any]:
 
 def _curve_run(scenario, structure, stage, banks, comp, simulate_kw):
     """Simulate ``compete(structure, n)`` for every ``n`` on firms that start in ``stage``."""
-    k = _stage_indices(scenario, stage, "stage")[0]
+    k = pick_stages(scenario, stage, "stage")[0]
     stage_name = scenario.stages[k].name
     structs = [compete(structure, n, comp) for n in banks]
     res = simulate(starting_stage(scenario, k), structs, **simulate_kw)
@@ -607,7 +581,7 @@ def competition_curve(
     counts = _bank_counts(banks)
     comp = _competition(competition)
     n_boot = _checks.count("n_boot", n_boot, low=0)
-    _check_run_kw(simulate_kw, "a competition curve")
+    need_fair_values(simulate_kw, "a competition curve", "its numbers of banks")
     comp.check_stages(scenario)
     stage_name, structs, res, est = _curve_run(
         scenario, structure, stage, counts, comp, simulate_kw
@@ -1015,10 +989,10 @@ def crowding_out(
                 f"{key}: crowding_out needs both runs on the same portfolios; run a fixed "
                 "n_portfolios with plain sampling"
             )
-    _check_run_kw(simulate_kw, "crowding_out")
+    need_fair_values(simulate_kw, "crowding_out", "its numbers of banks")
     comp.check_stages(scenario)
-    mature_k = _stage_indices(scenario, stage, "stage")[0]
-    early_k = _stage_indices(scenario, early_stages, "early_stages")
+    mature_k = pick_stages(scenario, stage, "stage")[0]
+    early_k = pick_stages(scenario, early_stages, "early_stages")
     if mature_k in early_k:
         raise ValueError(
             f"early_stages: the mature stage {scenario.stages[mature_k].name!r} cannot be an "

@@ -54,7 +54,6 @@ from scipy.stats import norm
 from invlend import _checks
 from invlend import metrics as M
 from invlend._sim import layout as L
-from invlend._sim.lowering import MEASURES
 from invlend._tables import (
     Document,
     Keyed,
@@ -66,7 +65,7 @@ from invlend._tables import (
 )
 from invlend.config import Scenario, Structure
 from invlend.engine import simulate
-from invlend.sweep import need_seed, pick_stages, starting_stage
+from invlend.sweep import need_fair_values, pick_stages, starting_stage
 
 __all__ = ["VisitValue", "selected_quality", "visit_value"]
 
@@ -236,10 +235,7 @@ def visit_value(
     levels = _noise_levels(noise, sc.signal_noise)
     if "structures" in simulate_kw:
         raise TypeError("structures: give the one structure as the second argument")
-    need_seed(simulate_kw, "a visit value", "its noise levels")
-    measures = simulate_kw.get("measures", MEASURES)
-    if "risk_neutral" not in ((measures,) if isinstance(measures, str) else tuple(measures)):
-        raise ValueError("measures: a visit value needs the risk-neutral measure (fair values)")
+    need_fair_values(simulate_kw, "a visit value", "its noise levels")
     picked = pick_stages(scenario, stages)
     names = [f"noise{i}" for i in range(len(levels))]
     variants = [

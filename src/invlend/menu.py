@@ -74,7 +74,6 @@ from invlend import _checks
 from invlend import capital as C
 from invlend import metrics as M
 from invlend._sim import layout as L
-from invlend._sim.lowering import MEASURES
 from invlend._tables import (
     Document,
     Keyed,
@@ -88,7 +87,7 @@ from invlend.config import Scenario, Structure
 from invlend.engine import simulate
 from invlend.estimation import Difference
 from invlend.structures import structure_list
-from invlend.sweep import need_seed, pick_stages, set_param, starting_stage
+from invlend.sweep import need_fair_values, pick_stages, set_param, starting_stage
 
 __all__ = [
     "BORROWER_COST",
@@ -556,10 +555,7 @@ def product_menu(
         )
     if "structures" in simulate_kw:
         raise TypeError("structures: give the candidates as the second argument")
-    need_seed(simulate_kw, "a product menu", "its candidates and stages")
-    measures = simulate_kw.get("measures", MEASURES)
-    if "risk_neutral" not in ((measures,) if isinstance(measures, str) else tuple(measures)):
-        raise ValueError("measures: a product menu needs the risk-neutral measure (fair values)")
+    need_fair_values(simulate_kw, "a product menu", "its candidates and stages")
     picked = pick_stages(scenario, stages)
     zero = hurdle if OBJECTIVES[objective] == "hurdle" else 0.0
 

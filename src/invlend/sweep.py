@@ -77,6 +77,7 @@ __all__ = [
     "PricingTable",
     "SweepResult",
     "breakeven",
+    "need_fair_values",
     "need_seed",
     "pick_stages",
     "pricing_table",
@@ -297,6 +298,14 @@ def need_seed(simulate_kw: dict[str, Any], who: str, what: str) -> None:
     """Refuse ``seed=None``: fresh entropy per run would leave ``what`` of ``who`` unpaired."""
     why = f"{who} needs a fixed seed so that {what} are paired"
     _checks.seed("seed", simulate_kw.get("seed"), fixed=why)
+
+
+def need_fair_values(simulate_kw: dict[str, Any], who: str, what: str) -> None:
+    """:func:`need_seed`, and refuse a run without the risk-neutral measure (fair values)."""
+    need_seed(simulate_kw, who, what)
+    measures = simulate_kw.get("measures", MEASURES)
+    if "risk_neutral" not in ((measures,) if isinstance(measures, str) else tuple(measures)):
+        raise ValueError(f"measures: {who} needs the risk-neutral measure (fair values)")
 
 
 #: Most values of one swept parameter, and most points of a sweep (each point is a run).
@@ -660,13 +669,18 @@ class PricingTable(Keyed, Rows, Document):
         return html_table(header, rows, title=title, notes=notes)
 
 
-def pick_stages(scenario: Scenario, stages: Sequence[str | int] | None) -> list[int]:
-    """Positions of ``stages`` (names or positions; ``None``: every stage), each once."""
+def pick_stages(
+    scenario: Scenario, stages: Sequence[str | int] | str | int | None, name: str = "stages"
+) -> list[int]:
+    """Positions of ``stages`` (names or positions; ``None``: every stage), each once.
+
+    An unknown stage raises ``ValueError`` naming the argument ``name``.
+    """
     if stages is None:
         return list(range(len(scenario.stages)))
     items = [stages] if isinstance(stages, str | int) else list(stages)
     if not items:
-        raise ValueError("stages: give at least one stage (a name or a position)")
+        raise ValueError(f"{name}: give at least one stage (a name or a position)")
     names = [s.name for s in scenario.stages]
     out = []
     for ref in items:
@@ -675,7 +689,7 @@ def pick_stages(scenario: Scenario, stages: Sequence[str | int] | None) -> list[
         elif isinstance(ref, int) and not isinstance(ref, bool) and 0 <= ref < len(names):
             out.append(ref)
         else:
-            raise ValueError(f"stages: no stage {ref!r}; stages are {names}")
+            raise ValueError(f"{name}: no stage {ref!r}; stages are {names}")
     return list(dict.fromkeys(out))
 
 
@@ -792,10 +806,7 @@ def pricing_table(
     rates = _bracket("rate_bracket", rate_bracket)
     coverages = _bracket("coverage_bracket", coverage_bracket)
     n_boot = _checks.count("n_boot", n_boot, low=0)
-    need_seed(simulate_kw, "a pricing table", "its searches")
-    measures = simulate_kw.get("measures", MEASURES)
-    if "risk_neutral" not in ((measures,) if isinstance(measures, str) else tuple(measures)):
-        raise ValueError("measures: a pricing table needs the risk-neutral measure (fair values)")
+    need_fair_values(simulate_kw, "a pricing table", "its searches")
     picked = pick_stages(scenario, stages)
     cheap = warrant.replace(loan=warrant.loan.replace(rate=discounted))
     for v in rates:
