@@ -46,7 +46,10 @@ __all__ = [
     "Document",
     "Footnotes",
     "Keyed",
+    "Printed",
     "Rows",
+    "estimate_columns",
+    "estimate_fields",
     "format_difference",
     "format_estimate",
     "format_metric",
@@ -406,6 +409,51 @@ class Keyed(Mapping):
 
     def __len__(self) -> int:
         return len(self._data)
+
+
+def estimate_columns(name: str, e: Any) -> dict[str, Any]:
+    """An estimate (or a paired difference) as the columns of a record.
+
+    ``name``, ``name_se``, ``name_ci_low``, ``name_ci_high``, ``name_z`` (a difference only)
+    and ``name_note``.
+    """
+    cols = {name: e.estimate, f"{name}_se": e.se, f"{name}_ci_low": e.ci_low,
+            f"{name}_ci_high": e.ci_high}  # fmt: skip
+    if hasattr(e, "z"):
+        cols[f"{name}_z"] = e.z
+    cols[f"{name}_note"] = e.note
+    return cols
+
+
+def estimate_fields(name: str, z: bool = False) -> list[str]:
+    """The columns :func:`estimate_columns` writes for ``name`` (``z``: for a difference)."""
+    return [name, f"{name}_se", f"{name}_ci_low", f"{name}_ci_high",
+            *([f"{name}_z"] if z else []), f"{name}_note"]  # fmt: skip
+
+
+class Printed:
+    """Text, ``repr`` and HTML of a table object from one ``_parts()``.
+
+    A subclass defines ``_parts()``, returning the title, the header, the rows and the lines
+    under the table; ``_left`` is the number of left-aligned (label) columns.
+    """
+
+    _left = 1
+
+    def _parts(self) -> tuple[str, list[str], list[list[str]], list[str]]:
+        raise NotImplementedError
+
+    def __str__(self) -> str:
+        title, header, rows, notes = self._parts()
+        table = text_table(header, rows, left=self._left)
+        return f"{title}\n{table}" + "".join(f"\n{x}" for x in notes)
+
+    def __repr__(self) -> str:
+        return self.__str__()
+
+    def _repr_html_(self) -> str:
+        title, header, rows, notes = self._parts()
+        return html_table(header, rows, title=title, notes=notes, left=self._left)
 
 
 class Document:

@@ -50,7 +50,14 @@ from invlend import _checks
 from invlend import metrics as M
 from invlend._sim import layout as L
 from invlend._sim.lowering import MEASURES, Terms, lower_structure
-from invlend._tables import Document, Rows, format_estimate, html_table, json_ready, text_table
+from invlend._tables import (
+    Document,
+    Printed,
+    Rows,
+    format_estimate,
+    json_ready,
+    text_table,
+)
 from invlend.config import Scenario, Screening, Structure
 from invlend.engine import simulate
 
@@ -252,7 +259,7 @@ class _Cell(NamedTuple):
     first_year_pp: M.Estimate
 
 
-class IncentiveView(Rows, Document):
+class IncentiveView(Printed, Rows, Document):
     """What a first-year-profit branch and a fair-value branch would lend, class by class.
 
     Built by :func:`incentives`. Estimates are :class:`~invlend.metrics.Estimate` (estimate,
@@ -296,6 +303,8 @@ class IncentiveView(Rows, Document):
     result : SimulationResult
         The run (every product financing every applicant, screening replaced).
     """
+
+    _left = 2
 
     def __init__(
         self, products, classes, cells, picks, margins, totals, by_stage, meta, sums, result
@@ -406,17 +415,6 @@ class IncentiveView(Rows, Document):
             "same firms); accepts: share of the stage's applicants financed\n"
             + text_table(header, rows)
         )
-
-    def __str__(self) -> str:
-        title, header, rows, notes = self._parts()
-        return f"{title}\n" + text_table(header, rows, left=2) + "".join(f"\n{x}" for x in notes)
-
-    def __repr__(self) -> str:
-        return self.__str__()
-
-    def _repr_html_(self) -> str:
-        title, header, rows, notes = self._parts()
-        return html_table(header, rows, title=title, notes=notes, left=2)
 
     def plot(self, *, ax=None, **kw):
         """Fair value against first-year profit per class and product; see plot_incentives."""

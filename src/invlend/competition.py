@@ -60,7 +60,10 @@ from invlend._tables import (
     Document,
     Footnotes,
     Keyed,
+    Printed,
     Rows,
+    estimate_columns,
+    estimate_fields,
     format_estimate,
     html_table,
     json_ready,
@@ -374,17 +377,7 @@ class CompetitionCurve(Keyed, Rows, Document):
         for n, row in self._data.items():
             rec: dict[str, Any] = {"n_banks": n, **self.terms[n]}
             for q, e in row.items():
-                rec.update(
-                    {
-                        q: e.estimate,
-                        f"{q}_se": e.se,
-                        f"{q}_ci_low": e.ci_low,
-                        f"{q}_ci_high": e.ci_high,
-                    }
-                )
-                if isinstance(e, Difference):
-                    rec[f"{q}_z"] = e.z
-                rec[f"{q}_note"] = e.note
+                rec.update(estimate_columns(q, e))
             out.append(rec)
         return out
 
@@ -393,14 +386,7 @@ class CompetitionCurve(Keyed, Rows, Document):
         cols = ["n_banks", "structure", "loans", "rate", "hazard_multiplier", "recovery_rate"]
         for q in (*CURVE_METRICS, *self.CHANGES):
             z = ("_z",) if q in self.CHANGES else ()
-            cols += [
-                q,
-                f"{q}_se",
-                f"{q}_ci_low",
-                f"{q}_ci_high",
-                *(f"{q}{x}" for x in z),
-                f"{q}_note",
-            ]
+            cols += estimate_fields(q, z=bool(z))
         return cols
 
     def to_dict(self) -> dict[str, Any]:
@@ -637,7 +623,7 @@ CROWDING_QUANTITIES = {
 }
 
 
-class CrowdingOut(Keyed, Rows, Document):
+class CrowdingOut(Printed, Keyed, Rows, Document):
     """What a fixed capital budget funds when the mature book faces more competing banks.
 
     Index as ``table[n][quantity]`` for an :class:`~invlend.metrics.Estimate` of each
@@ -675,17 +661,7 @@ class CrowdingOut(Keyed, Rows, Document):
         for n, row in self._data.items():
             rec: dict[str, Any] = {"n_banks": n}
             for q, e in row.items():
-                rec.update(
-                    {
-                        q: e.estimate,
-                        f"{q}_se": e.se,
-                        f"{q}_ci_low": e.ci_low,
-                        f"{q}_ci_high": e.ci_high,
-                    }
-                )
-                if isinstance(e, Difference):
-                    rec[f"{q}_z"] = e.z
-                rec[f"{q}_note"] = e.note
+                rec.update(estimate_columns(q, e))
             out.append(rec)
         return out
 
@@ -694,14 +670,7 @@ class CrowdingOut(Keyed, Rows, Document):
         cols = ["n_banks"]
         for q in CROWDING_QUANTITIES:
             z = ("_z",) if q == "book_value_change" else ()
-            cols += [
-                q,
-                f"{q}_se",
-                f"{q}_ci_low",
-                f"{q}_ci_high",
-                *(f"{q}{x}" for x in z),
-                f"{q}_note",
-            ]
+            cols += estimate_fields(q, z=bool(z))
         return cols
 
     def to_dict(self) -> dict[str, Any]:
@@ -763,20 +732,12 @@ class CrowdingOut(Keyed, Rows, Document):
         ]
         return title, ["banks", *header], rows, notes
 
-    def __str__(self) -> str:
-        title, header, rows, notes = self._parts()
-        return f"{title}\n" + text_table(header, rows) + "".join(f"\n{x}" for x in notes)
-
     def __repr__(self) -> str:
         m = self.meta
         return (
             f"CrowdingOut: budget {m['capital_budget']:g}, mature principal "
             f"{m['mature_principal']:g}, banks {self.banks}; print it for the table"
         )
-
-    def _repr_html_(self) -> str:
-        title, header, rows, notes = self._parts()
-        return html_table(header, rows, title=title, notes=notes)
 
 
 def _value_cell(e, marks: Footnotes, sign: bool = False) -> str:

@@ -57,11 +57,10 @@ from invlend._sim import layout as L
 from invlend._tables import (
     Document,
     Keyed,
+    Printed,
     Rows,
     format_estimate,
-    html_table,
     json_ready,
-    text_table,
 )
 from invlend.config import Scenario, Structure
 from invlend.engine import simulate
@@ -89,7 +88,7 @@ def selected_quality(signal_noise: float, acceptance_rate: float) -> float:
     return float(rho * norm.pdf(norm.ppf(1.0 - a)) / a)
 
 
-class VisitValue(Keyed, Rows, Document):
+class VisitValue(Printed, Keyed, Rows, Document):
     """The value of lowering the signal noise, by stage (see :func:`visit_value`).
 
     ``v[stage][noise]`` is a dict of :class:`~invlend.metrics.Estimate`: ``accepted_quality``
@@ -103,6 +102,7 @@ class VisitValue(Keyed, Rows, Document):
     """
 
     _missing = "no stage {key!r}"
+    _left = 2
 
     def __init__(self, data: dict[str, dict[float, dict[str, Any]]], meta: dict) -> None:
         self._data = data
@@ -163,17 +163,6 @@ class VisitValue(Keyed, Rows, Document):
             "closed form: the exact gain in the accepted applicants' mean quality",
         ]
         return title, header, rows, notes
-
-    def __str__(self) -> str:
-        title, header, rows, notes = self._parts()
-        return f"{title}\n" + text_table(header, rows, left=2) + "".join(f"\n{x}" for x in notes)
-
-    def __repr__(self) -> str:
-        return self.__str__()
-
-    def _repr_html_(self) -> str:
-        title, header, rows, notes = self._parts()
-        return html_table(header, rows, title=title, notes=notes, left=2)
 
 
 def _noise_levels(noise: Any, base: float) -> list[float]:

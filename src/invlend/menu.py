@@ -77,9 +77,9 @@ from invlend._sim import layout as L
 from invlend._tables import (
     Document,
     Keyed,
+    Printed,
     Rows,
     format_estimate,
-    html_table,
     json_ready,
     text_table,
 )
@@ -239,7 +239,7 @@ def describe(s: Structure) -> str:
     return ", ".join(parts)
 
 
-class ProductMenu(Keyed, Rows, Document):
+class ProductMenu(Printed, Keyed, Rows, Document):
     """The product menu by starting stage (see :func:`product_menu`).
 
     Index as ``menu[stage]`` to get the stage's :class:`MenuEntry`; :meth:`candidates` lists
@@ -248,6 +248,7 @@ class ProductMenu(Keyed, Rows, Document):
     """
 
     _missing = "no stage {key!r}"
+    _left = 3
 
     def __init__(
         self,
@@ -360,17 +361,6 @@ class ProductMenu(Keyed, Rows, Document):
             if e.marginal:
                 notes.append(f"{e.stage}: within 1.96 SE of a bound: {', '.join(e.marginal)}")
         return title, header, rows, notes
-
-    def __str__(self) -> str:
-        title, header, rows, notes = self._parts()
-        return f"{title}\n" + text_table(header, rows, left=3) + "".join(f"\n{x}" for x in notes)
-
-    def __repr__(self) -> str:
-        return self.__str__()
-
-    def _repr_html_(self) -> str:
-        title, header, rows, notes = self._parts()
-        return html_table(header, rows, title=title, notes=notes, left=3)
 
     def table(self, stage: str) -> str:
         """The candidates of one stage as a text table (what :meth:`candidates` holds)."""

@@ -52,7 +52,10 @@ from invlend._tables import (
     Document,
     Footnotes,
     Keyed,
+    Printed,
     Rows,
+    estimate_columns,
+    estimate_fields,
     format_estimate,
     html_table,
     json_ready,
@@ -583,7 +586,7 @@ PRICING_QUANTITIES = {
 }  # fmt: skip
 
 
-class PricingTable(Keyed, Rows, Document):
+class PricingTable(Printed, Keyed, Rows, Document):
     """Break-even prices by starting stage, each with its Monte Carlo standard error.
 
     Index as ``table[stage][quantity]`` to get an :class:`~invlend.metrics.Estimate`; the
@@ -622,15 +625,13 @@ class PricingTable(Keyed, Rows, Document):
         for stage, row in self._data.items():
             rec: dict[str, Any] = {"stage": stage}
             for q, e in row.items():
-                rec.update({q: e.estimate, f"{q}_se": e.se, f"{q}_ci_low": e.ci_low,
-                            f"{q}_ci_high": e.ci_high, f"{q}_note": e.note})  # fmt: skip
+                rec.update(estimate_columns(q, e))
             out.append(rec)
         return out
 
     def fields(self) -> list[str]:
         """The columns of :meth:`records`."""
-        return ["stage", *(f"{q}{x}" for q in PRICING_QUANTITIES
-                           for x in ("", "_se", "_ci_low", "_ci_high", "_note"))]  # fmt: skip
+        return ["stage", *(c for q in PRICING_QUANTITIES for c in estimate_fields(q))]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict: the metadata and the records."""
@@ -656,17 +657,6 @@ class PricingTable(Keyed, Rows, Document):
         header = ["stage", *(v[0].format(**m) for v in PRICING_QUANTITIES.values())]
         lines = [f"{v[0].format(**m)}: {v[2].format(**m)}" for v in PRICING_QUANTITIES.values()]
         return title, header, rows, [*marks.lines(), *lines]
-
-    def __str__(self) -> str:
-        title, header, rows, notes = self._parts()
-        return f"{title}\n" + text_table(header, rows) + "".join(f"\n{x}" for x in notes)
-
-    def __repr__(self) -> str:
-        return self.__str__()
-
-    def _repr_html_(self) -> str:
-        title, header, rows, notes = self._parts()
-        return html_table(header, rows, title=title, notes=notes)
 
 
 def pick_stages(
