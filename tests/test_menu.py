@@ -126,6 +126,11 @@ def test_a_stage_where_nothing_adds_value_is_declined():
     e = m["seed"]
     assert e.offer is None and e.tied == ("decline",) and e.runner_up == "free_money"
     assert e.objective.estimate == 0.0 and e.objective.se == 0.0
+    # The margin and the table's gaps are declining's lead over lending.
+    (row,) = m.candidates("seed")
+    fv = row["fair_value_per_applicant"]
+    assert e.margin.estimate == -fv.estimate > 0 and e.margin.se == fv.se
+    assert row["gap"] == e.margin and row["status"] == "worse"
     assert "decline" in str(m) and "lend nothing" in str(m)
 
 
@@ -169,8 +174,16 @@ def test_records_table_html_json_and_plot(menu, tmp_path):
 
 
 def test_describe_names_the_terms():
-    assert describe(il.warrant_loan()) == "4.00%, LTV 10%, warrant 10%, accept 60%"
-    assert "VC partner" in describe(il.vc_linked())
+    assert describe(il.warrant_loan()) == (
+        "4.00%, LTV 10%, warrant 10%, accept 60% at noise 1, diligence 1%"
+    )
+    assert "partner: default x0.75, exits x1.2" in describe(il.vc_linked())
+    assert "noise 0.5, diligence 0.25%" in describe(il.vc_linked())
+
+
+def test_term_grid_takes_a_base_whose_name_has_a_dot():
+    (s,) = il.term_grid(il.vc_linked(name="vc_0.9"), {"loan.rate": [0.03]})
+    assert s.name == "vc_0.9-rate0.03" and s.loan.rate == 0.03
 
 
 def test_borrower_cost_of_a_riskless_bullet_is_its_closed_form():

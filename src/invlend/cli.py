@@ -10,6 +10,8 @@ Example
 
     $ invlend compare --portfolios 2000 --size 100 --seed 1 --out report
     $ invlend scenario show > my.toml && invlend compare my.toml
+    $ invlend scenario list
+    $ invlend scenario show --preset semiconductors > chips.toml && invlend compare chips.toml
     $ invlend sweep warrant.coverage 0.05,0.1,0.2 --out sweep-coverage
     $ invlend breakeven loan.rate 0 0.3 --structure pure_loan --against warrant_loan
 """
@@ -232,7 +234,7 @@ _HELP = {
         "Find the value of PARAM in [LO, HI] at which a structure's metric equals --target, "
         "or equals the metric of the --against structure on the same firms.",
     ),
-    "scenario": ("show or check scenario files", None),
+    "scenario": ("show, list or check scenarios (the built-in one and the presets)", None),
 }
 
 
@@ -319,7 +321,16 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--metric", default="fair_value_per_principal", help="metric (a smooth one)")
     _run_options(b, bootstrap=False)
     ssub = s.add_subparsers(dest="action", required=True, parser_class=_Parser)
-    ssub.add_parser("show", help="print the built-in scenario as commented TOML")
+    show = ssub.add_parser(
+        "show", help="print the built-in scenario, or a preset, as commented TOML"
+    )
+    show.add_argument(
+        "--preset",
+        metavar="NAME",
+        help="an industry or regional preset (invlend scenario list names them; default: the "
+        "built-in scenario)",
+    )
+    ssub.add_parser("list", help="list the built-in scenario and the presets")
     chk = ssub.add_parser("check", help="validate a scenario TOML file")
     chk.add_argument("file")
     return p
@@ -622,10 +633,25 @@ def _breakeven(args: argparse.Namespace) -> int:
 
 def _scenario(args: argparse.Namespace) -> int:
     import invlend as il
+    from invlend.config import preset_toml
     from invlend.scenarios import default_scenario_toml
 
+    if args.action == "list":
+        presets = il.Scenario.presets()
+        width = max(map(len, presets))
+        for name, description in presets.items():
+            print(f"{name:<{width}}  {description}")
+        return 0
     if args.action == "show":
-        sys.stdout.write(default_scenario_toml())
+        if args.preset is None:
+            sys.stdout.write(default_scenario_toml())
+            return 0
+        presets = il.Scenario.presets()
+        if args.preset not in presets:
+            raise ValueError(
+                f"--preset: unknown preset {args.preset!r}; choose from {', '.join(presets)}"
+            )
+        sys.stdout.write(preset_toml(args.preset))
         return 0
     sc = il.Scenario.from_toml(args.file)
     print(

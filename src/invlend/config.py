@@ -26,6 +26,7 @@ True
 from __future__ import annotations
 
 import math
+import re
 import tomllib
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -727,6 +728,62 @@ class Scenario(InputModel):
         return _default_scenario()
 
     @classmethod
+    def preset(cls, name: str) -> Scenario:
+        """Return a built-in industry or regional scenario (frozen, cached).
+
+        Each preset is the built-in scenario (:meth:`default`) with a few fields changed for
+        an industry (``"software"``, ``"semiconductors"``, ``"biomedicine"``) or a region
+        (``"yangtze_delta"``, ``"greater_bay"``, ``"central_west"``); ``"default"`` is the
+        built-in scenario itself. Every changed line of its TOML file
+        (``invlend/data/presets/NAME.toml``, printed by :func:`preset_toml` and
+        ``invlend scenario show --preset NAME``) gives the built-in value and the source of
+        the change; ``docs/presets.md`` compares them.
+
+        Parameters
+        ----------
+        name : str
+            One of the keys of :meth:`presets`.
+
+        Returns
+        -------
+        Scenario
+            The preset, validated once and shared by every caller.
+
+        Raises
+        ------
+        ValueError
+            ``name`` is not a preset (the message lists them).
+
+        Example
+        -------
+        >>> import invlend as il
+        >>> bio = il.Scenario.preset("biomedicine")
+        >>> bio.market.jump_rate > il.Scenario.default().market.jump_rate
+        True
+        >>> il.Scenario.preset("default") is il.Scenario.default()
+        True
+        """
+        return _preset_scenario(_preset_name(name))
+
+    @classmethod
+    def presets(cls) -> dict[str, str]:
+        """The built-in scenarios by name, each with a one-line description.
+
+        ``"default"`` (the built-in scenario, :meth:`default`) comes first, then the industry
+        and regional presets of :meth:`preset` in alphabetical order. A new dict each call.
+
+        Example
+        -------
+        >>> import invlend as il
+        >>> names = il.Scenario.presets()
+        >>> list(names)[:2]
+        ['default', 'biomedicine']
+        >>> "software" in names
+        True
+        """
+        return dict(_preset_descriptions())
+
+    @classmethod
     def from_toml(cls, path: str | Path) -> Scenario:
         """Read a scenario from a TOML file (the format :meth:`to_toml` writes)."""
         return cls.model_validate(_read_toml(path))
@@ -752,6 +809,78 @@ def default_scenario_toml() -> str:
 def _default_scenario() -> Scenario:
     # Parsed and validated once: the model is frozen, so every caller can share it.
     return Scenario.model_validate(tomllib.loads(default_scenario_toml()))
+
+
+#: The industry and regional presets inside the package, one commented TOML file each.
+PRESETS_DIR = "data/presets"
+#: The name that :meth:`Scenario.preset` gives the built-in scenario.
+DEFAULT_PRESET = "default"
+_DEFAULT_DESCRIPTION = "the built-in scenario: a Chinese bank's sci-tech book of all industries"
+#: First line of a preset file: ``# invlend preset "NAME"``; the comment lines after it, up
+#: to a bare ``#``, are its one-line description.
+_PRESET_HEAD = re.compile(r'^# invlend preset "(?P<name>[a-z][a-z0-9_]*)"$')
+
+
+def _preset_files() -> dict[str, Any]:
+    """Each preset's name and its file in the package, by file name."""
+    folder = resources.files("invlend").joinpath(PRESETS_DIR)
+    files = [f for f in folder.iterdir() if f.name.endswith(".toml")]
+    return {f.name.removesuffix(".toml"): f for f in sorted(files, key=lambda f: f.name)}
+
+
+@cache
+def _preset_descriptions() -> Mapping[str, str]:
+    # Read from the files' headers, so a preset is described where its numbers are.
+    out = {DEFAULT_PRESET: _DEFAULT_DESCRIPTION}
+    for name, file in _preset_files().items():
+        lines = file.read_text("utf-8").splitlines()
+        head = _PRESET_HEAD.match(lines[0]) if lines else None
+        if head is None or head["name"] != name:
+            raise RuntimeError(f"{PRESETS_DIR}/{name}.toml: the first line must be "
+                               f'# invlend preset "{name}"')  # fmt: skip
+        words = []
+        for line in lines[1:]:
+            if line.strip() == "#" or not line.startswith("# "):
+                break
+            words.append(line[2:].strip())
+        out[name] = " ".join(words)
+    return MappingProxyType(out)
+
+
+def _preset_name(name: Any) -> str:
+    """``name`` if it names a preset; else ``TypeError``/``ValueError`` listing the presets."""
+    names = list(_preset_descriptions())
+    if not isinstance(name, str):
+        raise TypeError(f"name: expected a preset name (str), got {type(name).__name__}")
+    if name not in names:
+        raise ValueError(f"name: unknown preset {name!r}; the presets are {', '.join(names)}")
+    return name
+
+
+def preset_toml(name: str) -> str:
+    """The preset ``name`` as commented TOML, each changed number with its source.
+
+    ``"default"`` gives the built-in scenario's file (:func:`default_scenario_toml`). The text
+    reads back with :meth:`Scenario.from_toml` as :meth:`Scenario.preset` gives it.
+
+    Example
+    -------
+    >>> from invlend.config import preset_toml
+    >>> preset_toml("software").splitlines()[0]
+    '# invlend preset "software"'
+    """
+    name = _preset_name(name)
+    if name == DEFAULT_PRESET:
+        return default_scenario_toml()
+    return _preset_files()[name].read_text("utf-8")
+
+
+@cache
+def _preset_scenario(name: str) -> Scenario:
+    # As the built-in scenario: parsed and validated once, then shared (the model is frozen).
+    if name == DEFAULT_PRESET:
+        return Scenario.default()
+    return Scenario.model_validate(tomllib.loads(preset_toml(name)))
 
 
 #: Largest TOML input read: a scenario or a structure list is a few kilobytes; anything near

@@ -87,7 +87,7 @@ from invlend.config import Scenario, Structure
 from invlend.engine import simulate
 from invlend.estimation import Difference
 from invlend.structures import structure_list
-from invlend.sweep import need_fair_values, pick_stages, set_param, starting_stage
+from invlend.sweep import need_fair_values, pick_stages, set_term, starting_stage
 
 __all__ = [
     "BORROWER_COST",
@@ -213,7 +213,7 @@ def term_grid(base: Structure, terms: Mapping[str, Sequence[float]]) -> list[Str
     for i, combo in enumerate(itertools.product(*(v for _, v in axes))):
         s = base
         for (path, _), value in zip(axes, combo, strict=True):
-            s = set_param(Scenario.default(), [s], f"{s.name}.{path}", value)[1][0]
+            s = set_term(s, path, value)
         name = base.name + "".join(
             f"-{p.split('.')[-1]}{v:g}" for (p, _), v in zip(axes, combo, strict=True)
         )
@@ -222,16 +222,21 @@ def term_grid(base: Structure, terms: Mapping[str, Sequence[float]]) -> list[Str
 
 
 def describe(s: Structure) -> str:
-    """A candidate's terms in a few words: rate, warrant, equity, partner, screening, pledge."""
+    """A candidate's terms in a few words: rate, size, warrant, equity, partner, screening."""
     parts = [f"{100 * s.loan.rate:.2f}%", f"LTV {100 * s.loan.loan_to_value:g}%"]
     if s.warrant is not None:
         parts.append(f"warrant {100 * s.warrant.coverage:g}%")
     if s.equity is not None:
         parts.append(f"equity {100 * s.equity.equity_to_value:g}%")
     if s.linkage != type(s.linkage)():
-        parts.append("VC partner")
-    if s.screening.acceptance_rate < 1.0:
-        parts.append(f"accept {100 * s.screening.acceptance_rate:g}%")
+        k = s.linkage
+        parts.append(f"partner: default x{k.default_hazard_multiplier:g}, "
+                     f"exits x{k.exit_hazard_multiplier:g}")  # fmt: skip
+    sc = s.screening
+    if sc.acceptance_rate < 1.0:
+        parts.append(f"accept {100 * sc.acceptance_rate:g}% at noise {sc.signal_noise:g}")
+    if sc.cost > 0:
+        parts.append(f"diligence {100 * sc.cost:g}%")
     if not isinstance(s.loan.collateral, int | float) or s.loan.collateral > 0:
         parts.append("pledge")
     if s.risk_share is not None or s.risk_pool is not None:
@@ -298,7 +303,9 @@ class ProductMenu(Printed, Keyed, Rows, Document):
         return out
 
     def _metrics(self) -> list[str]:
-        return [self.meta["objective"], *(c.metric for c in self.meta["constraint_list"])]
+        shown = [self.meta["objective"], BORROWER_COST,
+                 *(c.metric for c in self.meta["constraint_list"])]  # fmt: skip
+        return list(dict.fromkeys(shown))
 
     def fields(self) -> list[str]:
         """The columns of :meth:`records`."""
@@ -353,7 +360,8 @@ class ProductMenu(Printed, Keyed, Rows, Document):
         notes = [
             f"constraints: {', '.join(map(str, m['constraint_list'])) or 'none'}"
             " (on point estimates)",
-            f"declining is worth {m['zero_text']}; margin: offer minus runner-up, paired",
+            f"declining is worth {m['zero_text']}; margin: offer minus runner-up, paired "
+            "(a declined stage: declining minus its best candidate)",
             f"tied: one-sided z below z* (Bonferroni over the stage's comparisons, level "
             f"{m['level']:g})",
         ]
@@ -562,21 +570,23 @@ def product_menu(
         n_cmp = max(len(feasible), 1)
         z_crit = float(norm.ppf(1.0 - (1.0 - level) / n_cmp))
         gaps: dict[str, Difference] = {}
-        if best is not None:
+        top = summary[best][objective] if best is not None else None
+        declines = top is None or not top.estimate > zero
+        if declines:
+            # The offer is to lend nothing: each feasible candidate's gap is to declining.
+            for n in feasible:
+                gaps[n] = _below(zero, summary[n][objective])
+            offer, obj = None, M.make_estimate(zero, 0.0, "declined: lend nothing")
+            tied = ("decline", *(n for n in feasible if _tied(gaps[n].estimate, gaps[n].se,
+                                                                z_crit)))  # fmt: skip
+            runner, margin = best, gaps.get(best)
+        else:
             comp = res.compare(baseline=best, n_boot=n_boot, hurdle=hurdle)
             for n in feasible:
                 if n != best:
                     d = comp[n][objective]  # candidate minus best
                     gaps[n] = Difference(-d.estimate, d.se, -d.ci_high, -d.ci_low,
                                          -d.z if math.isfinite(d.z) else math.nan)  # fmt: skip
-        top = summary[best][objective] if best is not None else None
-        declines = top is None or not top.estimate > zero
-        if declines:
-            offer, obj = None, M.make_estimate(zero, 0.0, "declined: lend nothing")
-            tied = ("decline",) + ((best,) if best is not None and _tied(
-                zero - top.estimate, top.se, z_crit) else ())  # fmt: skip
-            runner, margin = best, None
-        else:
             offer, obj = best, top
             tied = (
                 best,
@@ -592,12 +602,7 @@ def product_menu(
             ranked = sorted((n for n in feasible if n != best),
                             key=lambda n: -summary[n][objective].estimate)  # fmt: skip
             runner = ranked[0] if ranked else "decline"
-            if ranked:
-                margin = gaps[runner]
-            else:
-                z = (top.estimate - zero) / top.se if top.se > 0 else math.nan
-                margin = Difference(top.estimate - zero, top.se, top.ci_low - zero,
-                                    top.ci_high - zero, z)  # fmt: skip
+            margin = gaps[runner] if ranked else _above(top, zero)
         entries[stage] = MenuEntry(
             stage, offer, obj, tied, runner, margin,
             tuple(n for n in names if n not in feasible),
@@ -626,6 +631,18 @@ def product_menu(
         "seed": seed if isinstance(seed, int) else repr(seed),
     }
     return ProductMenu(entries, rows, {s.name: s for s in items}, meta)
+
+
+def _above(e: M.Estimate, zero: float) -> Difference:
+    """An estimate's lead over declining (worth ``zero``), as a paired difference."""
+    z = (e.estimate - zero) / e.se if e.se > 0 else math.nan
+    return Difference(e.estimate - zero, e.se, e.ci_low - zero, e.ci_high - zero, z)
+
+
+def _below(zero: float, e: M.Estimate) -> Difference:
+    """Declining's lead over an estimate: what lending on it loses."""
+    d = _above(e, zero)
+    return Difference(-d.estimate, d.se, -d.ci_high, -d.ci_low, -d.z)
 
 
 def _tied(gap: float, se: float, z_crit: float, same: bool = False) -> bool:
@@ -658,6 +675,7 @@ def _candidate_row(
         status = "worse"
     out: dict[str, Any] = {"structure": s.name, "terms": describe(s),
                            objective: row[objective]}  # fmt: skip
+    out[BORROWER_COST] = row[BORROWER_COST]
     out.update({c.metric: row[c.metric] for c in constraints})
     out.update(feasible=feasible, marginal=marginal, gap=gap, status=status)
     return out

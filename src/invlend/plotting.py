@@ -20,6 +20,7 @@ Example
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -532,32 +533,46 @@ def plot_menu(menu, *, ax=None, stages=None, **kw: Any):
     """Each candidate's objective by starting stage with its 95% interval; offers filled in.
 
     One group of points per stage (``stages``: default all of the menu's), one colour per
-    candidate; the offer is a filled marker, tied candidates hollow ones, worse and infeasible
-    candidates small grey points; a dashed line is what declining is worth.
+    candidate that is offered or tied somewhere (the legend lists those); the offer is a filled
+    marker, tied candidates hollow ones, worse candidates small grey points and infeasible ones
+    grey crosses; a dashed line is what declining is worth. Values per applicant grow with the
+    firm's size, so stages of very different sizes read best one per panel
+    (``stages=[stage]``).
     """
     ax = _axes(ax)
     names = list(menu.stages) if stages is None else list(stages)
     objective = menu.meta["objective"]
     structures = list(menu.structures)
+    rows = {stage: menu.candidates(stage) for stage in names}
+    shown = [n for n in structures
+             if any(r["structure"] == n and r["status"] in ("offer", "tied")
+                    for rs in rows.values() for r in rs)]  # fmt: skip
+    colour = {n: f"C{i % 10}" for i, n in enumerate(shown)}
     width = 0.8 / max(len(structures), 1)
+    labelled: set[str] = set()
     for j, stage in enumerate(names):
-        for i, r in enumerate(menu.candidates(stage)):
-            e = r[objective]
+        for i, r in enumerate(rows[stage]):
+            e, status, name = r[objective], r["status"], r["structure"]
             x = j - 0.4 + (i + 0.5) * width
-            status = r["status"]
-            colour = f"C{i % 10}" if status in ("offer", "tied") else "0.7"
-            face = colour if status == "offer" else "none"
-            size = 8 if status in ("offer", "tied") else 4
-            ax.errorbar(x, e.estimate, yerr=1.96 * e.se if e.se == e.se else None,
-                        fmt="o", color=colour, mfc=face, ms=size,
-                        label=r["structure"] if j == 0 else None, **kw)  # fmt: skip
+            err = 1.96 * e.se if math.isfinite(e.se) else None
+            if status in ("offer", "tied"):
+                c = colour[name]
+                label = None if name in labelled else name
+                labelled.add(name)
+                ax.errorbar(x, e.estimate, yerr=err, fmt="o", color=c, ms=8, label=label,
+                            mfc=c if status == "offer" else "none", **kw)  # fmt: skip
+            elif status == "worse":
+                ax.errorbar(x, e.estimate, yerr=err, fmt="o", color="0.6", ms=3, **kw)
+            else:
+                ax.plot(x, e.estimate, "x", color="0.75", ms=4)
     ax.axhline(menu.meta["zero"], color="0.3", ls="--", lw=1, label="decline")
     ax.set_xticks(range(len(names)), names)
     ax.set_xlabel("starting stage")
     ax.set_ylabel(M.axis_label(objective))
     ax.set_title(f"product menu by {objective.replace('_', ' ')}: filled = offer, "
-                 "hollow = tied (95% intervals)")  # fmt: skip
+                 "hollow = tied, grey = worse, x = infeasible (95% intervals)",
+                 fontsize="medium")  # fmt: skip
     if M.is_rate(objective):
         _percent(ax, "y")
-    ax.legend(fontsize="small", ncol=2)
+    ax.legend(fontsize="small")
     return ax

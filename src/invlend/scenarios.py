@@ -11,9 +11,9 @@ True
 
 from __future__ import annotations
 
-from invlend.config import Scenario, default_scenario_toml
+from invlend.config import Scenario, default_scenario_toml, preset_toml
 
-__all__ = ["default_scenario", "default_scenario_toml"]
+__all__ = ["default_scenario", "default_scenario_toml", "preset", "preset_toml"]
 
 # The data and its parsing live in invlend.config (``Scenario.default`` needs them and config
 # must not import this module back); this module is the public path to them.
@@ -22,3 +22,8 @@ __all__ = ["default_scenario", "default_scenario_toml"]
 def default_scenario() -> Scenario:
     """The built-in five-stage scenario for Chinese technology SMEs (frozen, cached)."""
     return Scenario.default()
+
+
+def preset(name: str) -> Scenario:
+    """An industry or regional preset (frozen, cached); ``Scenario.presets()`` lists them."""
+    return Scenario.preset(name)

@@ -86,6 +86,7 @@ __all__ = [
     "pricing_table",
     "sensitivity",
     "set_param",
+    "set_term",
     "starting_stage",
     "sweep",
 ]
@@ -149,6 +150,18 @@ def _set_structure(s: Structure, keys: list[str], value: Any, path: str, create:
         data[comp] = _NEW_COMPONENT[comp]().model_dump()
     _set_in(data, keys, value, path)
     return Structure.model_validate(data)
+
+
+def set_term(structure: Structure, path: str, value: float) -> Structure:
+    """``structure`` with its field at ``path`` (``"loan.rate"``, ``"warrant.coverage"``) set.
+
+    A missing component on the path is created with its defaults; the result is validated
+    again, so a value out of bounds raises pydantic's ``ValidationError`` naming the field.
+    """
+    keys = path.split(".")
+    if len(keys) != 2 or not all(keys):
+        raise _bad_path(path, "a structure field needs '<component>.<field>'")
+    return _set_structure(structure, keys, value, path, create=True)
 
 
 def set_param(
