@@ -40,6 +40,8 @@ EXPECTED = {
     "05_calibration.ipynb",
     "06_dask_cluster.ipynb",
     "07_your_own_structure.ipynb",
+    "08_product_menu.ipynb",
+    "09_incentives.ipynb",
 }
 
 
