@@ -49,7 +49,7 @@ from scipy.special import ndtri
 from invlend import _checks
 from invlend import metrics as M
 from invlend._sim import layout as L
-from invlend._sim.lowering import MEASURES, Terms, lower_structure
+from invlend._sim.lowering import Terms, lower_structure
 from invlend._tables import (
     Document,
     Printed,
@@ -60,6 +60,7 @@ from invlend._tables import (
 )
 from invlend.config import Scenario, Screening, Structure
 from invlend.engine import simulate
+from invlend.sweep import need_fair_values, run_sizes
 
 __all__ = ["FirstYear", "IncentiveView", "first_year_profit", "incentives"]
 
@@ -418,6 +419,8 @@ class IncentiveView(Printed, Rows, Document):
 
     def plot(self, *, ax=None, **kw):
         """Fair value against first-year profit per class and product; see plot_incentives."""
+        from invlend.plotting import plot_incentives
+
         return plot_incentives(self, ax=ax, **kw)
 
 
@@ -437,44 +440,11 @@ def _pick_text(pick: str | None, margin: M.Estimate) -> str:
     return ("-" if pick is None else pick) + (" ?" if _is_close(margin) else "")
 
 
-def plot_incentives(view: IncentiveView, *, ax=None, **kw):
-    """Each class and product as a point: first-year profit (x) against fair value (y).
-
-    Per unit of principal; colour by starting stage, marker by product. A point right of 0 and
-    below 0 is a loan the first-year branch makes and the lifetime branch would not: value
-    destroyed; left of 0 and above, value forgone. ``kw`` goes to ``ax.scatter``.
-    """
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=(7, 5))
-    stages = list(dict.fromkeys(c["stage"] for c in view.classes))
-    markers = "os^Dvp*hX"
-    for j, p in enumerate(view.products):
-        for s_i, stage in enumerate(stages):
-            idx = [i for i, c in enumerate(view.classes) if c["stage"] == stage]
-            x = [100 * view.cells[i][p].first_year_pp.estimate for i in idx]
-            y = [100 * view.cells[i][p].fair_value_pp.estimate for i in idx]
-            ax.scatter(x, y, color=f"C{s_i}", marker=markers[j % len(markers)],
-                       label=f"{stage}, {p}", **kw)  # fmt: skip
-    ax.axhline(0.0, color="0.4", lw=0.8)
-    ax.axvline(0.0, color="0.4", lw=0.8)
-    ax.set_xlabel("expected first-year profit, % of principal")
-    ax.set_ylabel("fair value, % of principal")
-    ax.set_title("each applicant class (stage x signal bin) and product")
-    ax.legend(fontsize="x-small", ncol=2)
-    return ax
-
-
 def _simulate_kw(kw: dict[str, Any]) -> dict[str, Any]:
     for key, why in _REFUSED.items():
         if key in kw:
             raise ValueError(f"{key}: {why}")
-    _checks.seed("seed", kw.get("seed"), fixed="a view needs a fixed seed (its runs are paired)")
-    measures = kw.get("measures", MEASURES)
-    given = (measures,) if isinstance(measures, str) else tuple(measures)
-    if "risk_neutral" not in given:
-        raise ValueError("measures: a view needs the risk-neutral measure (fair values)")
+    need_fair_values(kw, "a view", "its products")
     n = _checks.count("n_portfolios", kw.get("n_portfolios", 1000), low=2)
     return {**kw, "n_portfolios": n}
 
@@ -675,9 +645,7 @@ def _view(res, prods, bins, sigma, rate) -> IncentiveView:
             margins[branch][c] = est(lead, count[:, c])
     totals, by_stage = _totals(res, sc, stages, code, count, fv, fy, picks, n_p, size)
     meta = {
-        "n_portfolios": n_p,
-        "portfolio_size": size,
-        "seed": res.seed if isinstance(res.seed, int) else repr(res.seed),
+        **run_sizes(res),
         "transfer_rate": rate,
         "signal_noise": sigma,
         "bins": bins,

@@ -72,7 +72,8 @@ from invlend._tables import (
 from invlend.config import Count, Fraction, InputModel, Loan, Number, Scenario, Structure
 from invlend.engine import simulate
 from invlend.estimation import Difference, Estimator
-from invlend.sweep import need_fair_values, pick_stages, starting_stage
+from invlend.plotting import plot_competition_curve
+from invlend.sweep import need_fair_values, pick_stages, run_sizes, starting_stage
 
 __all__ = [
     "CURVE_METRICS",
@@ -100,8 +101,6 @@ CURVE_METRICS = (
     "raroc_irb",
     "raroc",
 )
-#: Capital measures :func:`crowding_out` can budget (per unit lent).
-CAPITAL_METRICS = ("irb_capital", "economic_capital", "credit_capital")
 #: Most structure default-hazard multiplier (the bound of ``Linkage.default_hazard_multiplier``).
 _MAX_HAZARD_MULTIPLIER = 100.0
 
@@ -310,17 +309,6 @@ def _bank_counts(value: Any) -> list[int]:
     return sorted(set(out))
 
 
-def _meta(res) -> dict[str, Any]:
-    """The run's sizes and seed, as the tables print them."""
-    run = res.run
-    seed = run.seed
-    return {
-        "n_portfolios": run.n_portfolios,
-        "portfolio_size": run.portfolio_size,
-        "seed": seed if isinstance(seed, int) else repr(seed),
-    }
-
-
 def _curve_run(scenario, structure, stage, banks, comp, simulate_kw):
     """Simulate ``compete(structure, n)`` for every ``n`` on firms that start in ``stage``."""
     k = pick_stages(scenario, stage, "stage")[0]
@@ -483,46 +471,6 @@ class CompetitionCurve(Keyed, Rows, Document):
         return plot_competition_curve(self, **kw)
 
 
-def plot_competition_curve(
-    curve: CompetitionCurve, *, ax=None, capital: str = "irb_capital", **kw: Any
-):
-    """Fair value and capital per unit lent against the number of banks, with 95% bars.
-
-    Both are fractions of principal, so they share one axis. ``capital`` is one of
-    ``"irb_capital"`` (the default) and ``"economic_capital"``; ``kw`` goes to each
-    ``errorbar`` call. Returns the matplotlib ``Axes`` (``ax=None``: the current axes).
-    """
-    if not isinstance(curve, CompetitionCurve):
-        raise TypeError(f"curve: expected a CompetitionCurve, got {type(curve).__name__}")
-    capital = _checks.metric("capital", capital, ("irb_capital", "economic_capital"))
-    from matplotlib.ticker import PercentFormatter
-
-    if ax is None:
-        import matplotlib.pyplot as plt
-
-        ax = plt.gca()
-    for i, metric in enumerate(("fair_value_per_principal", capital)):
-        x, y, se = curve.curve(metric)
-        ax.errorbar(
-            x,
-            y,
-            yerr=M.Z95 * np.nan_to_num(se),
-            marker="o",
-            capsize=3,
-            color=f"C{i}",
-            label=M.axis_label(metric),
-            **kw,
-        )
-    ax.axhline(0.0, color="0.6", lw=0.8)
-    ax.set_xlabel("banks courting the firm")
-    ax.set_ylabel("per unit of principal")
-    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-    m = curve.meta
-    ax.set_title(f"{m['structure']} on {m['stage']} firms (bars: 95% intervals)")
-    ax.legend()
-    return ax
-
-
 def competition_curve(
     scenario: Scenario,
     structure: Structure,
@@ -598,7 +546,7 @@ def competition_curve(
         "baseline": counts[0],
         **comp.model_dump(exclude={"banks"}),
         "n_boot": n_boot,
-        **_meta(res),
+        **run_sizes(res),
     }
     return CompetitionCurve(data, terms, meta, [f"note: {x}" for x in summ.notes])
 
@@ -940,7 +888,7 @@ def crowding_out(
     demand = (
         math.inf if early_demand is None else _checks.number("early_demand", early_demand, low=0.0)
     )
-    capital = _checks.metric("capital", capital, CAPITAL_METRICS)
+    capital = _checks.metric("capital", capital, M.CAPITAL_METRICS)
     counts = _bank_counts(banks)
     comp = _competition(competition)
     n_boot = _checks.count("n_boot", n_boot, low=0)
@@ -1045,7 +993,7 @@ def crowding_out(
         "baseline": base,
         **comp.model_dump(exclude={"banks"}),
         "n_boot": n_boot,
-        **_meta(res),
+        **run_sizes(res),
     }
     # The runs' notes; the one on rough tail metrics only where the budget is a tail capital.
     notes = [

@@ -64,7 +64,7 @@ from invlend._tables import (
 )
 from invlend.config import Scenario, Structure
 from invlend.engine import simulate
-from invlend.sweep import need_fair_values, pick_stages, starting_stage
+from invlend.sweep import need_fair_values, pick_stages, run_sizes, starting_stage
 
 __all__ = ["VisitValue", "selected_quality", "visit_value"]
 
@@ -257,16 +257,13 @@ def visit_value(
             }
         if progress:
             sys.stderr.write(f"visit value {stage}: done\n")
-    seed = simulate_kw["seed"]
     meta = {
         "structure": structure.name,
         "noise_from": sc.signal_noise,
         "noise_to": levels,
         "acceptance_rate": sc.acceptance_rate,
         "cost": sc.cost,
-        "n_portfolios": simulate_kw.get("n_portfolios", 1000),
-        "portfolio_size": simulate_kw.get("portfolio_size", 100),
-        "seed": seed if isinstance(seed, int) else repr(seed),
+        **run_sizes(res),
     }
     return VisitValue(data, meta)
 

@@ -87,11 +87,10 @@ from invlend.config import Scenario, Structure
 from invlend.engine import simulate
 from invlend.estimation import Difference
 from invlend.structures import structure_list
-from invlend.sweep import need_fair_values, pick_stages, set_term, starting_stage
+from invlend.sweep import need_fair_values, pick_stages, run_sizes, set_term, starting_stage
 
 __all__ = [
     "BORROWER_COST",
-    "CAPITAL_METRICS",
     "OBJECTIVES",
     "MenuEntry",
     "ProductMenu",
@@ -112,8 +111,6 @@ OBJECTIVES = {
 }
 #: The metric of a price cap: the borrower's all-in cost per year (:func:`borrower_cost`).
 BORROWER_COST = "borrower_cost"
-#: Capital measures a capital budget can bind on (per unit lent).
-CAPITAL_METRICS = ("economic_capital", "irb_capital", "credit_capital")
 #: Fewest bootstrap replicates for a tail objective or a tail constraint's standard error.
 MIN_BOOT = 20
 #: Most candidates of one menu (each is a structure evaluated for every stage).
@@ -418,7 +415,7 @@ def _constraints(
     capital: str,
     min_acceptance: float | None,
 ) -> list[Constraint]:
-    capital = _checks.metric("capital", capital, CAPITAL_METRICS)
+    capital = _checks.metric("capital", capital, M.CAPITAL_METRICS)
     out = []
     if price_cap is not None:
         x = _checks.number("price_cap", price_cap, low=-1.0, high=1.0)
@@ -584,18 +581,11 @@ def product_menu(
             comp = res.compare(baseline=best, n_boot=n_boot, hurdle=hurdle)
             for n in feasible:
                 if n != best:
-                    d = comp[n][objective]  # candidate minus best
-                    gaps[n] = Difference(-d.estimate, d.se, -d.ci_high, -d.ci_low,
-                                         -d.z if math.isfinite(d.z) else math.nan)  # fmt: skip
+                    gaps[n] = _negated(comp[n][objective])  # best minus candidate
             offer, obj = best, top
             tied = (
                 best,
-                *(
-                    n
-                    for n in feasible
-                    if n != best
-                    and _tied(gaps[n].estimate, gaps[n].se, z_crit, same=gaps[n].estimate == 0.0)
-                ),
+                *(n for n in feasible if n != best and _tied(gaps[n].estimate, gaps[n].se, z_crit)),
             )
             if _tied(top.estimate - zero, top.se, z_crit):
                 tied = (*tied, "decline")
@@ -615,7 +605,6 @@ def product_menu(
         ]  # fmt: skip
         if progress:
             sys.stderr.write(f"menu {stage}: {offer or 'decline'}\n")
-    seed = simulate_kw["seed"]
     meta = {
         "objective": objective,
         "zero": zero,
@@ -626,9 +615,7 @@ def product_menu(
         "n_boot": n_boot,
         "hurdle": hurdle,
         "n_candidates": len(items),
-        "n_portfolios": simulate_kw.get("n_portfolios", 1000),
-        "portfolio_size": simulate_kw.get("portfolio_size", 100),
-        "seed": seed if isinstance(seed, int) else repr(seed),
+        **run_sizes(res),
     }
     return ProductMenu(entries, rows, {s.name: s for s in items}, meta)
 
@@ -639,16 +626,21 @@ def _above(e: M.Estimate, zero: float) -> Difference:
     return Difference(e.estimate - zero, e.se, e.ci_low - zero, e.ci_high - zero, z)
 
 
+def _negated(d: Difference) -> Difference:
+    """The difference the other way round (the same standard error)."""
+    return Difference(-d.estimate, d.se, -d.ci_high, -d.ci_low, -d.z, d.note)
+
+
 def _below(zero: float, e: M.Estimate) -> Difference:
     """Declining's lead over an estimate: what lending on it loses."""
-    d = _above(e, zero)
-    return Difference(-d.estimate, d.se, -d.ci_high, -d.ci_low, -d.z)
+    return _negated(_above(e, zero))
 
 
-def _tied(gap: float, se: float, z_crit: float, same: bool = False) -> bool:
-    """Whether a gap of ``gap`` ± ``se`` is below the critical one-sided z (or is none at all)."""
-    if same:
-        return True
+def _tied(gap: float, se: float, z_crit: float) -> bool:
+    """Whether a gap of ``gap`` ± ``se`` is below the critical one-sided z.
+
+    Without a standard error (identical candidates, SE 0) only a gap of at most 0 is a tie.
+    """
     if not (se > 0 and math.isfinite(se)):
         return not gap > 0
     return gap / se < z_crit

@@ -189,6 +189,9 @@ TAIL_METRICS = (
     "eva",
 )
 
+#: Capital measures per unit lent that a capital budget can bind on.
+CAPITAL_METRICS = ("economic_capital", "irb_capital", "credit_capital")
+
 #: Metrics in currency units or in standard deviations of quality; all others are rates.
 _NOT_RATES = {
     "npv_per_loan": "currency units",

@@ -32,8 +32,10 @@ from invlend.estimation import shown_parts
 from invlend.tail import upper_tail
 
 __all__ = [
+    "plot_competition_curve",
     "plot_cumulative_incidence",
     "plot_decomposition",
+    "plot_incentives",
     "plot_loss_by_regime",
     "plot_loss_distribution",
     "plot_menu",
@@ -575,4 +577,60 @@ def plot_menu(menu, *, ax=None, stages=None, **kw: Any):
     if M.is_rate(objective):
         _percent(ax, "y")
     ax.legend(fontsize="small")
+    return ax
+
+
+def plot_competition_curve(curve, *, ax=None, capital: str = "irb_capital", **kw: Any):
+    """Fair value and capital per unit lent against the number of banks, with 95% bars.
+
+    ``curve`` is an :class:`invlend.CompetitionCurve`. Both are fractions of principal, so
+    they share one axis. ``capital`` is one of ``"irb_capital"`` (the default) and
+    ``"economic_capital"``; ``kw`` goes to each ``errorbar`` call.
+    """
+    if not callable(getattr(curve, "curve", None)) or not hasattr(curve, "meta"):
+        raise TypeError(f"curve: expected a CompetitionCurve, got {type(curve).__name__}")
+    capital = _checks.metric("capital", capital, ("irb_capital", "economic_capital"))
+    ax = _axes(ax)
+    for i, metric in enumerate(("fair_value_per_principal", capital)):
+        x, y, se = curve.curve(metric)
+        ax.errorbar(x, y, yerr=M.Z95 * np.nan_to_num(se), marker="o", capsize=3,
+                    color=f"C{i}", label=M.axis_label(metric), **kw)  # fmt: skip
+    ax.axhline(0.0, color="0.6", lw=0.8)
+    ax.set_xlabel("banks courting the firm")
+    ax.set_ylabel("per unit of principal")
+    _percent(ax, "y")
+    m = curve.meta
+    ax.set_title(f"{m['structure']} on {m['stage']} firms (bars: 95% intervals)")
+    ax.legend()
+    return ax
+
+
+def plot_incentives(view, *, ax=None, **kw: Any):
+    """Each class and product of an incentives view: first-year profit against fair value.
+
+    ``view`` is an :class:`invlend.IncentiveView`; both axes are per unit of principal, colour
+    by starting stage, marker by product. A point right of 0 and below 0 is a loan the
+    first-year branch makes and the lifetime branch would not: value destroyed; left of 0 and
+    above, value forgone. ``kw`` goes to ``ax.scatter``. With ``ax=None`` it opens a figure of
+    its own (7 x 5 inches).
+    """
+    if ax is None:
+        import matplotlib.pyplot as plt
+
+        _, ax = plt.subplots(figsize=(7, 5))
+    stages = list(dict.fromkeys(c["stage"] for c in view.classes))
+    markers = "os^Dvp*hX"
+    for j, p in enumerate(view.products):
+        for s_i, stage in enumerate(stages):
+            idx = [i for i, c in enumerate(view.classes) if c["stage"] == stage]
+            x = [100 * view.cells[i][p].first_year_pp.estimate for i in idx]
+            y = [100 * view.cells[i][p].fair_value_pp.estimate for i in idx]
+            ax.scatter(x, y, color=f"C{s_i}", marker=markers[j % len(markers)],
+                       label=f"{stage}, {p}", **kw)  # fmt: skip
+    ax.axhline(0.0, color="0.4", lw=0.8)
+    ax.axvline(0.0, color="0.4", lw=0.8)
+    ax.set_xlabel("expected first-year profit, % of principal")
+    ax.set_ylabel("fair value, % of principal")
+    ax.set_title("each applicant class (stage x signal bin) and product")
+    ax.legend(fontsize="x-small", ncol=2)
     return ax

@@ -84,6 +84,7 @@ __all__ = [
     "need_seed",
     "pick_stages",
     "pricing_table",
+    "run_sizes",
     "sensitivity",
     "set_param",
     "set_term",
@@ -314,6 +315,17 @@ def need_seed(simulate_kw: dict[str, Any], who: str, what: str) -> None:
     """Refuse ``seed=None``: fresh entropy per run would leave ``what`` of ``who`` unpaired."""
     why = f"{who} needs a fixed seed so that {what} are paired"
     _checks.seed("seed", simulate_kw.get("seed"), fixed=why)
+
+
+def run_sizes(result) -> dict[str, Any]:
+    """A run's ``n_portfolios``, ``portfolio_size`` and ``seed``, as the tables print them."""
+    run = result.run
+    seed = run.seed
+    return {
+        "n_portfolios": run.n_portfolios,
+        "portfolio_size": run.portfolio_size,
+        "seed": seed if isinstance(seed, int) else repr(seed),
+    }
 
 
 def need_fair_values(simulate_kw: dict[str, Any], who: str, what: str) -> None:
